@@ -1,0 +1,123 @@
+"""Checkpoints: a directory with ``config.json``, ``model.safetensors`` and the tokenizer. No pickle."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .encoder import PrunedBertClassifier
+
+FORMAT = "adapler-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """One-line problem with a checkpoint directory: names the file and the mismatch."""
+
+
+def ensure_writable(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to replace existing results unless ``overwrite``; never deletes anything itself."""
+    path = Path(path)
+    occupied = any(path.iterdir()) if path.is_dir() else path.exists()
+    if occupied:
+        if not overwrite:
+            raise CheckpointError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    return path
+
+
+def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=None, label_names: list[str],
+                    max_length: int, extra: dict[str, Any] | None = None) -> Path:
+    """Write atomically: a temporary sibling directory renamed into place, so a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "method": model.method,
+        "num_labels": model.num_labels,
+        "label_names": list(label_names),
+        "max_length": int(max_length),
+        "pooler": model.bert.pooler is not None,
+        "selector": model.selector.config_dict(),
+        "backbone": model.config.to_dict(),
+        **(extra or {}),
+    }
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path
+
+
+def read_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    cfg_path = path / "config.json"
+    if not cfg_path.exists():
+        raise CheckpointError(f"{cfg_path} not found: {path} is not an adapler checkpoint directory")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
+    if cfg.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path} is not an adapler checkpoint (missing \"format\": \"{FORMAT}\")")
+    for key in ("method", "num_labels", "label_names", "max_length", "backbone"):
+        if key not in cfg:
+            raise CheckpointError(f"{cfg_path} lacks the key {key!r}")
+    return cfg
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[PrunedBertClassifier, dict]:
+    """(model in eval mode, config dict). Every mismatch is a one-line ``CheckpointError``."""
+    from transformers import BertConfig
+
+    from .selectors import build_selector
+
+    path = Path(path)
+    cfg = read_config(path)
+    bert_cfg = BertConfig.from_dict(cfg["backbone"])
+    try:
+        selector = build_selector(cfg["method"], bert_cfg, cfg.get("selector"))
+    except ValueError as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+    model = PrunedBertClassifier(bert_cfg, cfg["num_labels"], selector, pooler=cfg.get("pooler", True))
+    weights = path / WEIGHTS
+    if not weights.exists():
+        raise CheckpointError(f"{weights} not found")
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises several types for truncated/corrupt files
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"{weights} does not match config.json ({cfg['method']}): {what}")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise CheckpointError(f"{weights}: {k} has shape {tuple(v.shape)}, config.json implies {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return model, cfg
+
+
+def load_checkpoint_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+    tok_dir = Path(path) / "tokenizer"
+    if not tok_dir.exists():
+        raise CheckpointError(f"{tok_dir} not found: the checkpoint has no tokenizer")
+    return AutoTokenizer.from_pretrained(str(tok_dir))

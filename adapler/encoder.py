@@ -1,0 +1,179 @@
+"""One pruned encoder loop for every method.
+
+The loop owns the BERT weights (a Hugging Face ``BertModel``) but runs the layers itself, so that a
+token selector can act before a layer (AdapLeR, TR-BERT) or between the attention and feed-forward
+sub-layers (PoWER-BERT), and so that attention is a plain SDPA call that exports cleanly to ONNX.
+
+Methods differ only in their ``TokenSelector``; physical removal always goes through
+``EncoderState.drop`` (the ``adapler::token_drop`` op) or ``EncoderState.gather`` (static top-k).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel
+
+from .ops import gather_tokens, token_drop, token_drop_std
+
+NEG = -10000.0  # additive bias of a removed/padded key, as in BERT and the AdapLeR code
+
+
+@dataclass
+class EncoderState:
+    """Everything that flows between layers. Selectors read and edit it."""
+
+    hidden: Tensor  # [B, T, D]
+    mask: Tensor  # [B, T] int64, 1 = alive real token
+    bias: Tensor  # [B, T] float32 additive key bias (0 alive, NEG removed; soft values in training)
+    mode: str  # "hard" (physical removal), "soft" (training / masked evaluation) or "dense"
+    positions: Tensor | None = None  # [B, T] original position of each slot, -1 in padding
+    kept_lengths: list[Tensor] = field(default_factory=list)  # per layer, tokens its FFN processed
+    aux: dict[str, Any] = field(default_factory=dict)  # method-specific outputs for losses
+    use_std_op: bool = False  # compaction as standard ops (for the std ONNX graph)
+    alive: Tensor | None = None  # [B, T] soft alive weight per slot (soft mode); counts replace mask.sum
+
+    def count(self) -> Tensor:
+        """Tokens alive now, per row: exact in hard mode, soft count in soft mode."""
+        return self.mask.sum(dim=1) if self.alive is None else self.alive.sum(dim=1)
+
+    def drop(self, scores: Tensor, threshold: Tensor) -> None:
+        """Physically remove tokens with ``scores < threshold`` (position 0 always kept)."""
+        op = token_drop_std if self.use_std_op else token_drop
+        self.hidden, self.mask, index = op(self.hidden, scores.float(), self.mask, threshold.float())
+        self.bias = _bias_from_mask(self.mask)
+        if self.positions is not None:
+            pos = torch.gather(self.positions, 1, index.clamp(min=0))
+            self.positions = torch.where(index >= 0, pos, torch.full_like(pos, -1))
+
+    def gather(self, idx: Tensor) -> None:
+        """Keep positions ``idx`` [B, k] (ascending): the static-length path of PoWER-BERT."""
+        self.hidden, self.mask = gather_tokens(self.hidden, self.mask, idx)
+        self.bias = torch.gather(self.bias, 1, idx)
+        if self.positions is not None:
+            self.positions = torch.gather(self.positions, 1, idx)
+
+
+def _bias_from_mask(mask: Tensor) -> Tensor:
+    return (1.0 - mask.float()) * NEG
+
+
+class TokenSelector(nn.Module):
+    """No-op selector (the dense model). Subclasses override the hooks they need."""
+
+    method = "bert"
+    needs_attention_probs = False
+
+    def predictor_layers(self, num_layers: int) -> list[int]:
+        """Layers preceded by a scoring network (for FLOPs)."""
+        return []
+
+    drops_after_attention = False  # PoWER-BERT: FFN of layer l runs on fewer tokens than its attention
+
+    def start(self, state: EncoderState) -> None:
+        pass
+
+    def before_layer(self, layer: int, state: EncoderState) -> None:
+        pass
+
+    def after_attention(self, layer: int, state: EncoderState, probs: Tensor | None) -> None:
+        pass
+
+    def config_dict(self) -> dict:
+        return {}
+
+
+@dataclass
+class ClassifierOutput:
+    logits: Tensor  # [B, C]
+    kept_lengths: Tensor  # [B, L] tokens processed by each layer's FFN ([CLS] included; soft count in soft mode)
+    positions: list[Tensor] | None  # per layer, original positions of the kept slots ([B, T_l], -1 pad)
+    aux: dict[str, Any]
+
+
+class PrunedBertClassifier(nn.Module):
+    """BERT sequence classifier whose layers run on the tokens a selector keeps."""
+
+    def __init__(self, config: BertConfig, num_labels: int, selector: TokenSelector | None = None,
+                 pooler: bool = True):
+        super().__init__()
+        self.config = config
+        self.num_labels = num_labels
+        self.bert = BertModel(config, add_pooling_layer=pooler)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.selector = selector or TokenSelector()
+        self.num_heads = config.num_attention_heads
+
+    @property
+    def method(self) -> str:
+        return self.selector.method
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_hidden_layers
+
+    def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def attention(self, layer: nn.Module, state: EncoderState, need_probs: bool) -> tuple[Tensor, Tensor | None]:
+        """Self-attention sub-layer (incl. residual + LayerNorm); probabilities only when asked."""
+        x = state.hidden
+        B, T, D = x.shape
+        sa = layer.attention.self
+        hd = D // self.num_heads
+
+        def heads(t: Tensor) -> Tensor:
+            return t.view(B, T, self.num_heads, hd).transpose(1, 2)
+
+        q, k, v = heads(sa.query(x)), heads(sa.key(x)), heads(sa.value(x))
+        # Explicit [B, 1, T, T] expansion: broadcasting against a data-dependent length breaks export.
+        bias = state.bias[:, None, None, :].to(q.dtype).expand(B, 1, T, T)
+        probs = None
+        if need_probs:
+            attn = (q @ k.transpose(-1, -2)) / math.sqrt(hd) + bias
+            probs = attn.softmax(dim=-1)
+            ctx = probs @ v
+        else:
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        ctx = ctx.transpose(1, 2).reshape(B, T, D)
+        out = layer.attention.output(ctx, x)  # dense + dropout + LayerNorm(residual)
+        return out, probs
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
+                mode: str = "hard", track_positions: bool = False, use_std_op: bool = False) -> ClassifierOutput:
+        if mode not in ("hard", "soft", "dense"):
+            raise ValueError(f"mode must be hard, soft or dense, got {mode!r}")
+        mask = attention_mask.to(torch.int64)
+        B, T = mask.shape
+        positions = None
+        if track_positions:
+            ar = torch.arange(T, device=mask.device).expand(B, T)
+            positions = torch.where(mask > 0, ar, torch.full_like(ar, -1))
+        state = EncoderState(self.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), mode,
+                             positions=positions, use_std_op=use_std_op)
+        selector = self.selector if mode != "dense" else _DENSE
+        selector.start(state)
+        history = [] if track_positions else None
+        for i, layer in enumerate(self.bert.encoder.layer):
+            selector.before_layer(i, state)
+            h, probs = self.attention(layer, state, selector.needs_attention_probs)
+            state.hidden = h
+            selector.after_attention(i, state, probs)
+            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+            state.kept_lengths.append(state.count())
+            if history is not None:
+                history.append(state.positions)
+        cls = state.hidden[:, 0]
+        pooled = self.bert.pooler.activation(self.bert.pooler.dense(cls)) if self.bert.pooler is not None else cls
+        logits = self.classifier(self.dropout(pooled))
+        return ClassifierOutput(logits, torch.stack(state.kept_lengths, dim=1), history, state.aux)
+
+
+_DENSE = TokenSelector()

@@ -1,0 +1,118 @@
+"""AdapLeR's token selector: one Contribution Predictor (CP) per layer and a learned threshold.
+
+Spec: method.md §1.3-1.6 and §1.14. Before layer l, CP_l scores the alive tokens (a distribution over
+them, [CLS] included); a token is removed when its score is below delta = eta_l / n_alive. In soft
+mode (training, masked evaluation) removal is the soft function S added to the attention bias;
+in hard mode the tokens are physically dropped with ``token_drop``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers.activations import ACT2FN
+
+from ..encoder import NEG, EncoderState, TokenSelector
+
+BETA = 0.1  # hard-coded in the original calc_soft_extractV2
+ETA_INIT = 0.25
+ETA_MIN, ETA_MAX = 0.01, 1.0
+HARD_LAMBDA = 1e20  # lambda used for evaluation / checkpoint selection
+
+
+class ContributionPredictor(nn.Module):
+    """z_t = W2 act(W1 x_t + b1) + b2; W1: d -> hidden, W2: hidden -> 1."""
+
+    def __init__(self, d_model: int, hidden: int = 32, act: str = "gelu", init_std: float = 0.02):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, hidden)
+        self.act = ACT2FN[act]
+        self.fc2 = nn.Linear(hidden, 1)
+        for lin in (self.fc1, self.fc2):  # Keras truncated-normal kernels, zero biases
+            nn.init.trunc_normal_(lin.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x))).squeeze(-1).float()
+
+
+def soft_removal(x: Tensor, delta: Tensor, lam: float) -> Tensor:
+    """S(x): ~0 above the threshold delta, falling with slope lam/delta below it; in [-1e4, 0].
+
+    Computed in float32: at lam = 1e20 the slope overflows fp16.
+    """
+    x, delta = x.float(), delta.float()
+    first = (lam / (delta + 1e-30)) * (x - delta) - BETA / lam
+    second = (BETA / lam) * (x - 1.0) / (1.0 - delta + 1e-7)
+    s = torch.minimum(torch.minimum(first, second), torch.zeros_like(x))
+    return s.clamp(min=NEG)
+
+
+def masked_distribution(z: Tensor, weights: Tensor) -> Tensor:
+    """softmax over the full row, re-weighted by ``weights`` and renormalised (spec §1.3)."""
+    p = z.softmax(dim=-1) * weights
+    return p / (p.sum(dim=-1, keepdim=True) + 1e-15)
+
+
+class ContributionSelector(TokenSelector):
+    method = "adapler"
+
+    def __init__(self, d_model: int, num_layers: int, cp_hidden: int = 32, act: str = "gelu",
+                 init_std: float = 0.02, eta_init: float = ETA_INIT):
+        super().__init__()
+        self.cps = nn.ModuleList(ContributionPredictor(d_model, cp_hidden, act, init_std) for _ in range(num_layers))
+        # eta and theta are trained by their own optimiser (gradient routing in training/adapler.py).
+        self.eta = nn.Parameter(torch.full((num_layers,), float(eta_init)))
+        self.theta = nn.Parameter(torch.ones(max(num_layers - 1, 1)))
+        self.cp_hidden = cp_hidden
+        self.act_name = act
+        self.lam = HARD_LAMBDA  # set by the trainer's schedule during training
+
+    def predictor_layers(self, num_layers: int) -> list[int]:
+        return list(range(num_layers))
+
+    def config_dict(self) -> dict:
+        return {"cp_hidden": self.cp_hidden, "cp_act": self.act_name,
+                "eta": [float(v) for v in self.eta.detach().cpu()]}
+
+    def start(self, state: EncoderState) -> None:
+        if state.mode == "soft":
+            a = state.mask.float()
+            a = torch.cat([torch.zeros_like(a[:, :1]), a[:, 1:]], dim=1)  # [CLS] is not a removal target
+            state.aux["a"] = a
+            state.alive = a + _cls_one(a)
+            state.aux["cp_outputs"] = []
+            # theta_PR: constant 1, but its gradient trains theta (faithful quirk, spec §1.10).
+            state.aux["theta_pr"] = torch.ones_like(self.theta).requires_grad_(torch.is_grad_enabled())
+
+    def before_layer(self, layer: int, state: EncoderState) -> None:
+        z = self.cps[layer](state.hidden)
+        if state.mode == "hard":
+            scores = masked_distribution(z.masked_fill(state.mask == 0, float("-inf")), state.mask.float())
+            delta = self.eta[layer] / state.mask.sum(dim=1).float()
+            state.drop(scores, delta)
+            return
+        a = state.aux["a"]
+        m = a + _cls_one(a)
+        scores = masked_distribution(z, m)
+        if layer > 0:
+            scale = state.aux["theta_pr"][layer - 1].clamp(min=0.001)
+            cls = scores[:, :1] * scale
+            scores = torch.cat([cls, scores[:, 1:]], dim=1)
+            scores = scores / (scores.sum(dim=-1, keepdim=True) + 1e-15)
+        state.aux["cp_outputs"].append(scores)
+        delta = self.eta[layer] / (a.sum(dim=1, keepdim=True) + 1.0)
+        e = soft_removal(scores, delta, self.lam) * a
+        a = torch.where(a > 1e-6, a * torch.exp(e), a)
+        state.aux["a"] = a
+        state.alive = a + _cls_one(a)
+        state.bias = (state.bias + e).clamp(min=NEG)
+
+    @torch.no_grad()
+    def clip_eta(self) -> None:
+        self.eta.clamp_(ETA_MIN, ETA_MAX)
+
+
+def _cls_one(a: Tensor) -> Tensor:
+    one = torch.zeros_like(a)
+    one[:, 0] = 1.0
+    return one
