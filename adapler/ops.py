@@ -21,7 +21,7 @@ from torch import Tensor
 def keep_flags(scores: Tensor, mask: Tensor, threshold: Tensor) -> Tensor:
     """Boolean [B, T]: position 0 always, otherwise alive and score >= threshold (NaN compares false)."""
     thr = threshold.reshape(-1, 1).to(scores.dtype)
-    keep = (mask != 0) & (scores >= thr)
+    keep = (mask == 1) & (scores >= thr)
     first = torch.zeros_like(keep)
     first[:, 0] = True
     return keep | first
@@ -58,7 +58,8 @@ def token_drop_std(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tens
     n = idx.shape[1]
     torch._check(n >= 1)
     mask_c = torch.arange(n, device=hidden.device).unsqueeze(0) < count.unsqueeze(1)
-    hidden_c = torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, D)) * mask_c.unsqueeze(-1).to(hidden.dtype)
+    hidden_c = torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, D))
+    hidden_c = torch.where(mask_c.unsqueeze(-1), hidden_c, torch.zeros_like(hidden_c))  # 0 even if a dropped value is NaN
     index = torch.where(mask_c, idx, torch.full_like(idx, -1))
     return hidden_c, mask_c.to(torch.int64), index
 

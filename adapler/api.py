@@ -1,0 +1,27 @@
+"""The Python API behind the CLI: small composable calls."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from .data import Dataset
+from .evaluate import evaluate
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """A checkpoint directory, or the ``best/`` checkpoint of a run directory."""
+    path = Path(path)
+    return path / "best" if (path / "best" / "config.json").exists() else path
+
+
+def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", batch_size: int = 32,
+                        mode: str = "hard") -> dict[str, Any]:
+    ckpt = checkpoint_dir(ckpt)
+    model, cfg = load_checkpoint(ckpt)
+    if data.num_labels != model.num_labels:
+        from .checkpoint import CheckpointError
+        raise CheckpointError(f"{ckpt} predicts {model.num_labels} classes but {data.name} has {data.num_labels}")
+    tokenizer = load_checkpoint_tokenizer(ckpt)
+    metrics = evaluate(model, data.split(split), tokenizer, cfg["max_length"], batch_size, mode=mode, desc=split)
+    return {"checkpoint": str(ckpt), "data": data.name, "split": split, **metrics}

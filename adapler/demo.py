@@ -1,0 +1,94 @@
+"""The demo: fine-tune MiniLM on a subset of vader-movies, train AdapLeR, evaluate, show surviving tokens.
+
+Every stage caches its output under ``out`` and is skipped when already finished, so re-running is fast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from .data import load_dataset
+from .evaluate import evaluate
+from .progress import log
+
+console = Console()
+
+DEMO_SENTENCES = [
+    "A gorgeous, witty, seductive movie.",
+    "The plot is nothing but boilerplate cliches from start to finish, and the acting is wooden.",
+    "It's not a great film, but it is a worthwhile one, with a few genuinely funny moments.",
+]
+
+
+def _finished(run: Path, epochs: int) -> bool:
+    state = run / "run_state.json"
+    return state.exists() and json.loads(state.read_text()).get("epochs_done", 0) >= epochs and (run / "best").exists()
+
+
+def kept_tokens_table(model, tokenizer, text: str, max_length: int) -> Table:
+    """Which tokens each layer processes (batch 1, hard removal)."""
+    enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        out = model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"), mode="hard",
+                    track_positions=True)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
+    label = model.config.id2label.get(int(out.logits.argmax()), str(int(out.logits.argmax())))
+    t = Table(title=f"{text!r} -> {label}", show_lines=False, title_justify="left")
+    t.add_column("layer", justify="right")
+    t.add_column("kept", justify="right")
+    t.add_column("tokens the layer processes (· = dropped)")
+    for layer, pos in enumerate(out.positions):
+        keep = set(pos[0].tolist()) - {-1}
+        shown = " ".join(tok if i in keep else "[dim]·[/dim]" for i, tok in enumerate(tokens))
+        t.add_row(str(layer), f"{len(keep)}/{len(tokens)}", shown)
+    return t
+
+
+def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, max_train: int = 3000,
+             max_eval: int = 500, phi: float = 0.003) -> dict:
+    from .training.finetune import FinetuneConfig, finetune
+    from .training.train_adapler import AdapLeRConfig, train_adapler
+
+    out = Path(out)
+    if overwrite and out.exists():
+        import shutil
+        shutil.rmtree(out)
+    data = load_dataset("vader-movies", max_train=max_train, max_eval=max_eval, seed=0)
+    log(data.summary())
+    ft_cfg = FinetuneConfig(epochs=2, max_length=64)
+    if not _finished(out / "finetune", ft_cfg.epochs):
+        finetune(data, out / "finetune", ft_cfg, resume=(out / "finetune" / "run_state.json").exists())
+    else:
+        log(f"fine-tuned model: reusing {out / 'finetune'}")
+    ad_cfg = AdapLeRConfig(epochs=3, phi=phi)
+    if not _finished(out / "adapler", ad_cfg.epochs):
+        train_adapler(data, out / "finetune", out / "adapler", ad_cfg,
+                      resume=(out / "adapler" / "run_state.json").exists())
+    else:
+        log(f"AdapLeR model: reusing {out / 'adapler'}")
+
+    rows = {}
+    for name, ckpt, mode in (("fine-tuned BERT (MiniLM-L6)", out / "finetune" / "best", "dense"),
+                             ("AdapLeR", out / "adapler" / "best", "hard")):
+        model, cfg = load_checkpoint(ckpt)
+        tok = load_checkpoint_tokenizer(ckpt)
+        rows[name] = evaluate(model, data.test, tok, cfg["max_length"], batch_size=32, mode=mode, desc=name)
+    table = Table(title=f"vader-movies test ({len(data.test)} examples), MiniLM-L6, max length 64")
+    for col in ("model", "accuracy", "FLOPs speedup", "GFLOPs/example", "mean kept length per layer"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, m in rows.items():
+        table.add_row(name, f"{100 * m['accuracy']:.1f}%", f"{m['flops_speedup']:.2f}x",
+                      f"{m['gflops_per_example']:.3f}", " ".join(f"{v:.1f}" for v in m["mean_kept_lengths"]))
+    console.print(table)
+    model, cfg = load_checkpoint(out / "adapler" / "best")
+    model.config.id2label = dict(enumerate(cfg["label_names"]))
+    tok = load_checkpoint_tokenizer(out / "adapler" / "best")
+    for text in DEMO_SENTENCES:
+        console.print(kept_tokens_table(model, tok, text, cfg["max_length"]))
+    (out / "demo_results.json").write_text(json.dumps(rows, indent=2))
+    return rows

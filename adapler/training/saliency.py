@@ -1,0 +1,104 @@
+"""Stage 2: gradient x input saliency targets (method.md §1.8), cached and keyed by example id.
+
+sal_t = || d logit_gold / d e_t  (.)  e_t ||_2 with e the embedding output, on the training split,
+averaged over the best fine-tuning epochs. No normalisation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..checkpoint import load_checkpoint
+from ..data import Example, batches, encode
+from ..progress import log, progress_bar
+
+
+def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> torch.Tensor:
+    """[B, T] saliency of each token for the gold-class logit; 0 on padding."""
+    model.eval()
+    emb = model.embed(input_ids, token_type_ids).detach().requires_grad_(True)
+    logits = _forward_from_embeddings(model, emb, attention_mask)
+    gold = logits.gather(1, labels[:, None]).sum()  # examples are independent in eval mode
+    (grad,) = torch.autograd.grad(gold, emb)
+    return (grad * emb).norm(dim=-1).detach() * attention_mask.float()
+
+
+def _forward_from_embeddings(model, emb, attention_mask):
+    from ..encoder import EncoderState, _bias_from_mask
+    mask = attention_mask.long()
+    state = EncoderState(emb, mask, _bias_from_mask(mask), "dense")
+    for layer in model.bert.encoder.layer:
+        state.hidden, _ = model.attention(layer, state, False)
+        state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+    cls = state.hidden[:, 0]
+    pooled = model.bert.pooler.activation(model.bert.pooler.dense(cls)) if model.bert.pooler is not None else cls
+    return model.classifier(pooled)
+
+
+def cache_key(checkpoints: list[Path], examples: list[Example], max_length: int) -> str:
+    h = hashlib.sha256()
+    for c in checkpoints:
+        h.update(str(Path(c).resolve()).encode())
+        h.update(str((Path(c) / "model.safetensors").stat().st_mtime_ns).encode())
+    h.update(str(max_length).encode())
+    for e in examples:
+        h.update(e.id.encode())
+    return h.hexdigest()[:16]
+
+
+def compute_saliencies(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int,
+                       cache_dir: str | Path, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``."""
+    cache_dir = Path(cache_dir)
+    key = cache_key(checkpoints, examples, max_length)
+    path = cache_dir / f"saliency-{key}.safetensors"
+    if path.exists():
+        log(f"saliency targets: reusing {path}")
+        return _load(path)
+    enc = encode(examples, tokenizer, max_length)
+    total = torch.zeros(enc.input_ids.shape, dtype=torch.float32)
+    for ckpt in checkpoints:
+        model, _ = load_checkpoint(ckpt)
+        rows = []
+        for b in progress_bar(list(batches(enc, batch_size)), f"saliency ({Path(ckpt).name})"):
+            sal = saliency_batch(model, b.input_ids, b.attention_mask, b.token_type_ids, b.labels)
+            rows.append(torch.nn.functional.pad(sal, (0, total.shape[1] - sal.shape[1])))
+        total += torch.cat(rows)
+    total /= len(checkpoints)
+    lengths = enc.attention_mask.sum(dim=1)
+    sal = {i: total[k, : lengths[k]].clone() for k, i in enumerate(enc.ids)}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _save(path, sal, {"checkpoints": [str(c) for c in checkpoints], "max_length": max_length})
+    log(f"saliency targets: {len(sal)} examples from {len(checkpoints)} epoch(s) -> {path}")
+    return sal
+
+
+def _save(path: Path, sal: dict[str, torch.Tensor], meta: dict) -> None:
+    ids = list(sal)
+    lengths = torch.tensor([len(sal[i]) for i in ids])
+    flat = torch.cat([sal[i] for i in ids]) if ids else torch.zeros(0)
+    tmp = path.with_suffix(".tmp")
+    save_file({"values": flat, "lengths": lengths}, str(tmp),
+              metadata={"ids": json.dumps(ids), "meta": json.dumps(meta)})
+    tmp.replace(path)
+
+
+def _load(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        ids = json.loads(f.metadata()["ids"])
+    t = load_file(str(path))
+    return dict(zip(ids, torch.split(t["values"], t["lengths"].tolist())))
+
+
+def batch_targets(sal: dict[str, torch.Tensor], ids: list[str], width: int) -> torch.Tensor:
+    """[B, width] targets for a batch, zero-padded."""
+    out = torch.zeros(len(ids), width)
+    for r, i in enumerate(ids):
+        v = sal[i][:width]
+        out[r, : len(v)] = v
+    return out

@@ -1,0 +1,197 @@
+"""Stage 3: AdapLeR training (method.md §1.7-1.13).
+
+Two optimisers over disjoint parameters from one forward pass:
+  model (BERT, CPs, pooler, classifier) <- CE + gamma * L_CP
+  eta, theta                            <- CE + phi * L_len     (theta via the theta_PR quirk)
+Checkpoint selection: highest dev FLOPs speedup with dev accuracy within 1 point of the fine-tuned model.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..data import Dataset
+from ..encoder import PrunedBertClassifier
+from ..evaluate import evaluate
+from ..models import load_bert
+from ..progress import log
+from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
+from .common import TrainData, init_path, linear_warmup, param_groups, prepare_out_dir, seed_everything, train_epoch, write_state
+from .finetune import top_epochs
+from .saliency import batch_targets, compute_saliencies
+
+
+@dataclass
+class AdapLeRConfig:
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 3e-5
+    eta_lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    gamma: float = 0.005  # CP (KL) loss weight, README SST-2
+    phi: float = 0.0005  # length loss weight, README SST-2: the trade-off knob
+    init: str = "finetuned"  # finetuned | pretrained  [ours: finetuned by default, see docs]
+    theta: bool = True  # faithful theta/theta_PR quirk
+    length_loss: str = "absolute"  # absolute | normalized
+    kl_target_stopgrad: bool = False  # faithful: gradients leak through the rolled target mask
+    saliency_epochs: int = 3
+    max_length: int | None = None  # default: the fine-tuned checkpoint's
+    seed: int = 42
+
+
+def lambda_at(step: int, epoch: int, epochs: int) -> float:
+    """lambda schedule: 1000 for the very first step, then per epoch e (0-based) as in the original."""
+    if step == 0:
+        return 1000.0
+    if epochs == 5:
+        return 10.0 * 10.0 ** epoch
+    if epochs == 3:
+        return 50.0 * 50.0 ** epoch
+    if epochs == 10:
+        return 10.0 * 3.0 ** epoch
+    return 10.0 * (1e4 ** (epoch / max(1, epochs - 1)))  # [ours] geometric 10 -> 1e5
+
+
+def cp_kl_loss(cp_outputs: list[torch.Tensor], sal: torch.Tensor, mask: torch.Tensor, eta: torch.Tensor,
+               theta: torch.Tensor | None, lam: float, stopgrad: bool) -> torch.Tensor:
+    """Weighted KL between rolled-forward saliency targets and CP outputs (compute_head_lossV5)."""
+    L = len(cp_outputs)
+    m = mask.float()
+    total = sal.new_zeros(())
+    for layer, scores in enumerate(cp_outputs):
+        q = sal * m
+        q = q / (q.sum(-1, keepdim=True) + 1e-15)
+        if layer > 0 and theta is not None:
+            q = torch.cat([q[:, :1] * theta[layer - 1], q[:, 1:]], dim=1)
+            q = q / (q.sum(-1, keepdim=True) + 1e-15)
+        qc, ic = q.clamp(1e-7, 1.0), scores.clamp(1e-7, 1.0)
+        kl = (qc * torch.log(qc / ic)).sum(-1)
+        alive = m[:, 1:].max(dim=1).values.clamp(min=0).detach() if m.shape[1] > 1 else torch.zeros_like(kl)
+        total = total + (L - layer) * (kl * alive).mean()
+        delta = eta[layer] / (m.sum(-1, keepdim=True) + 1e-15)
+        s = soft_removal(scores, delta, lam)
+        m = torch.where(m > 1e-6, m * torch.exp(s * m), m)
+        m = torch.cat([torch.ones_like(m[:, :1]), m[:, 1:]], dim=1)
+        if stopgrad:
+            m = m.detach()
+    return total
+
+
+def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClassifier, dict]:
+    ft_model, ft_cfg = load_checkpoint(init)
+    bert_cfg = ft_model.config
+    selector = ContributionSelector(bert_cfg.hidden_size, bert_cfg.num_hidden_layers, act=bert_cfg.hidden_act,
+                                    init_std=bert_cfg.initializer_range)
+    model = PrunedBertClassifier(bert_cfg, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
+    if cfg.init == "finetuned":
+        model.load_state_dict(ft_model.state_dict(), strict=False)  # selector keys stay freshly initialised
+    elif cfg.init == "pretrained":
+        bert, _ = load_bert(ft_cfg["source_model"])
+        model.bert.load_state_dict(bert.state_dict())
+    else:
+        raise ValueError(f"--init-weights must be finetuned or pretrained, got {cfg.init!r}")
+    return model, ft_cfg
+
+
+def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeRConfig,
+                  overwrite: bool = False, resume: bool = False) -> Path:
+    """Writes ``out/last/`` every epoch (resume point), ``out/best/`` (selected), ``out/history.json``."""
+    init = Path(init)
+    out, state = prepare_out_dir(out, overwrite, resume)
+    seed_everything(cfg.seed)
+    ckpt = init_path(init)
+    model, ft_cfg = build_adapler_model(ckpt, cfg)
+    tokenizer = load_checkpoint_tokenizer(ckpt)
+    max_length = cfg.max_length or ft_cfg["max_length"]
+    best_ft = max(s["dev_accuracy"] for s in json.loads((init / "dev_scores.json").read_text())) \
+        if (init / "dev_scores.json").exists() else ft_cfg.get("dev_accuracy")
+    if best_ft is None:
+        best_ft = evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev")["accuracy"]
+    epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
+    sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length, init / "saliency")
+
+    done, history, best = 0, [], {"speedup": 0.0, "epoch": None}
+    if state:
+        done, history, best = state["epochs_done"], state["history"], state["best"]
+        if done:
+            model, _ = load_checkpoint(out / "last")
+        log(f"resuming {out} after epoch {done}")
+    sel: ContributionSelector = model.selector
+    td = TrainData.make(data, tokenizer, max_length)
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
+    opt = torch.optim.AdamW(param_groups(model_params, cfg.weight_decay), lr=cfg.lr, eps=1e-12)
+    eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
+    start = done * steps_per_epoch
+    scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
+    step_no = start
+
+    def step(b) -> dict[str, float]:
+        nonlocal step_no
+        sel.lam = lambda_at(step_no, step_no // steps_per_epoch, cfg.epochs)
+        o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
+        ce = F.cross_entropy(o.logits, b.labels)
+        targets = batch_targets(sal, b.ids, b.input_ids.shape[1])
+        kl = cp_kl_loss(o.aux["cp_outputs"], targets, b.attention_mask, sel.eta,
+                        sel.theta if cfg.theta else None, sel.lam, cfg.kl_target_stopgrad)
+        lengths = o.kept_lengths.sum(dim=1)
+        if cfg.length_loss == "normalized":
+            lengths = lengths / (b.attention_mask.sum(dim=1).float() * model.num_layers)
+        len_loss = lengths.mean()
+        combined = ce + cfg.phi * len_loss
+        theta_pr = o.aux["theta_pr"]
+        g_eta, g_thpr = torch.autograd.grad(combined, [sel.eta, theta_pr], retain_graph=True, allow_unused=True)
+        opt.zero_grad()
+        eta_opt.zero_grad()
+        (ce + cfg.gamma * kl).backward()
+        # eta/theta follow only the combined loss (overwrite what the model loss deposited).
+        sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
+        sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
+            else torch.zeros_like(sel.theta)
+        torch.nn.utils.clip_grad_norm_([p for _, p in model_params], 1.0)
+        torch.nn.utils.clip_grad_norm_([sel.eta, sel.theta], 1.0)
+        opt.step()
+        eta_opt.step()
+        for s in scheds:
+            s.step()
+        sel.clip_eta()
+        step_no += 1
+        return {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
+
+    extra = {"stage": "adapler", "data": data.name, "source_model": ft_cfg.get("source_model"),
+             "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
+    for epoch in range(done + 1, cfg.epochs + 1):
+        logs = train_epoch(model, td.epoch(cfg.batch_size, cfg.seed + epoch), step, f"AdapLeR epoch {epoch}/{cfg.epochs}")
+        sel.lam = HARD_LAMBDA
+        dev = evaluate(model, data.dev, tokenizer, max_length, mode="hard", desc="dev")
+        row = {"epoch": epoch, **logs, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
+               "eta": [round(float(v), 5) for v in sel.eta], "dev_mean_kept_lengths": dev["mean_kept_lengths"]}
+        history.append(row)
+        log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
+            f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}")
+        meta = {**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"]}
+        if dev["flops_speedup"] > best["speedup"] and dev["accuracy"] > best_ft - 0.01:
+            best = {"speedup": dev["flops_speedup"], "epoch": epoch}
+            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
+                            max_length=max_length, extra={**meta, "selection": "max dev speedup within 1 point"})
+        save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
+                        max_length=max_length, extra=meta)
+        (out / "history.json").write_text(json.dumps(history, indent=2))
+        write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
+                          "config": asdict(cfg)})
+    if best["epoch"] is None:
+        # No epoch stayed within 1 point: keep the most accurate one and say so in its config.
+        top = max(history, key=lambda r: r["dev_accuracy"])
+        log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = last epoch "
+            f"(most accurate was epoch {top['epoch']})")
+        model, _ = load_checkpoint(out / "last")
+        save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names, max_length=max_length,
+                        extra={**extra, "epoch": cfg.epochs, "selection": "fallback: no epoch within 1 point"})
+    return out

@@ -1,0 +1,153 @@
+"""adapler command line: a thin typer layer over the Python API (every command is a few calls)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
+
+DataOpt = typer.Option("vader-movies", "--data", help="built-in name, CSV/TSV/JSONL path or HF datasets name")
+OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from adapler.checkpoint import CheckpointError
+    from adapler.data import DataError
+    from adapler.models import ModelError
+    extra: list[type[BaseException]] = []
+    try:
+        from plugins.token_drop.build import PluginBuildError
+        from plugins.token_drop.ort_session import TokenDropLibraryMissing
+        extra += [PluginBuildError, TokenDropLibraryMissing]
+    except ImportError:
+        pass
+    try:
+        from export.onnx import ExportError
+        extra.append(ExportError)
+    except ImportError:
+        pass
+    return (DataError, ModelError, CheckpointError, FileExistsError, FileNotFoundError, *extra)
+
+
+def _run(fn, *args, **kwargs):
+    """Call the API; known user errors become one line on stderr, Ctrl-C keeps finished work."""
+    try:
+        return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        _fail("interrupted; finished epochs and measurements are saved (re-run with --resume to continue)", 130)
+    except _errors() as e:
+        _fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+
+
+def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, max_eval=None, encoding="utf-8"):
+    from adapler.data import load_dataset
+    from adapler.progress import log
+    ds = _run(load_dataset, spec, text_col=text_col, text_pair_col=pair_col, label_col=label_col, seed=seed,
+              max_train=max_train, max_eval=max_eval, encoding=encoding)
+    log(ds.summary())
+    return ds
+
+
+TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: text)")
+PairCol = typer.Option(None, "--text-pair-col", help="second text column for sentence pairs")
+LabelCol = typer.Option(None, "--label-col", help="label column of a local file (default: label)")
+Encoding = typer.Option("utf-8", "--encoding", help="encoding of a local file")
+
+
+@app.command()
+def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directory or hub name"),
+             data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
+             max_length: int = 64, epochs: int = 3, batch_size: int = 32, lr: float = 5e-5, seed: int = 42,
+             max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+             text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
+             label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+             overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
+    """Fine-tune a dense BERT classifier (checkpoint per epoch + dev scores)."""
+    from adapler.training.finetune import FinetuneConfig, finetune as run
+    ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    cfg = FinetuneConfig(model=model, max_length=max_length, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    out_dir = _run(run, ds, out, cfg, overwrite=overwrite, resume=resume)
+    typer.echo(f"fine-tuned checkpoints in {out_dir} (best: {out_dir / 'best'})")
+
+
+@app.command()
+def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-bert"),
+          init: Path = typer.Option(..., help="fine-tuned run directory (from `finetune`)"),
+          data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
+          epochs: Optional[int] = None, batch_size: int = 32, lr: Optional[float] = None, seed: int = 42,
+          knob: Optional[float] = typer.Option(None, help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
+          gamma: float = typer.Option(0.005, help="AdapLeR CP loss weight"),
+          init_weights: str = typer.Option("finetuned", help="AdapLeR: start from finetuned or pretrained weights"),
+          theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
+          length_loss: str = typer.Option("absolute", help="AdapLeR: absolute | normalized"),
+          kl_target_stopgrad: bool = typer.Option(False, help="AdapLeR: stop gradients through the rolled KL target"),
+          max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+          text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
+          label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+          overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
+    """Train a token-dropping model from a fine-tuned run."""
+    ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    if method == "adapler":
+        from adapler.training.train_adapler import AdapLeRConfig, train_adapler
+        cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma,
+                            phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
+                            length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
+        out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
+    elif method in ("power-bert", "tr-bert"):
+        from adapler.training.baselines import train_baseline
+        out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
+                       seed=seed, overwrite=overwrite, resume=resume)
+    else:
+        _fail(f"unknown method {method!r}; use adapler, power-bert or tr-bert")
+    typer.echo(f"trained {method} in {out_dir} (selected: {out_dir / 'best'})")
+
+
+@app.command()
+def evaluate(ckpt: Path = typer.Argument(..., help="checkpoint directory (or a run directory with best/)"),
+             data: str = DataOpt, split: str = "test", batch_size: int = 32, seed: int = 0,
+             mode: str = typer.Option("hard", help="hard (physical removal), soft (masked) or dense"),
+             max_eval: Optional[int] = None, json_out: Optional[Path] = typer.Option(None, "--json", help="write metrics"),
+             text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
+             label_col: Optional[str] = LabelCol, encoding: str = Encoding, overwrite: bool = OverwriteOpt):
+    """Accuracy, FLOPs speedup, kept length per layer and torch latency of a checkpoint."""
+    from adapler.api import evaluate_checkpoint
+    from adapler.checkpoint import ensure_writable
+    if json_out is not None:
+        _run(ensure_writable, json_out, overwrite)
+    ds = _data(data, text_col, text_pair_col, label_col, seed, None, max_eval, encoding)
+    metrics = _run(evaluate_checkpoint, ckpt, ds, split=split, batch_size=batch_size, mode=mode)
+    from adapler.report import metrics_table
+    metrics_table(metrics)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for the demo's artifacts"),
+         overwrite: bool = OverwriteOpt):
+    """The main job on the embedded default: fine-tune MiniLM, train AdapLeR, evaluate, show kept tokens."""
+    from adapler.demo import run_demo
+    _run(run_demo, out, overwrite=overwrite)
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    app()
+
+
+if __name__ == "__main__":
+    main()
