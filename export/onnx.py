@@ -1,0 +1,144 @@
+"""torch -> ONNX for pruned classifiers: ``model.onnx`` (adapler::TokenDrop nodes) and ``model.std.onnx``.
+
+Small composable steps (Polygraphy style): ``wrap`` -> ``export_graph`` -> ``write_export_dir``.
+The dynamo exporter (opset 23) is used; the one op ``adapler::token_drop`` is translated to an ONNX
+node in domain ``adapler`` with the plugin attributes TensorRT's parser reads.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from adapler.checkpoint import CheckpointError, load_checkpoint, read_config
+from adapler.encoder import PrunedBertClassifier
+
+SUPPORTED_OPSETS = (18, 19, 20, 21, 22, 23)
+DEFAULT_OPSET = 23
+
+
+class ExportError(ValueError):
+    """One-line, user-facing export problem."""
+
+
+class ExportWrapper(nn.Module):
+    """(input_ids, attention_mask[, token_type_ids]) -> (logits, kept_lengths [B, L] int64)."""
+
+    def __init__(self, model: PrunedBertClassifier, use_std_op: bool, mode: str = "hard"):
+        super().__init__()
+        self.model, self.use_std_op, self.mode = model, use_std_op, mode
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None):
+        out = self.model(input_ids, attention_mask, token_type_ids, mode=self.mode, use_std_op=self.use_std_op)
+        return out.logits, out.kept_lengths.to(torch.int64)
+
+
+def _translation_table() -> dict:
+    import onnxscript
+    from onnxscript import opset23 as op  # noqa: F401  (keeps the standard opset imported alongside)
+
+    from plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, plugin_attributes, register_onnx_schema
+
+    register_onnx_schema()
+    custom = onnxscript.values.Opset(DOMAIN, OP_VERSION)
+    attrs = plugin_attributes()
+
+    def token_drop(hidden, scores, mask, threshold):
+        return getattr(custom, OP_TYPE)(hidden, scores, mask, threshold, _num_outputs=3, **attrs)
+
+    return {torch.ops.adapler.token_drop.default: token_drop}
+
+
+def example_inputs(model: PrunedBertClassifier, batch: int = 2, length: int = 16, token_types: bool = False):
+    ids = torch.randint(1000, 2000, (batch, length))
+    ids[:, 0] = 101
+    mask = torch.ones(batch, length, dtype=torch.int64)
+    mask[-1, length // 2:] = 0
+    args = (ids, mask)
+    return args + (torch.zeros_like(ids),) if token_types else args
+
+
+def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, opset: int = DEFAULT_OPSET,
+                 token_types: bool = False, fp16: bool = False) -> Path:
+    """Export one graph. ``std=True`` writes standard ops only; otherwise TokenDrop nodes."""
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
+    path = Path(path)
+    model = model.eval()
+    if fp16:
+        model = model.half()
+    mode = "dense" if model.method == "bert" else "hard"
+    wrapper = ExportWrapper(model, use_std_op=std, mode=mode).eval()
+    args = example_inputs(model, token_types=token_types)
+    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    dyn = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    names = ["input_ids", "attention_mask"]
+    if token_types:
+        dyn["token_type_ids"] = {0: batch, 1: seq}
+        names.append("token_type_ids")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapper, args, dynamo=True, opset_version=opset, dynamic_shapes=dyn, input_names=names,
+            output_names=["logits", "kept_lengths"], custom_translation_table=None if std else _translation_table(),
+            verbose=False, report=False, optimize=True)
+    program.save(str(path))
+    return path
+
+
+def check_exportable(ckpt: str | Path) -> dict:
+    """Config of a checkpoint that can be exported, or a one-line ExportError."""
+    try:
+        cfg = read_config(ckpt)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    return cfg
+
+
+def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, overwrite: bool = False,
+                     custom: bool = True, std: bool = True, allow_dense: bool = False) -> dict:
+    """Write ``model.onnx`` + ``model.std.onnx`` + tokenizer + ``export.json`` into ``out``."""
+    from adapler.api import checkpoint_dir
+    ckpt = checkpoint_dir(ckpt)
+    cfg = check_exportable(ckpt)
+    if cfg["method"] == "bert" and not allow_dense:
+        raise ExportError(f"{ckpt} is a dense fine-tuned model (method 'bert'), not a pruned model; "
+                          "export a checkpoint from `cli.py train`, or pass --allow-dense for a baseline graph")
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    model, cfg = load_checkpoint(ckpt)
+    token_types = bool(cfg.get("uses_token_type_ids", False))
+    files = {}
+    if custom:
+        files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types).name
+    if std:
+        files["std"] = export_graph(model, out / "model.std.onnx", std=True, opset=opset, token_types=token_types).name
+    if (ckpt / "tokenizer").exists():
+        if (out / "tokenizer").exists():
+            shutil.rmtree(out / "tokenizer")
+        shutil.copytree(ckpt / "tokenizer", out / "tokenizer")
+    meta = {
+        "format": "adapler-onnx-export",
+        "opset": opset,
+        "token_drop_domain": "adapler",
+        "token_drop_version": 1,
+        "source_checkpoint": str(ckpt.resolve()),
+        "method": cfg["method"],
+        "max_length": cfg["max_length"],
+        "num_labels": cfg["num_labels"],
+        "label_names": cfg["label_names"],
+        "num_layers": model.num_layers,
+        "inputs": ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else []),
+        "outputs": ["logits", "kept_lengths"],
+        "files": files,
+    }
+    (out / "export.json").write_text(json.dumps(meta, indent=2))
+    return meta
