@@ -1,0 +1,126 @@
+"""Create ONNX Runtime sessions for models that may contain ``adapler::TokenDrop`` nodes.
+
+The custom-op library is registered only when the model needs it, so ``model.std.onnx``
+(standard ops only) loads on any ORT install without a build step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union
+
+from plugins.token_drop.schema import DOMAIN, OP_TYPE
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = ["TokenDropLibraryMissing", "create_session", "model_uses_token_drop", "session_options"]
+
+LibrarySpec = Union[str, os.PathLike, None, Literal["auto"]]
+
+
+class TokenDropLibraryMissing(RuntimeError):
+    """The model contains adapler::TokenDrop but no custom-op library is available."""
+
+
+def _missing_message(model_path: str | os.PathLike) -> str:
+    return (
+        f"{Path(model_path).name} uses the custom op {DOMAIN}::{OP_TYPE} but the ONNX Runtime "
+        "library is not built; run `python cli.py build-plugins` (or `make plugins`), "
+        "or use model.std.onnx which needs no plugin"
+    )
+
+
+def model_uses_token_drop(path: str | os.PathLike) -> bool:
+    """True if the ONNX model (graph, subgraphs or local functions) has an ``adapler`` node.
+
+    External tensor data is not loaded; only the graph structure is read.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def graph_uses(graph) -> bool:
+        for node in graph.node:
+            if node.domain == DOMAIN:
+                return True
+            for attr in node.attribute:
+                subgraphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+                if any(graph_uses(g) for g in subgraphs):
+                    return True
+        return False
+
+    if graph_uses(model.graph):
+        return True
+    # A model-local function body may call the op too (the *.fn.onnx artefact holds a function
+    # named adapler.TokenDrop *and* nodes of that domain, which the check above already sees).
+    return any(node.domain == DOMAIN for fn in model.functions for node in fn.node)
+
+
+def session_options(
+    threads: int | None = None, spinning: bool = False, profile: bool = False
+) -> "onnxruntime.SessionOptions":
+    """ORT options used by :func:`create_session` (no library registered)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    if not spinning:
+        # Spinning intra-op pools of two sessions timed alternately fight over the cores
+        # (docs/deploy.md, benchmarking pitfalls); sleeping threads cost little per run.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile:
+        options.enable_profiling = True
+    return options
+
+
+def _resolve_library(library: LibrarySpec) -> Path | None:
+    if library is None:
+        return None
+    if isinstance(library, str) and library == "auto":
+        from plugins.token_drop.build import find_ort_library
+
+        return find_ort_library()
+    path = Path(library).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"TokenDrop ONNX Runtime library {path} does not exist; build it with "
+            "`python cli.py build-plugins` (or `make plugins`)"
+        )
+    return path
+
+
+def create_session(
+    model_path: str | os.PathLike,
+    library: LibrarySpec = "auto",
+    threads: int | None = None,
+    spinning: bool = False,
+    profile: bool = False,
+) -> "onnxruntime.InferenceSession":
+    """Open ``model_path`` on the CPU execution provider, registering the TokenDrop library if needed.
+
+    Args:
+        model_path: ONNX file.
+        library: ``"auto"`` = ``$ADAPLER_ORT_LIBRARY`` or the default build location;
+            a path = that library; ``None`` = never register a library.
+        threads: intra-op thread count (None = ORT default).
+        spinning: keep ORT's intra-op spin-waiting (off by default, see :func:`session_options`).
+        profile: enable ORT's profiler (``session.end_profiling()`` writes the JSON).
+
+    Raises:
+        TokenDropLibraryMissing: the model uses adapler::TokenDrop and no library is available.
+        FileNotFoundError: an explicit ``library`` path does not exist.
+    """
+    import onnxruntime as ort
+
+    options = session_options(threads=threads, spinning=spinning, profile=profile)
+    if model_uses_token_drop(model_path):
+        path = _resolve_library(library)
+        if path is None:
+            raise TokenDropLibraryMissing(_missing_message(model_path))
+        options.register_custom_ops_library(str(path))
+    return ort.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
