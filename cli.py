@@ -144,6 +144,56 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for t
     _run(run_demo, out, overwrite=overwrite)
 
 
+@app.command("export")
+def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run directory with best/)"),
+               target: str = typer.Option("onnx", help="onnx | trt"),
+               out: Path = typer.Option(..., help="output directory"),
+               opset: int = typer.Option(23, help="ONNX opset (18-23)"),
+               allow_dense: bool = typer.Option(False, help="also export a dense (method 'bert') checkpoint"),
+               overwrite: bool = OverwriteOpt):
+    """Export to ONNX (model.onnx with adapler::TokenDrop + model.std.onnx) or a TensorRT bundle."""
+    if target not in ("onnx", "trt"):
+        _fail(f"unknown target {target!r}; use onnx or trt")
+    from export.onnx import write_export_dir
+    meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense)
+    typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
+    if target == "trt":
+        from export.trt import write_trt_bundle
+        report = _run(write_trt_bundle, out / "model.onnx", out / "trt")
+        typer.echo(report.summary() if hasattr(report, "summary") else str(report))
+
+
+@app.command()
+def verify(export_dir: Path = typer.Argument(..., help="directory written by `export`"),
+           data: str = DataOpt, split: str = "test", seed: int = 0,
+           atol: float = typer.Option(1e-4, help="max |delta logits| allowed"),
+           json_out: Optional[Path] = typer.Option(None, "--json", help="write the report"),
+           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
+           label_col: Optional[str] = LabelCol, overwrite: bool = OverwriteOpt):
+    """Compare torch, ORT + custom op and ORT standard ops on real inputs (Polygraphy Comparator)."""
+    from adapler.checkpoint import ensure_writable
+    from export.verify import verify_export
+    if json_out is not None:
+        _run(ensure_writable, json_out, overwrite)
+    ds = _data(data, text_col, text_pair_col, label_col, seed, None, 64)
+    report = _run(verify_export, export_dir, ds.split(split), atol=atol)
+    ok = report["max_abs_diff_logits"] <= atol and report["kept_lengths_identical"]
+    typer.echo(f"max |delta logits| = {report['max_abs_diff_logits']:.2e} (atol {atol}), kept lengths identical: "
+               f"{report['kept_lengths_identical']} -> {'PASSED' if ok else 'FAILED'}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("build-plugins")
+def build_plugins(force: bool = typer.Option(False, help="rebuild even if up to date")):
+    """Build the ONNX Runtime TokenDrop kernel (headers from Debian, no system change)."""
+    from plugins.token_drop.build import build_ort_library
+    path = _run(build_ort_library, force=force)
+    typer.echo(f"ONNX Runtime custom-op library: {path}")
+
+
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     app()

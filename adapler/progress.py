@@ -18,10 +18,10 @@ def _enabled() -> bool:
 
 
 def progress_bar(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
-    if not _enabled():
-        yield from items
-        return
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    if not _enabled():
+        yield from _plain_progress(items, desc, total)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
         task = prog.add_task(desc, total=total)
@@ -34,3 +34,15 @@ def log(msg: str) -> None:
     """One status line on stderr (kept out of JSON written to stdout)."""
     if not os.environ.get("ADAPLER_QUIET"):
         console.print(msg, highlight=False)
+
+
+def _plain_progress(items: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
+    """Without a terminal (logs, CI): a line at every 25 % of long loops, so progress is still visible."""
+    import time
+    quiet = bool(os.environ.get("ADAPLER_QUIET")) or not total or total < 20
+    t0, next_mark = time.perf_counter(), 0.25
+    for i, item in enumerate(items, 1):
+        yield item
+        if not quiet and i / total >= next_mark:
+            print(f"{desc}: {i}/{total} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            next_mark += 0.25

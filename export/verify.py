@@ -1,0 +1,108 @@
+"""Parity of an export directory: torch vs ORT (custom op) vs ORT (standard ops), with Polygraphy.
+
+Runs real tokenised inputs at batch 1 and as a ragged batch; reports the max |delta logits| against
+torch and whether every runner reports identical kept lengths per layer.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from polygraphy.backend.base import BaseRunner
+from polygraphy.backend.onnxrt import OnnxrtRunner
+from polygraphy.comparator import Comparator, CompareFunc
+
+from adapler.checkpoint import load_checkpoint
+from adapler.data import Example, encode
+
+from .onnx import ExportError
+
+
+class TorchCpuRunner(BaseRunner):
+    """Polygraphy runner for the torch model on CPU (Polygraphy's PytRunner moves inputs to CUDA)."""
+
+    def __init__(self, model, input_names: list[str], name: str = "torch"):
+        super().__init__(name=name, prefix="torch-cpu-runner")
+        self.model, self.input_names = model, input_names
+
+    def activate_impl(self):
+        self.model.eval()
+
+    def get_input_metadata_impl(self):
+        from polygraphy.common import TensorMetadata
+        meta = TensorMetadata()
+        for n in self.input_names:
+            meta.add(n, np.int64, (-1, -1))
+        return meta
+
+    def infer_impl(self, feed_dict):
+        args = [torch.from_numpy(np.asarray(feed_dict[n])) for n in self.input_names]
+        start = time.time()
+        with torch.no_grad():
+            out = self.model(*args, mode="dense" if self.model.method == "bert" else "hard")
+        end = time.time()
+        return OrderedDict(logits=out.logits.numpy(), kept_lengths=out.kept_lengths.numpy().astype(np.int64)), end - start
+
+    def deactivate_impl(self):
+        pass
+
+
+def read_export(export_dir: str | Path) -> dict:
+    export_dir = Path(export_dir)
+    meta_path = export_dir / "export.json"
+    if not meta_path.exists():
+        raise ExportError(f"{meta_path} not found: {export_dir} is not an export directory (run `cli.py export` first)")
+    return json.loads(meta_path.read_text())
+
+
+def feeds_for(examples: list[Example], tokenizer, max_length: int, inputs: list[str], ragged: int = 8) -> list[dict]:
+    """Batch-1 feeds for the first three examples and one ragged batch of ``ragged`` examples."""
+    feeds = []
+    for group in [[e] for e in examples[:3]] + [examples[:ragged]]:
+        enc = encode(group, tokenizer, max_length)
+        full = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.token_type_ids}
+        feeds.append(OrderedDict((k, full[k].numpy().astype(np.int64)) for k in inputs))
+    return feeds
+
+
+def verify_export(export_dir: str | Path, examples: list[Example], atol: float = 1e-4) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from plugins.token_drop.ort_session import create_session
+
+    export_dir = Path(export_dir)
+    meta = read_export(export_dir)
+    model, _ = load_checkpoint(meta["source_checkpoint"])
+    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "tokenizer"))
+    feeds = feeds_for(examples, tokenizer, meta["max_length"], meta["inputs"])
+    runners = [TorchCpuRunner(model, meta["inputs"])]
+    for key, name in (("custom", "ort-custom-op"), ("std", "ort-std-ops")):
+        if key in meta["files"]:
+            path = str(export_dir / meta["files"][key])
+            runners.append(OnnxrtRunner(lambda p=path: create_session(p), name=name))
+    results = Comparator.run(runners, data_loader=feeds)
+    ref = results[0][1]
+    max_diff, kept_same = 0.0, True
+    per_runner = {}
+    for runner_name, outputs in results[1:]:
+        diff = max(float(np.abs(a["logits"] - b["logits"]).max()) for a, b in zip(ref, outputs))
+        same = all(np.array_equal(a["kept_lengths"], b["kept_lengths"]) for a, b in zip(ref, outputs))
+        per_runner[runner_name] = {"max_abs_diff_logits": diff, "kept_lengths_identical": same}
+        max_diff, kept_same = max(max_diff, diff), kept_same and same
+    accuracy_ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=0.0)))
+    return {
+        "export_dir": str(export_dir),
+        "n_feeds": len(feeds),
+        "batch_sizes": [int(f["input_ids"].shape[0]) for f in feeds],
+        "max_abs_diff_logits": max_diff,
+        "kept_lengths_identical": kept_same,
+        "polygraphy_passed": accuracy_ok,
+        "atol": atol,
+        "runners": per_runner,
+        "kept_lengths_ragged_batch": ref[-1]["kept_lengths"].tolist(),
+    }

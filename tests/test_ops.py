@@ -1,0 +1,58 @@
+"""The torch op and its standard-op form against the NumPy reference (the oracle)."""
+import numpy as np
+import pytest
+import torch
+
+from adapler.ops import token_drop, token_drop_std
+from plugins.token_drop.reference import token_drop_reference
+
+
+def _case(B, T, D, seed, dtype=torch.float32, thr_shape="B"):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(B, T, D, generator=g).to(dtype)
+    scores = torch.rand(B, T, generator=g)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None] < lengths[:, None]).long()
+    thr = torch.rand(B if thr_shape == "B" else 1, generator=g)
+    return hidden, scores, mask, thr
+
+
+@pytest.mark.parametrize("impl", [token_drop, token_drop_std])
+@pytest.mark.parametrize("B,T,D", [(1, 1, 4), (1, 9, 8), (5, 17, 8), (8, 64, 16)])
+@pytest.mark.parametrize("thr_shape", ["B", "1"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_matches_reference(impl, B, T, D, thr_shape, dtype):
+    for seed in range(3):
+        args = _case(B, T, D, seed, dtype, thr_shape)
+        got = impl(*args)
+        want = token_drop_reference(*(a.numpy() for a in args))
+        for g_, w in zip(got, want):
+            assert g_.shape == w.shape
+            np.testing.assert_array_equal(g_.numpy(), w)
+
+
+@pytest.mark.parametrize("impl", [token_drop, token_drop_std])
+def test_edge_cases(impl):
+    hidden = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    scores = torch.tensor([[0.1, 0.9, 0.2, 0.9, 0.9], [0.0, 0.5, float("nan"), 0.5, 0.4]])
+    # all but [CLS] dropped -> L = 1, [CLS] kept even with a low score
+    h, m, i = impl(hidden, scores, mask, torch.tensor([2.0]))
+    assert h.shape == (2, 1, 3) and m.tolist() == [[1], [1]] and i.tolist() == [[0], [0]]
+    # nothing dropped (threshold -inf) -> padding is still never kept
+    h, m, i = impl(hidden, scores, mask, torch.tensor([-float("inf")]))
+    assert i.tolist() == [[0, 1, 2, -1], [0, 1, 3, 4]] and m.sum(1).tolist() == [3, 4]  # NaN score dropped in row 1
+    # per-row threshold, >= comparison, stable order, zeros in padding slots
+    h, m, i = impl(hidden, scores, mask, torch.tensor([0.9, 0.5]))
+    assert i.tolist() == [[0, 1, -1], [0, 1, 3]]
+    assert torch.equal(h[0, 2], torch.zeros(3)) and torch.equal(h[1, 2], hidden[1, 3])
+
+
+def test_fake_kernel_gives_data_dependent_length():
+    class M(torch.nn.Module):
+        def forward(self, h, s, m, t):
+            return token_drop(h, s, m, t)
+    args = _case(2, 8, 4, 0)
+    ep = torch.export.export(M(), args, dynamic_shapes=None)
+    out_shape = [n for n in ep.graph.nodes if n.op == "output"][0].args[0][0].meta["val"].shape
+    assert not isinstance(out_shape[1], int)  # an unbacked symbol, not a baked-in length
