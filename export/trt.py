@@ -1,0 +1,426 @@
+"""TensorRT preparation of exported encoders: static lint, TRT-ready ONNX, commands, engine bundle.
+
+Small composable steps in the style of Polygraphy (docs/deploy.md §5-§7):
+
+    issues = lint_for_tensorrt("model.custom.onnx", fp16=False)     # CPU only, no TensorRT needed
+    prepare_trt_onnx("model.custom.onnx", "bundle/model.trt.onnx")  # plugin attrs on, no local function
+    cmds = trt_commands("bundle/model.trt.onnx", "bundle", (1, 8), (1, 128), (8, 512), "libadapler_token_drop_trt.so")
+    report = write_trt_bundle("model.custom.onnx", "bundle")         # all of the above + engine if TensorRT exists
+
+Engine building and TRT-vs-ORT comparison use TensorRT through Polygraphy and raise
+:class:`TensorRTUnavailable` where TensorRT is missing (always, on the CI machine). Nothing here reports
+that TensorRT ran unless it did.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import shlex
+import shutil
+import string
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import onnx
+from onnx import numpy_helper
+
+from plugins.token_drop.trt.onnx_support import OP_RESTRICTIONS, SUPPORTED_ONNX_OPS, UNSUPPORTED_ONNX_OPS
+from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+
+__all__ = [
+    "SUPPORTED_ONNX_OPS", "UNSUPPORTED_ONNX_OPS", "OP_RESTRICTIONS", "PLUGIN_OPS", "TRT_MAX_IR_VERSION", "TOPK_MAX_K",
+    "TENSORRT_AVAILABLE", "TENSORRT_UNAVAILABLE_REASON", "TensorRTUnavailable", "LintIssue",
+    "PreparedModel", "TrtBundleReport", "lint_for_tensorrt", "prepare_trt_onnx", "trt_commands",
+    "build_engine", "compare_with_ort", "write_trt_bundle",
+]
+
+ModelLike = Union[str, Path, onnx.ModelProto]
+Shape = Sequence[int]
+
+PLUGIN_OPS: frozenset[str] = frozenset({"TokenDrop"})
+PLUGIN_ATTRS: dict[str, str] = {"plugin_namespace": "adapler", "plugin_version": "1"}
+STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+TRT_MAX_IR_VERSION = 10
+TOPK_MAX_K = 3840
+_AXES_INPUT = {"Slice": 3, "CumSum": 1, "Squeeze": 1, "Unsqueeze": 1}  # Reduce* -> input 1
+
+
+class TensorRTUnavailable(RuntimeError):
+    """Raised by functions that need TensorRT when it cannot be imported."""
+
+
+@dataclass(frozen=True)
+class LintIssue:
+    node: str
+    op_type: str
+    message: str
+    rule: str = ""
+    severity: str = "error"
+
+
+def _load(model: ModelLike) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return onnx.load(str(model), load_external_data=False)
+
+
+def _iter_graphs(graph: onnx.GraphProto):
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _iter_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _iter_graphs(g)
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto | None]:
+    """Tensor names that are initializers or Constant outputs (value if a tensor-valued Constant)."""
+    consts: dict[str, onnx.TensorProto | None] = {}
+    for g in _iter_graphs(model.graph):
+        for init in g.initializer:
+            consts[init.name] = init
+        for node in g.node:
+            if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS and node.output:
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                consts[node.output[0]] = value
+    return consts
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _has_fp16(model: onnx.ModelProto) -> bool:
+    fp16 = onnx.TensorProto.FLOAT16
+    for g in _iter_graphs(model.graph):
+        if any(t.data_type == fp16 for t in g.initializer):
+            return True
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == fp16:
+                return True
+        for node in g.node:
+            if node.op_type == "Cast" and _attr(node, "to") == fp16:
+                return True
+            if node.op_type == "Constant" and any(a.name == "value" and a.t.data_type == fp16 for a in node.attribute):
+                return True
+    return False
+
+
+def lint_for_tensorrt(model: ModelLike, fp16: bool = False) -> list[LintIssue]:
+    """Static TensorRT-readiness checks of docs/deploy.md §6 (no TensorRT needed).
+
+    Rules: op types supported (or the TokenDrop plugin) and from a standard domain; axes/axis inputs of
+    Reduce*/Slice/CumSum/Squeeze/Unsqueeze are initializers or Constant outputs; TopK sorted=1 and a constant K
+    below 3840; no Compress/Unique; TokenDrop carries plugin_namespace="adapler", plugin_version="1"; no
+    model-local function named TokenDrop; float16 tensors present when ``fp16``; IR version <= 10.
+    """
+    m = _load(model)
+    issues: list[LintIssue] = []
+    if m.ir_version > TRT_MAX_IR_VERSION:
+        issues.append(LintIssue("", "", f"IR version {m.ir_version} > {TRT_MAX_IR_VERSION}: re-export or save "
+                                f"with ir_version={TRT_MAX_IR_VERSION}", "ir-version"))
+    for fn in m.functions:
+        if fn.name in PLUGIN_OPS:
+            issues.append(LintIssue(fn.name, fn.name, f"model-local function '{fn.domain}.{fn.name}': TensorRT's "
+                                    "parser inlines it before looking for the plugin; strip it (prepare_trt_onnx)",
+                                    "local-function"))
+    consts = _constants(m)
+    count = 0
+    for g in _iter_graphs(m.graph):
+        for node in g.node:
+            name = node.name or f"<{node.op_type} #{count}>"
+            count += 1
+            op = node.op_type
+
+            def add(msg: str, rule: str, severity: str = "error") -> None:
+                issues.append(LintIssue(name, op, msg, rule, severity))
+
+            if op in PLUGIN_OPS:
+                for key, want in PLUGIN_ATTRS.items():
+                    got = _attr(node, key)
+                    got = got.decode() if isinstance(got, bytes) else got
+                    if got != want:
+                        add(f"TokenDrop attribute {key}={got!r}, TensorRT needs {want!r} to find the plugin",
+                            "plugin-attrs")
+                continue
+            if node.domain not in STANDARD_DOMAINS:
+                add(f"op from domain '{node.domain}' is not a standard ONNX op TensorRT can import", "domain")
+                continue
+            if op in UNSUPPORTED_ONNX_OPS:
+                add(f"{op} is not supported by TensorRT's ONNX parser", "unsupported-op")
+                continue
+            if op not in SUPPORTED_ONNX_OPS:
+                add(f"{op} is not in TensorRT's supported ONNX operator list", "unknown-op")
+                continue
+            axes_idx = 1 if op.startswith("Reduce") else _AXES_INPUT.get(op)
+            if axes_idx is not None and len(node.input) > axes_idx and node.input[axes_idx]:
+                if node.input[axes_idx] not in consts:
+                    add(f"{'axis' if op == 'CumSum' else 'axes'} input '{node.input[axes_idx]}' is not an initializer "
+                        "or Constant output (try `polygraphy surgeon sanitize --fold-constants`)", "constant-axes")
+            if op == "TopK":
+                if _attr(node, "sorted", 1) != 1:
+                    add("TopK sorted must be 1", "topk-sorted")
+                k_name = node.input[1] if len(node.input) > 1 else ""
+                k_tensor = consts.get(k_name)
+                if k_tensor is not None:
+                    k = int(numpy_helper.to_array(k_tensor).reshape(-1)[0])
+                    if k >= TOPK_MAX_K:
+                        add(f"TopK K={k} must be < {TOPK_MAX_K}", "topk-k")
+            if op == "ScatterND" and _attr(node, "reduction", b"none") not in (b"none", "none"):
+                add("ScatterND reduction other than 'none' is not supported", "scatternd-reduction")
+            if op == "LayerNormalization" and any(node.output[1:]):
+                add("LayerNormalization: only the first output Y is supported", "layernorm-outputs")
+            if op == "Attention" and (any(node.input[4:]) or any(node.output[1:])):
+                add(OP_RESTRICTIONS["Attention"], "attention-io")
+    if fp16 and not _has_fp16(m):
+        issues.append(LintIssue("", "", "fp16 engine requested but the model has no float16 tensors: TensorRT 11 "
+                                "is strongly typed, export the ONNX in fp16 (builder --fp16 flags are gone)", "fp16"))
+    return issues
+
+
+@dataclass
+class PreparedModel:
+    path: Path
+    token_drop_nodes: int
+    attributes_fixed: int
+    functions_removed: list[str] = field(default_factory=list)
+
+
+def prepare_trt_onnx(src: ModelLike, dst: str | Path) -> PreparedModel:
+    """Write a copy of ``src`` for TensorRT: plugin attributes set on every TokenDrop node and any
+    model-local function named TokenDrop removed. Everything else is unchanged."""
+    m = onnx.ModelProto()
+    if isinstance(src, onnx.ModelProto):
+        m.CopyFrom(src)
+    else:
+        m = onnx.load(str(src))
+    nodes = fixed = 0
+    for g in _iter_graphs(m.graph):
+        for node in g.node:
+            if node.op_type not in PLUGIN_OPS:
+                continue
+            nodes += 1
+            for key, want in PLUGIN_ATTRS.items():
+                current = _attr(node, key)
+                if (current.decode() if isinstance(current, bytes) else current) == want:
+                    continue
+                keep = [a for a in node.attribute if a.name != key]
+                del node.attribute[:]
+                node.attribute.extend(keep + [onnx.helper.make_attribute(key, want)])
+                fixed += 1
+    removed = [f"{fn.domain}.{fn.name}" for fn in m.functions if fn.name in PLUGIN_OPS]
+    keep_fns = [fn for fn in m.functions if fn.name not in PLUGIN_OPS]
+    del m.functions[:]
+    m.functions.extend(keep_fns)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(m, str(dst), save_as_external_data=m.ByteSize() > 2**31 - 2**27)
+    return PreparedModel(dst, nodes, fixed, removed)
+
+
+def _shape_arg(shape: Shape | Mapping[str, Shape], names: Sequence[str], sep: str, fmt, quote: bool = False) -> str:
+    per = shape if isinstance(shape, Mapping) else {n: shape for n in names}
+    items = (f"{n}:{fmt(s)}" for n, s in per.items())
+    return sep.join(shlex.quote(i) if quote else i for i in items)  # quote: [1,8] is a shell glob
+
+
+def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | Mapping[str, Shape],
+                 opt_shape: Shape | Mapping[str, Shape], max_shape: Shape | Mapping[str, Shape],
+                 plugin_lib: str | Path | None = None,
+                 input_names: Sequence[str] = ("input_ids", "attention_mask"),
+                 atol: float = 1e-3, rtol: float = 1e-3, std_onnx_path: str | Path | None = None) -> dict[str, str]:
+    """Exact ``trtexec`` / ``polygraphy`` command lines for building and checking an engine.
+
+    Shapes are ``(B, T)`` applied to every input in ``input_names`` or a ``{name: shape}`` mapping.
+    ``--stronglyTyped`` is required on TensorRT 10.x and a no-op on 11.x (always strongly typed): fp16 comes
+    from an fp16 ONNX, never from a builder flag. ``polygraphy_ort_compare_std`` (only with ``std_onnx_path``)
+    compares saved TensorRT outputs with ONNX Runtime on the standard-op export: the Polygraphy CLI cannot
+    load ONNX Runtime custom-op libraries.
+    """
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    engine = out_dir / f"{onnx_path.name.split('.')[0]}.engine"
+    x = lambda s: "x".join(str(int(v)) for v in s)  # noqa: E731  trtexec: 1x8
+    br = lambda s: "[" + ",".join(str(int(v)) for v in s) + "]"  # noqa: E731  polygraphy: [1,8]
+    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    shapes = (f"--minShapes={_shape_arg(min_shape, input_names, ',', x)} "
+              f"--optShapes={_shape_arg(opt_shape, input_names, ',', x)} "
+              f"--maxShapes={_shape_arg(max_shape, input_names, ',', x)}")
+    static_plugin = f" --staticPlugins={q(plugin_lib)}" if plugin_lib else ""
+    lib = Path(plugin_lib) if plugin_lib else None  # static-registration lib; its *_dyn sibling has getCreators
+    dyn_lib = lib if lib is None or lib.stem.endswith("_dyn") else lib.with_name(f"{lib.stem}_dyn{lib.suffix}")
+    dyn_plugin = f" --dynamicPlugins={q(dyn_lib)} --setPluginsToSerialize={q(dyn_lib)}" if dyn_lib else ""
+    pg_shapes = " ".join(f"--trt-{k}-shapes {_shape_arg(s, input_names, ' ', br, True)}"
+                         for k, s in (("min", min_shape), ("opt", opt_shape), ("max", max_shape)))
+    pg_plugin = f" --plugins {q(plugin_lib)}" if plugin_lib else ""
+    run_shapes = "--input-shapes " + _shape_arg(opt_shape, input_names, " ", br, True)
+    val = "--val-range 'input_ids:[0,999]' 'attention_mask:[1,1]'" if "attention_mask" in input_names else ""
+    inputs_json, trt_json = q(out_dir / "inputs.json"), q(out_dir / "trt_outputs.json")
+    cmds = {
+        "trtexec_build": f"trtexec --onnx={q(onnx_path)} --saveEngine={q(engine)} {shapes} --stronglyTyped "
+                         f"--skipInference{static_plugin}",
+        "trtexec_build_serialized_plugin": f"trtexec --onnx={q(onnx_path)} --saveEngine={q(engine)} {shapes} "
+                                           f"--stronglyTyped --skipInference{dyn_plugin}",
+        "trtexec_benchmark": f"trtexec --loadEngine={q(engine)} --shapes={_shape_arg(opt_shape, input_names, ',', x)}"
+                             f"{static_plugin}",
+        "polygraphy_run": f"polygraphy run {q(onnx_path)} --trt --onnxrt {pg_shapes} {run_shapes} {val} --strongly-typed"
+                          f"{pg_plugin} --atol {atol} --rtol {rtol} --check-error-stat median --save-engine {q(engine)}",
+        "polygraphy_trt_save": f"polygraphy run {q(onnx_path)} --trt {pg_shapes} {run_shapes} {val} --strongly-typed"
+                               f"{pg_plugin} --save-inputs {inputs_json} --save-outputs {trt_json}",
+    }
+    if std_onnx_path is not None:
+        cmds["polygraphy_ort_compare_std"] = (
+            f"polygraphy run {q(std_onnx_path)} --onnxrt --providers cpu --load-inputs {inputs_json} "
+            f"--load-outputs {trt_json} --atol {atol} --rtol {rtol} --check-error-stat median")
+    return cmds
+
+
+def _require_tensorrt() -> None:
+    if not TENSORRT_AVAILABLE:
+        raise TensorRTUnavailable(TENSORRT_UNAVAILABLE_REASON)
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path,
+                 profiles: Sequence[Mapping[str, tuple[Shape, Shape, Shape]]],
+                 plugin_lib: str | Path | None = None) -> Path:
+    """Build and save an engine with Polygraphy (strongly typed). ``profiles``: one ``{input: (min, opt,
+    max)}`` per optimization profile. ``plugin_lib`` is the static-registration plugin .so; without it
+    the Python quickly deployable plugin (:func:`register_qdp`) is registered instead."""
+    _require_tensorrt()
+    from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, LoadPlugins, NetworkFromOnnxPath, Profile
+    from polygraphy.backend.trt import SaveEngine
+
+    from plugins.token_drop.trt.qdp import register_qdp
+
+    network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
+    if plugin_lib is not None:
+        network = LoadPlugins(plugins=[str(plugin_lib)], obj=network)
+    else:
+        register_qdp()
+    trt_profiles = []
+    for spec in profiles:
+        prof = Profile()
+        for name, (lo, opt, hi) in spec.items():
+            prof.add(name, min=tuple(lo), opt=tuple(opt), max=tuple(hi))
+        trt_profiles.append(prof)
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    SaveEngine(EngineFromNetwork(network, config=CreateConfig(profiles=trt_profiles)), path=str(engine_path))()
+    return engine_path
+
+
+def compare_with_ort(engine_path: str | Path, onnx_path: str | Path, feeds: Mapping[str, Any],
+                     plugin_lib: str | Path | None = None, ort_custom_op_library: str | Path | None = None,
+                     atol: float = 1e-3, rtol: float = 1e-3) -> dict[str, dict[str, float | bool]]:
+    """Run a saved engine (TensorRT via Polygraphy) and ONNX Runtime (CPU, optional custom-op library) on
+    the same feeds; return ``{output: {"max_abs_diff", "allclose"}}`` for the outputs both produce."""
+    _require_tensorrt()
+    import numpy as np
+    import onnxruntime as ort
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    if plugin_lib is not None:
+        ctypes.CDLL(str(plugin_lib))  # static registration before deserialising the engine
+    else:
+        from plugins.token_drop.trt.qdp import register_qdp
+
+        register_qdp()
+    with TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path)))) as runner:
+        trt_out = {k: np.asarray(v) for k, v in runner.infer(dict(feeds)).items()}
+    opts = ort.SessionOptions()
+    if ort_custom_op_library is not None:
+        opts.register_custom_ops_library(str(ort_custom_op_library))
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    ort_out = dict(zip(names, sess.run(None, dict(feeds))))
+    result: dict[str, dict[str, float | bool]] = {}
+    for name in sorted(set(trt_out) & set(ort_out)):
+        a, b = trt_out[name].astype(np.float64), np.asarray(ort_out[name]).astype(np.float64)
+        same = a.shape == b.shape
+        result[name] = {"max_abs_diff": float(np.max(np.abs(a - b))) if same and a.size else (0.0 if same else
+                        float("inf")), "allclose": bool(same and np.allclose(a, b, atol=atol, rtol=rtol))}
+    return result
+
+
+@dataclass
+class TrtBundleReport:
+    out_dir: Path
+    trt_onnx: Path
+    lint_path: Path
+    build_doc: Path
+    plugin_src: Path
+    lint_issues: list[LintIssue]
+    commands: dict[str, str]
+    tensorrt_available: bool
+    engine_built: bool
+    engine_path: Path | None
+    engine_reason: str
+
+    @property
+    def lint_errors(self) -> list[LintIssue]:
+        return [i for i in self.lint_issues if i.severity == "error"]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return json.loads(json.dumps(d, default=str))
+
+
+def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape = (1, 8),
+                     opt_shape: Shape = (1, 128), max_shape: Shape = (8, 512),
+                     input_names: Sequence[str] = ("input_ids", "attention_mask"), fp16: bool = False,
+                     plugin_lib: str | Path | None = None, build: bool = True,
+                     std_onnx_path: str | Path | None = None) -> TrtBundleReport:
+    """Write a TensorRT bundle: TRT-ready ONNX, plugin sources (cuda/ + trt/), lint.json, BUILD_ENGINE.md,
+    bundle.json; build the engine only when TensorRT is importable, ``build`` is set and lint found no error."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = Path(onnx_path)
+    prepared = prepare_trt_onnx(onnx_path, out / f"{onnx_path.name.split('.')[0]}.trt.onnx")
+    issues = lint_for_tensorrt(prepared.path, fp16=fp16)
+    lint_path = out / "lint.json"
+    lint_path.write_text(json.dumps([asdict(i) for i in issues], indent=2) + "\n")
+    src_root = Path(__file__).resolve().parents[1] / "plugins" / "token_drop"
+    plugin_src = out / "plugin_src"
+    for sub in ("cuda", "trt"):
+        shutil.copytree(src_root / sub, plugin_src / sub, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "build", "*.template.md"))
+    lib_hint = Path(plugin_lib) if plugin_lib else plugin_src / "build" / "libadapler_token_drop_trt.so"
+    commands = trt_commands(prepared.path, out, min_shape, opt_shape, max_shape, lib_hint, input_names,
+                            std_onnx_path=std_onnx_path)
+    errors = [i for i in issues if i.severity == "error"]
+    engine_path: Path | None = None
+    if not TENSORRT_AVAILABLE:
+        built, reason = False, TENSORRT_UNAVAILABLE_REASON
+    elif not build:
+        built, reason = False, "engine build not requested (build=False)"
+    elif errors:
+        built, reason = False, f"lint found {len(errors)} error(s); see lint.json"
+    else:
+        target = out / f"{onnx_path.name.split('.')[0]}.engine"
+        profile = {n: (tuple(min_shape), tuple(opt_shape), tuple(max_shape)) for n in input_names}
+        try:
+            engine_path = build_engine(prepared.path, target, [profile], plugin_lib)
+            built, reason = True, "built with TensorRT through Polygraphy"
+        except Exception as exc:  # report, do not hide
+            built, reason = False, f"TensorRT engine build failed: {type(exc).__name__}: {exc}"
+    status = (f"**Engine built**: `{engine_path}` ({reason})." if built else f"**No engine was built.** Reason: {reason}")
+    lint_lines = "\n".join(f"- [{i.severity}] {i.rule} {i.node} ({i.op_type}): {i.message}" for i in issues) or "- none"
+    doc = out / "BUILD_ENGINE.md"
+    template = (src_root / "trt" / "BUILD_ENGINE.template.md").read_text()
+    compare_std = commands.get("polygraphy_ort_compare_std", "polygraphy run MODEL.std.onnx --onnxrt --providers cpu "
+                               f"--load-inputs {out / 'inputs.json'} --load-outputs {out / 'trt_outputs.json'}")
+    doc.write_text(string.Template(template).substitute(
+        commands, polygraphy_ort_compare_std=compare_std, model=prepared.path.name, status=status,
+        nodes=prepared.token_drop_nodes, fixed=prepared.attributes_fixed, lint=lint_lines,
+        removed=", ".join(prepared.functions_removed) or "none"))
+    report = TrtBundleReport(out, prepared.path, lint_path, doc, plugin_src, issues, commands,
+                             TENSORRT_AVAILABLE, built, engine_path, reason)
+    (out / "bundle.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report

@@ -1,0 +1,407 @@
+"""TensorRT preparation: static lint, TRT-ready ONNX, commands, bundle, QDP definition.
+
+Everything except the tests marked "TensorRT only" runs on a CPU-only machine without TensorRT. The
+TensorRT-only tests skip with TENSORRT_UNAVAILABLE_REASON there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as TP
+from onnx import helper as oh
+from onnx import numpy_helper
+
+from export.trt import (
+    SUPPORTED_ONNX_OPS,
+    TENSORRT_AVAILABLE,
+    TENSORRT_UNAVAILABLE_REASON,
+    UNSUPPORTED_ONNX_OPS,
+    TensorRTUnavailable,
+    build_engine,
+    compare_with_ort,
+    lint_for_tensorrt,
+    prepare_trt_onnx,
+    trt_commands,
+    write_trt_bundle,
+)
+from plugins.token_drop.trt import qdp
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_ATTRS = {"plugin_namespace": "adapler", "plugin_version": "1"}
+needs_trt = pytest.mark.skipif(not TENSORRT_AVAILABLE, reason=TENSORRT_UNAVAILABLE_REASON)
+without_trt = pytest.mark.skipif(TENSORRT_AVAILABLE, reason="TensorRT is installed: unavailability path not testable")
+
+
+def const(name: str, values, dtype=np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def make_model(nodes, initializers=(), ir_version: int = 10, functions=(), fp16: bool = False) -> onnx.ModelProto:
+    elem = TP.FLOAT16 if fp16 else TP.FLOAT
+    inputs = [oh.make_tensor_value_info("x", elem, ["B", "T", 8]),
+              oh.make_tensor_value_info("scores", TP.FLOAT, ["B", "T"]),
+              oh.make_tensor_value_info("mask", TP.INT64, ["B", "T"])]
+    outputs = [oh.make_tensor_value_info("y", elem, ["B", "S", 8])]
+    graph = oh.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18), oh.make_opsetid("adapler", 1)],
+                         ir_version=ir_version, functions=list(functions))
+
+
+def token_drop(attrs: dict | None = PLUGIN_ATTRS, name: str = "drop0", out: str = "h1") -> onnx.NodeProto:
+    return oh.make_node("TokenDrop", ["x", "scores", "mask", "thr"], [out, "mask1", "index1"], domain="adapler",
+                        name=name, **(attrs or {}))
+
+
+def good_model(**kw) -> onnx.ModelProto:
+    """A BERT-shaped fragment: TokenDrop, LayerNorm, MatMul/Add, Softmax, ReduceSum/Unsqueeze/Slice/CumSum/TopK."""
+    nodes = [
+        token_drop(),
+        oh.make_node("LayerNormalization", ["h1", "ln_w", "ln_b"], ["h2"], name="ln", axis=-1),
+        oh.make_node("MatMul", ["h2", "w"], ["h3"], name="mm"),
+        oh.make_node("Add", ["h3", "b"], ["h4"], name="add"),
+        oh.make_node("Softmax", ["h4"], ["h5"], name="softmax", axis=-1),
+        oh.make_node("ReduceSum", ["mask1", "axes1"], ["count"], name="rsum", keepdims=0),
+        oh.make_node("Constant", [], ["axes_c"], name="c0", value=const("v", [1])),
+        oh.make_node("Unsqueeze", ["count", "axes_c"], ["count2"], name="unsq"),
+        oh.make_node("CumSum", ["mask1", "axis0"], ["csum"], name="cumsum"),
+        oh.make_node("TopK", ["scores", "k"], ["tv", "ti"], name="topk", largest=1, sorted=1),
+        oh.make_node("Slice", ["h5", "starts", "ends", "axes1"], ["y"], name="slice"),
+    ]
+    inits = [const("ln_w", np.ones(8), np.float32), const("ln_b", np.zeros(8), np.float32),
+             const("w", np.eye(8), np.float32), const("b", np.zeros(8), np.float32), const("thr", [0.5], np.float32),
+             const("axes1", [1]), const("axis0", 1), const("k", [4]), const("starts", [0]), const("ends", [4])]
+    return make_model(nodes, inits, **kw)
+
+
+def rules(issues) -> list[str]:
+    return [i.rule for i in issues]
+
+
+# ------------------------------------------------------------------------------------------------
+# op tables and lint
+# ------------------------------------------------------------------------------------------------
+def test_supported_op_table_covers_bert_exports():
+    bert_ops = """Attention MatMul Gemm Add Mul Sub Div Pow Sqrt Erf Tanh Softmax LayerNormalization ReduceMean ReduceSum
+    ReduceMax Gather GatherElements GatherND Slice Concat Reshape Transpose Unsqueeze Squeeze Expand Shape Cast Where
+    Equal Less Greater GreaterOrEqual Not And Or Range ConstantOfShape Constant TopK NonZero CumSum ScatterElements
+    ScatterND Identity Sigmoid Relu Max Min Neg Reciprocal Clip Trilu""".split()
+    assert set(bert_ops) <= SUPPORTED_ONNX_OPS
+    assert {"Compress", "Unique"} <= UNSUPPORTED_ONNX_OPS
+    assert not SUPPORTED_ONNX_OPS & UNSUPPORTED_ONNX_OPS
+
+
+def test_good_graph_passes(tmp_path):
+    model = good_model()
+    onnx.checker.check_model(model)  # also a valid ONNX graph (custom domain op aside)
+    assert lint_for_tensorrt(model) == []
+    path = tmp_path / "good.onnx"
+    onnx.save(model, str(path))
+    assert lint_for_tensorrt(path) == [] and lint_for_tensorrt(str(path)) == []
+
+
+@pytest.mark.parametrize("op", ["Compress", "Unique"])
+def test_unsupported_ops_flagged(op):
+    inputs = ["x", "cond"] if op == "Compress" else ["x"]
+    model = make_model([oh.make_node(op, inputs, ["y"], name="bad")], [const("cond", [True, False], np.bool_)])
+    issues = lint_for_tensorrt(model)
+    assert rules(issues) == ["unsupported-op"] and issues[0].op_type == op and issues[0].node == "bad"
+
+
+def test_unknown_op_and_foreign_domain_flagged():
+    model = make_model([oh.make_node("FancyOp", ["x"], ["z"], name="f"),
+                        oh.make_node("SkipLayerNormalization", ["x", "x"], ["y"], domain="com.microsoft", name="s")])
+    assert rules(lint_for_tensorrt(model)) == ["unknown-op", "domain"]
+
+
+def test_missing_and_wrong_plugin_attributes():
+    issues = lint_for_tensorrt(make_model([token_drop(attrs=None, out="y")], [const("thr", [0.5], np.float32)]))
+    assert rules(issues) == ["plugin-attrs", "plugin-attrs"]
+    assert {i.op_type for i in issues} == {"TokenDrop"} and "plugin_namespace" in issues[0].message
+    wrong = token_drop(attrs={"plugin_namespace": "adapler", "plugin_version": "2"}, out="y")
+    issues = lint_for_tensorrt(make_model([wrong], [const("thr", [0.5], np.float32)]))
+    assert rules(issues) == ["plugin-attrs"] and "plugin_version" in issues[0].message
+
+
+def tokendrop_function() -> onnx.FunctionProto:
+    body = [oh.make_node("Identity", ["hidden"], ["hidden_c"]), oh.make_node("Identity", ["mask"], ["mask_c"]),
+            oh.make_node("Identity", ["mask"], ["index"])]
+    return oh.make_function("adapler", "TokenDrop", ["hidden", "scores", "mask", "threshold"],
+                            ["hidden_c", "mask_c", "index"], body, [oh.make_opsetid("", 18)])
+
+
+def test_local_function_tokendrop_flagged():
+    model = good_model(functions=[tokendrop_function()])
+    assert rules(lint_for_tensorrt(model)) == ["local-function"]
+
+
+def test_non_constant_axes_flagged():
+    nodes = [oh.make_node("Shape", ["mask"], ["dyn_axes"], name="shape", start=1),
+             oh.make_node("ReduceSum", ["x", "dyn_axes"], ["r"], name="rsum"),
+             oh.make_node("Slice", ["x", "starts", "ends", "scores_axes"], ["s"], name="slice"),
+             oh.make_node("CumSum", ["x", "dyn_axes"], ["c"], name="cumsum"),
+             oh.make_node("Unsqueeze", ["x", "dyn_axes"], ["y"], name="unsq")]
+    model = make_model(nodes, [const("starts", [0]), const("ends", [2])])
+    model.graph.input.append(oh.make_tensor_value_info("scores_axes", TP.INT64, [1]))
+    issues = lint_for_tensorrt(model)
+    assert rules(issues) == ["constant-axes"] * 4
+    assert [i.node for i in issues] == ["rsum", "slice", "cumsum", "unsq"]
+
+
+def test_ir_version_11_flagged():
+    issues = lint_for_tensorrt(good_model(ir_version=11))
+    assert rules(issues) == ["ir-version"] and "11" in issues[0].message
+
+
+def test_topk_rules():
+    def topk(k, **attrs):
+        return make_model([oh.make_node("TopK", ["scores", "k"], ["y", "i"], name="topk", **attrs)], [const("k", [k])])
+
+    assert lint_for_tensorrt(topk(16)) == []
+    assert rules(lint_for_tensorrt(topk(16, sorted=0))) == ["topk-sorted"]
+    assert rules(lint_for_tensorrt(topk(4000))) == ["topk-k"]
+    runtime_k = make_model([oh.make_node("ReduceMax", ["mask"], ["k"], name="rmax", keepdims=1),
+                            oh.make_node("TopK", ["scores", "k"], ["y", "i"], name="topk")])
+    assert lint_for_tensorrt(runtime_k) == []  # K may be a runtime tensor (TensorRT 10.x)
+
+
+def test_fp16_requested():
+    assert rules(lint_for_tensorrt(good_model(), fp16=True)) == ["fp16"]
+    assert lint_for_tensorrt(good_model(fp16=True), fp16=True) == []
+
+
+def test_subgraphs_are_linted():
+    then_g = oh.make_graph([oh.make_node("Unique", ["x"], ["u"], name="inner")], "then", [],
+                           [oh.make_tensor_value_info("u", TP.FLOAT, None)])
+    else_g = oh.make_graph([oh.make_node("Identity", ["x"], ["e"])], "else", [],
+                           [oh.make_tensor_value_info("e", TP.FLOAT, None)])
+    model = make_model([oh.make_node("If", ["cond"], ["y"], name="if", then_branch=then_g, else_branch=else_g)],
+                       [const("cond", True, np.bool_)])
+    issues = lint_for_tensorrt(model)
+    assert rules(issues) == ["unsupported-op"] and issues[0].node == "inner"
+
+
+# ------------------------------------------------------------------------------------------------
+# prepare_trt_onnx
+# ------------------------------------------------------------------------------------------------
+def test_prepare_fixes_attributes_and_strips_function(tmp_path):
+    src = good_model(functions=[tokendrop_function()])
+    del src.graph.node[0].attribute[:]
+    src.graph.node[0].attribute.extend([oh.make_attribute("plugin_version", "7")])
+    src_path = tmp_path / "model.custom.onnx"
+    onnx.save(src, str(src_path))
+    assert set(rules(lint_for_tensorrt(src_path))) == {"plugin-attrs", "local-function"}
+
+    prepared = prepare_trt_onnx(src_path, tmp_path / "out" / "model.trt.onnx")
+    assert prepared.token_drop_nodes == 1 and prepared.attributes_fixed == 2
+    assert prepared.functions_removed == ["adapler.TokenDrop"]
+    out = onnx.load(str(prepared.path))
+    assert len(out.functions) == 0
+    node = out.graph.node[0]
+    assert {a.name: a.s.decode() for a in node.attribute} == PLUGIN_ATTRS
+    assert lint_for_tensorrt(out) == []
+    assert [n.op_type for n in out.graph.node] == [n.op_type for n in src.graph.node]
+    assert len(onnx.load(str(src_path)).functions) == 1  # source untouched
+
+
+def test_prepare_keeps_other_functions_and_accepts_model_proto(tmp_path):
+    other = oh.make_function("adapler", "Helper", ["a"], ["b"], [oh.make_node("Identity", ["a"], ["b"])],
+                             [oh.make_opsetid("", 18)])
+    prepared = prepare_trt_onnx(good_model(functions=[other, tokendrop_function()]), tmp_path / "m.onnx")
+    assert [f.name for f in onnx.load(str(prepared.path)).functions] == ["Helper"]
+    assert prepared.attributes_fixed == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+def test_trt_commands_shapes_and_plugins(tmp_path):
+    lib = tmp_path / "build" / "libadapler_token_drop_trt.so"
+    cmds = trt_commands(tmp_path / "model.trt.onnx", tmp_path, (1, 8), (4, 128), (8, 512), lib)
+    build = cmds["trtexec_build"]
+    for flag in (f"--onnx={tmp_path / 'model.trt.onnx'}", f"--saveEngine={tmp_path / 'model.engine'}",
+                 "--minShapes=input_ids:1x8,attention_mask:1x8", "--optShapes=input_ids:4x128,attention_mask:4x128",
+                 "--maxShapes=input_ids:8x512,attention_mask:8x512", f"--staticPlugins={lib}", "--stronglyTyped"):
+        assert flag in shlex.split(build), flag
+    assert "--fp16" not in build  # TensorRT 11: precision comes from the ONNX
+    dyn = shlex.split(cmds["trtexec_build_serialized_plugin"])
+    assert f"--dynamicPlugins={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
+    assert f"--setPluginsToSerialize={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
+    pg = shlex.split(cmds["polygraphy_run"])
+    assert pg[:3] == ["polygraphy", "run", str(tmp_path / "model.trt.onnx")]
+    assert {"--trt", "--onnxrt", "--strongly-typed"} <= set(pg)
+    i = pg.index("--trt-min-shapes")
+    assert pg[i + 1:i + 3] == ["input_ids:[1,8]", "attention_mask:[1,8]"]
+    assert pg[pg.index("--plugins") + 1] == str(lib)
+    assert "polygraphy_ort_compare_std" not in cmds
+    with_std = trt_commands(tmp_path / "m.onnx", tmp_path, {"ids": (1, 4)}, {"ids": (2, 4)}, {"ids": (3, 4)},
+                            std_onnx_path=tmp_path / "m.std.onnx")
+    assert "--minShapes=ids:1x4" in with_std["trtexec_build"] and "--staticPlugins" not in with_std["trtexec_build"]
+    assert str(tmp_path / "m.std.onnx") in with_std["polygraphy_ort_compare_std"]
+
+
+@pytest.mark.skipif(shutil.which("polygraphy") is None and not (Path(sys.executable).parent / "polygraphy").exists(),
+                    reason="polygraphy CLI not found")
+@pytest.mark.parametrize("key", ["polygraphy_run", "polygraphy_trt_save"])
+def test_polygraphy_commands_parse(tmp_path, key):
+    """The Polygraphy CLI accepts the generated command lines (--gen-script: parse and emit, run nothing)."""
+    model_path = tmp_path / "model.trt.onnx"
+    onnx.save(good_model(), str(model_path))
+    lib = tmp_path / "libadapler_token_drop_trt.so"
+    lib.write_bytes(b"")
+    cmd = shlex.split(trt_commands(model_path, tmp_path, (1, 8), (1, 16), (2, 32), lib)[key])
+    exe = shutil.which("polygraphy") or str(Path(sys.executable).parent / "polygraphy")
+    proc = subprocess.run([exe] + cmd[1:] + ["--gen-script", str(tmp_path / "gen.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    script = (tmp_path / "gen.py").read_text()
+    assert "LoadPlugins" in script and "strongly_typed=True" in script
+    assert "Profile().add('input_ids', min=[1, 8], opt=[1, 16], max=[2, 32])" in script
+
+
+# ------------------------------------------------------------------------------------------------
+# bundle
+# ------------------------------------------------------------------------------------------------
+def test_write_trt_bundle(tmp_path):
+    src = good_model(functions=[tokendrop_function()])
+    src_path = tmp_path / "model.custom.onnx"
+    onnx.save(src, str(src_path))
+    report = write_trt_bundle(src_path, tmp_path / "bundle", std_onnx_path=tmp_path / "model.std.onnx")
+    b = tmp_path / "bundle"
+    for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", "plugin_src/cuda/token_drop_kernel.cu",
+                "plugin_src/cuda/token_drop_kernel.h", "plugin_src/trt/token_drop_plugin.cpp",
+                "plugin_src/trt/token_drop_plugin.h", "plugin_src/trt/CMakeLists.txt", "plugin_src/trt/qdp.py"):
+        assert (b / rel).is_file(), rel
+    assert report.trt_onnx == b / "model.trt.onnx" and report.lint_issues == [] and report.lint_errors == []
+    assert json.loads((b / "lint.json").read_text()) == []
+    assert len(onnx.load(str(report.trt_onnx)).functions) == 0
+    doc = (b / "BUILD_ENGINE.md").read_text()
+    assert report.commands["trtexec_build"] in doc and report.commands["polygraphy_ort_compare_std"] in doc
+    assert "TRT_ROOT=" in doc and "$" not in doc.split("## Lint")[0].replace("$ ", "")
+    saved = json.loads((b / "bundle.json").read_text())
+    assert saved["engine_built"] == report.engine_built
+    if not TENSORRT_AVAILABLE:
+        assert report.engine_built is False and report.engine_path is None
+        assert report.engine_reason == TENSORRT_UNAVAILABLE_REASON
+        assert "No engine was built" in doc and "Engine built" not in doc
+        assert not list(b.glob("*.engine"))
+
+
+def test_write_trt_bundle_reports_lint_errors(tmp_path):
+    src_path = tmp_path / "bad.onnx"
+    onnx.save(make_model([oh.make_node("Compress", ["x", "c"], ["y"], name="cmp")], [const("c", [True], np.bool_)]),
+              str(src_path))
+    report = write_trt_bundle(src_path, tmp_path / "b", build=True)
+    assert rules(report.lint_errors) == ["unsupported-op"]
+    assert report.engine_built is False
+    assert "cmp" in (tmp_path / "b" / "BUILD_ENGINE.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# TensorRT availability
+# ------------------------------------------------------------------------------------------------
+def test_qdp_module_imports_without_tensorrt():
+    assert isinstance(qdp.TENSORRT_AVAILABLE, bool)
+    if qdp.TENSORRT_AVAILABLE:
+        assert qdp.TENSORRT_UNAVAILABLE_REASON == ""
+    else:
+        assert qdp.TENSORRT_UNAVAILABLE_REASON == (
+            "TensorRT not installed: full TensorRT (libnvinfer, ONNX parser, builder) is not available from "
+            "PyPI/Debian here — the PyPI packages are download stubs; install TensorRT from NVIDIA to run this.")
+        assert TENSORRT_UNAVAILABLE_REASON == qdp.TENSORRT_UNAVAILABLE_REASON
+
+
+@without_trt
+def test_tensorrt_functions_raise_when_missing(tmp_path):
+    with pytest.raises(RuntimeError, match="TensorRT not installed"):
+        qdp.register_qdp()
+    with pytest.raises(TensorRTUnavailable, match="TensorRT not installed"):
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [{"input_ids": ((1, 8), (1, 8), (1, 8))}])
+    with pytest.raises(TensorRTUnavailable):
+        compare_with_ort(tmp_path / "m.engine", tmp_path / "m.onnx", {})
+
+
+def test_qdp_definition_with_fake_tensorrt_plugin(monkeypatch):
+    """Checks only how qdp.py uses the tensorrt.plugin API (as read in NVIDIA's QDP sample); not TensorRT."""
+    registered = {}
+    trt = types.ModuleType("tensorrt")
+    trt.int64, trt.float32 = "int64", "float32"
+    trtp = types.ModuleType("tensorrt.plugin")
+    trtp.TensorDesc, trtp.Tensor = object, object
+
+    class SizeTensor:
+        def __init__(self, opt, upper):
+            self.opt, self.upper = opt, upper
+
+        def expr(self):
+            return ("L", self)
+
+    trtp.size_tensor = SizeTensor
+    trtp.cdiv = lambda a, b: ("cdiv", a, b)
+    trtp.from_shape_expr = lambda shape, dtype: (tuple(shape), dtype)
+    trtp.register = lambda pid: (lambda fn: registered.setdefault(("register", pid), fn))
+    trtp.impl = lambda pid: (lambda fn: registered.setdefault(("impl", pid), fn))
+    trt.plugin = trtp
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    spec = importlib.util.spec_from_file_location("_qdp_fake", ROOT / "plugins/token_drop/trt/qdp.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.TENSORRT_AVAILABLE and mod.TENSORRT_UNAVAILABLE_REASON == ""
+    mod.register_qdp()
+    mod.register_qdp()  # idempotent
+    assert set(registered) == {("register", "adapler::TokenDrop"), ("impl", "adapler::TokenDrop")}
+
+    hidden = types.SimpleNamespace(shape_expr=["B", "T", "D"], dtype="float16")
+    other = types.SimpleNamespace(shape_expr=["B", "T"], dtype="float32")
+    hidden_c, mask_c, index, size = registered[("register", "adapler::TokenDrop")](hidden, other, other, other)
+    assert isinstance(size, SizeTensor) and size.opt == ("cdiv", "T", 2) and size.upper == "T"
+    assert hidden_c == (("B", ("L", size), "D"), "float16")
+    assert mask_c == index == (("B", ("L", size)), "int64")
+
+
+# ------------------------------------------------------------------------------------------------
+# TensorRT only
+# ------------------------------------------------------------------------------------------------
+@needs_trt
+def test_engine_with_qdp_matches_reference(tmp_path):
+    """TensorRT only: TokenDrop-only graph through the Python plugin vs the NumPy reference."""
+    import torch
+
+    from plugins.token_drop.reference import token_drop_reference
+
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT is installed but no CUDA GPU is visible")
+    x = oh.make_tensor_value_info("x", TP.FLOAT, ["B", "T", 8])
+    graph = oh.make_graph([token_drop(out="h")], "td", [x, oh.make_tensor_value_info("scores", TP.FLOAT, ["B", "T"]),
+                          oh.make_tensor_value_info("mask", TP.INT64, ["B", "T"])],
+                          [oh.make_tensor_value_info(n, t, None) for n, t in
+                           (("h", TP.FLOAT), ("mask1", TP.INT64), ("index1", TP.INT64))],
+                          initializer=[const("thr", [0.5], np.float32)])
+    path = tmp_path / "td.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18), oh.make_opsetid("adapler", 1)],
+                            ir_version=10), str(path))
+    shapes = {"x": ((1, 4, 8), (2, 16, 8), (4, 32, 8)), "scores": ((1, 4), (2, 16), (4, 32)),
+              "mask": ((1, 4), (2, 16), (4, 32))}
+    engine = build_engine(path, tmp_path / "td.engine", [shapes])
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((3, 20, 8)).astype(np.float32), "scores": rng.random((3, 20)).astype(np.float32),
+             "mask": np.ones((3, 20), np.int64)}
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    with TrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as runner:
+        out = runner.infer(feeds)
+    ref = token_drop_reference(feeds["x"], feeds["scores"], feeds["mask"], np.array([0.5], np.float32))
+    for name, want in zip(("h", "mask1", "index1"), ref):
+        assert np.array_equal(np.asarray(out[name]), want), name
