@@ -45,11 +45,15 @@ class TorchCpuRunner(BaseRunner):
         start = time.time()
         with torch.no_grad():
             out = self.model(*args, mode="dense" if self.model.method == "bert" else "hard")
-        end = time.time()
-        return OrderedDict(logits=out.logits.numpy(), kept_lengths=out.kept_lengths.numpy().astype(np.int64)), end - start
+        self.inference_time = time.time() - start
+        return OrderedDict(logits=out.logits.numpy(), kept_lengths=out.kept_lengths.numpy().astype(np.int64))
 
     def deactivate_impl(self):
         pass
+
+
+def _array(x) -> np.ndarray:
+    return np.asarray(x.load() if hasattr(x, "load") else x)
 
 
 def read_export(export_dir: str | Path) -> dict:
@@ -86,10 +90,12 @@ def verify_export(export_dir: str | Path, examples: list[Example], atol: float =
             path = str(export_dir / meta["files"][key])
             runners.append(OnnxrtRunner(lambda p=path: create_session(p), name=name))
     results = Comparator.run(runners, data_loader=feeds)
-    ref = results[0][1]
+    runs = [(name, [{k: _array(it[k]) for k in ("logits", "kept_lengths")} for it in iters])
+            for name, iters in results.items()]
+    ref = runs[0][1]
     max_diff, kept_same = 0.0, True
     per_runner = {}
-    for runner_name, outputs in results[1:]:
+    for runner_name, outputs in runs[1:]:
         diff = max(float(np.abs(a["logits"] - b["logits"]).max()) for a, b in zip(ref, outputs))
         same = all(np.array_equal(a["kept_lengths"], b["kept_lengths"]) for a, b in zip(ref, outputs))
         per_runner[runner_name] = {"max_abs_diff_logits": diff, "kept_lengths_identical": same}

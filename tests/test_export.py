@@ -1,0 +1,102 @@
+"""ONNX export: custom-op graph and standard-op graph against torch (logits and kept lengths)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adapler.checkpoint import save_checkpoint
+from conftest import ragged_batch
+from export.onnx import ExportError, export_graph, write_export_dir
+from test_encoder import adapler_model
+
+
+@pytest.fixture(scope="module")
+def ort_library():
+    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    try:
+        return build_ort_library()
+    except PluginBuildError as e:
+        pytest.skip(f"ORT custom-op library unavailable: {e}")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = adapler_model(3, eta=0.9, sharpness=8.0)
+    d = tmp_path_factory.mktemp("onnx")
+    return model, export_graph(model, d / "model.onnx", std=False), export_graph(model, d / "model.std.onnx", std=True)
+
+
+def _run(path, ids, mask, library):
+    from plugins.token_drop.ort_session import create_session
+    sess = create_session(path, library=library)
+    return sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+
+
+@pytest.mark.parametrize("batch,length,seed", [(1, 12, 0), (5, 30, 1), (8, 40, 2), (3, 3, 3)])
+def test_both_graphs_match_torch(exported, ort_library, batch, length, seed):
+    model, custom, std = exported
+    ids, mask = ragged_batch(batch, length, seed)
+    with torch.no_grad():
+        ref = model(ids, mask, mode="hard")
+    assert ref.kept_lengths[:, -1].sum() < mask.sum() or length <= 3
+    for path, lib in ((custom, ort_library), (std, None)):
+        logits, kept = _run(path, ids, mask, lib)
+        assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4
+        np.testing.assert_array_equal(kept, ref.kept_lengths.numpy())
+
+
+def test_graph_contents(exported):
+    import onnx
+    _, custom, std = exported
+    c, s = onnx.load(custom), onnx.load(std)
+    drops = [n for n in c.graph.node if n.op_type == "TokenDrop"]
+    assert len(drops) == 4 and all(n.domain == "adapler" for n in drops)
+    attrs = {a.name: a.s.decode() for a in drops[0].attribute}
+    assert attrs == {"plugin_namespace": "adapler", "plugin_version": "1"}
+    assert not any(n.domain == "adapler" for n in s.graph.node)
+    assert {"TopK", "GatherElements"} <= {n.op_type for n in s.graph.node}
+    assert [o.name for o in c.graph.output] == ["logits", "kept_lengths"]
+
+
+def test_custom_graph_without_library_names_the_fix(exported):
+    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
+    with pytest.raises(TokenDropLibraryMissing, match="model.std.onnx"):
+        create_session(exported[1], library=None)
+
+
+def test_export_dir_errors(tmp_path, tiny_bert_dir):
+    from transformers import AutoTokenizer
+    model = adapler_model(0)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b", "c"], max_length=32)
+    with pytest.raises(ExportError, match="opset 11 is not supported"):
+        write_export_dir(ckpt, tmp_path / "o1", opset=11)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("x")
+    with pytest.raises(ExportError, match="--overwrite"):
+        write_export_dir(ckpt, tmp_path / "taken")
+    assert (tmp_path / "taken" / "keep.txt").read_text() == "x"
+    with pytest.raises(ExportError, match="not an adapler checkpoint"):
+        write_export_dir(tiny_bert_dir, tmp_path / "o2")
+    dense = save_checkpoint(type(model)(model.config, 3), tmp_path / "dense", label_names=["a", "b", "c"], max_length=32)
+    with pytest.raises(ExportError, match="not a pruned model"):
+        write_export_dir(dense, tmp_path / "o3")
+
+
+def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+    from transformers import AutoTokenizer
+
+    from adapler.data import load_dataset
+    from export.verify import verify_export
+    model = adapler_model(2, eta=0.9)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b", "c"], max_length=32)
+    meta = write_export_dir(ckpt, tmp_path / "export")
+    assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx"}
+    saved = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert saved["opset"] == 23 and saved["token_drop_domain"] == "adapler" and saved["max_length"] == 32
+    assert (tmp_path / "export" / "tokenizer" / "tokenizer.json").exists()
+    report = verify_export(tmp_path / "export", load_dataset(sentiment_csv).test)
+    assert report["max_abs_diff_logits"] <= 1e-4 and report["kept_lengths_identical"]
+    assert report["batch_sizes"] == [1, 1, 1, 8] and set(report["runners"]) == {"ort-custom-op", "ort-std-ops"}
