@@ -1,0 +1,70 @@
+"""CLI: bad input gives one line naming the problem and the fix, never a traceback."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={"ADAPLER_QUIET": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                                        "HOME": str(Path.home())}, timeout=300)
+
+
+def one_line_error(r, *fragments):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    err = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(err) == 1, r.stderr
+    for f in fragments:
+        assert f in err[0], err[0]
+
+
+def test_missing_data_path(tmp_path):
+    one_line_error(cli("finetune", "--data", tmp_path / "missing.csv", "--out", tmp_path / "o"), "does not exist")
+
+
+def test_missing_column(tmp_path):
+    (tmp_path / "d.csv").write_text("sentence,label\nhello,1\n")
+    one_line_error(cli("finetune", "--data", tmp_path / "d.csv", "--out", tmp_path / "o"), "--text-col")
+
+
+def test_one_class(tmp_path):
+    (tmp_path / "d.csv").write_text("text,label\n" + "".join(f"t{i},1\n" for i in range(20)))
+    one_line_error(cli("finetune", "--data", tmp_path / "d.csv", "--out", tmp_path / "o"), "needs at least two")
+
+
+def test_model_not_bert(tmp_path, sentiment_csv):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    one_line_error(cli("finetune", "--model", tmp_path / "m", "--data", sentiment_csv, "--out", tmp_path / "o"),
+                   "not a BERT")
+
+
+def test_evaluate_missing_checkpoint(tmp_path, sentiment_csv):
+    one_line_error(cli("evaluate", tmp_path / "nope", "--data", sentiment_csv), "does not exist")
+
+
+def test_export_not_a_checkpoint(tmp_path, tiny_bert_dir):
+    one_line_error(cli("export", tiny_bert_dir, "--out", tmp_path / "o"), "not an adapler checkpoint")
+
+
+def test_existing_output_not_overwritten(tmp_path, finetuned_run, sentiment_csv):
+    marker = (finetuned_run / "dev_scores.json").read_text()
+    one_line_error(cli("finetune", "--data", sentiment_csv, "--out", finetuned_run), "--overwrite")
+    assert (finetuned_run / "dev_scores.json").read_text() == marker
+
+
+def test_evaluate_json(tmp_path, finetuned_run, sentiment_csv):
+    out = tmp_path / "m.json"
+    r = cli("evaluate", finetuned_run, "--data", sentiment_csv, "--batch-size", 4, "--mode", "dense", "--json", out)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    for key in ("accuracy", "flops_speedup", "mean_kept_lengths", "n_examples", "batch_size"):
+        assert key in m
+    assert m["batch_size"] == 4 and len(m["mean_kept_lengths"]) == 4 and m["flops_speedup"] == pytest.approx(1.0)
+    one_line_error(cli("evaluate", finetuned_run, "--data", sentiment_csv, "--json", out), "--overwrite")
