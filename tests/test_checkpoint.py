@@ -62,7 +62,7 @@ def test_config_mismatch_names_file(saved):
     cfg["method"] = "adapler"
     cfg["num_labels"] = 5
     (path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"classifier.weight has shape \(3, 64\)"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors: classifier.bias has shape \(3,\), config.json implies \(5,\)"):
         load_checkpoint(path)
 
 
