@@ -117,6 +117,35 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
 
 
 @app.command()
+def sweep(method: str = typer.Option(..., help="adapler | power-bert | tr-bert"),
+          values: str = typer.Option(..., help="comma-separated knob values (AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha)"),
+          init: Path = typer.Option(..., help="fine-tuned run directory"),
+          data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
+          epochs: Optional[int] = None, batch_size: int = 32, seed: int = 42,
+          max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+          text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
+          label_col: Optional[str] = LabelCol, encoding: str = Encoding):
+    """Train one model per knob value and record accuracy and FLOPs speedup per value (JSON)."""
+    from adapler.training.sweep import sweep as run_sweep
+    if method not in ("adapler", "power-bert", "tr-bert"):
+        _fail(f"unknown method {method!r}; use adapler, power-bert or tr-bert")
+    try:
+        knob_values = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        _fail(f"--values must be comma-separated numbers, got {values!r}")
+    if not knob_values:
+        _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
+    ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    kwargs = {"batch_size": batch_size, "seed": seed}
+    if epochs is not None:
+        kwargs["epochs"] = epochs
+    results = _run(run_sweep, method, knob_values, ds, init, out, **kwargs)
+    for r in results:
+        typer.echo(f"{r['knob']}={r['value']:g}: test accuracy {r['test_accuracy']:.4f}, "
+                   f"FLOPs speedup {r['flops_speedup']:.2f}x")
+
+
+@app.command()
 def evaluate(ckpt: Path = typer.Argument(..., help="checkpoint directory (or a run directory with best/)"),
              data: str = DataOpt, split: str = "test", batch_size: int = 32, seed: int = 0,
              mode: str = typer.Option("hard", help="hard (physical removal), soft (masked) or dense"),
