@@ -34,11 +34,9 @@ def _errors() -> tuple[type[BaseException], ...]:
         extra += [PluginBuildError, TokenDropLibraryMissing]
     except ImportError:
         pass
-    try:
-        from export.onnx import ExportError
-        extra.append(ExportError)
-    except ImportError:
-        pass
+    from bench import BenchError
+    from export.onnx import ExportError
+    extra += [ExportError, BenchError]
     return (DataError, ModelError, CheckpointError, FileExistsError, FileNotFoundError, *extra)
 
 
@@ -213,6 +211,26 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2))
     if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(baseline: str = typer.Option("power-bert", help="power-bert | tr-bert | bert | all"),
+          ckpt: Optional[Path] = typer.Option(None, help="pruned checkpoint (default: runs/demo/adapler or quick-trained)"),
+          baseline_ckpt: list[Path] = typer.Option([], "--baseline-ckpt", help="repeatable; a 'bert' one is the dense reference"),
+          data: Optional[str] = typer.Option(None, "--data", help="default: quick vader-movies subset"),
+          batch_sizes: str = typer.Option("1,32", "--batch-sizes", help="comma-separated batch sizes"),
+          compare: Optional[Path] = typer.Option(None, "--compare", help="flag regressions against an older results.json"),
+          out: Path = typer.Option(Path("runs/bench/results"), "--out", help="results directory"),
+          threads: Optional[int] = typer.Option(None, help="torch and ORT intra-op threads"),
+          overwrite: bool = OverwriteOpt):
+    """AdapLeR vs baselines vs the dense backbone: accuracy, FLOPs and paired latency per backend."""
+    from bench.main import bench_command
+    from bench.report import print_summary
+    results = _run(bench_command, baseline, ckpt=ckpt, baseline_ckpts=baseline_ckpt, data=data,
+                   batch_sizes=batch_sizes, compare=compare, out=out, overwrite=overwrite, threads=threads)
+    print_summary(results)
+    if results.get("regressions"):
         raise typer.Exit(1)
 
 

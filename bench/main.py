@@ -1,0 +1,68 @@
+"""``bench_command``: everything ``python cli.py bench`` does, as one call (the CLI only parses options).
+
+    results = bench_command("power-bert", out="runs/bench/results", batch_sizes=(1, 32), overwrite=True)
+    print_summary(results)
+
+Checks that the output may be written and that ``--compare`` is readable *before* any model is trained.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "runs/bench/results"
+DEFAULT_CACHE = "runs/bench"
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """``"1,32"`` -> ``(1, 32)``."""
+    from . import BenchError
+    try:
+        sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise BenchError(f"--batch-sizes must be comma-separated integers like 1,32, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise BenchError(f"--batch-sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def find_sweeps(*folders: str | Path) -> Path | None:
+    """The first folder holding ``sweep-<method>.json`` files (for the Pareto curves), or None."""
+    for f in folders:
+        if f is not None and Path(f).is_dir() and any(Path(f).glob("sweep-*.json")):
+            return Path(f)
+    return None
+
+
+def bench_command(baseline: str = "power-bert", *, ckpt: str | Path | None = None,
+                  baseline_ckpts: Sequence[str | Path] = (), data: str | None = None,
+                  batch_sizes: Sequence[int] | str = (1, 32), compare: str | Path | None = None,
+                  out: str | Path = DEFAULT_OUT, overwrite: bool = False, cache: str | Path = DEFAULT_CACHE,
+                  sweeps: str | Path | None = None, **options: Any) -> dict:
+    """Find or train the models (``bench.defaults.default_models``), then ``bench.run.run_bench``.
+
+    ``baseline``: power-bert | tr-bert | bert (dense + AdapLeR only) | all. ``ckpt``: the pruned model to
+    benchmark (default: runs/demo/adapler or a quick-trained one). ``baseline_ckpts``: more checkpoints,
+    named by their method (a ``bert`` one is the dense reference). ``data``: dataset spec (default: the
+    quick preset's vader-movies subset). ``sweeps``: folder of ``sweep-*.json`` (default: ``cache`` or
+    runs/sweep if they hold any). ``options``: passed to ``run_bench`` (backends, repeats, threads,
+    n_latency_examples, lengths, tolerance, ...).
+    """
+    from .compare import load_results
+    from .defaults import default_data, default_models, parse_baseline
+    from .run import run_bench
+    out = Path(out)
+    if (out / "results.json").exists() and not overwrite:
+        raise FileExistsError(f"{out / 'results.json'} already exists; pass --overwrite to replace it or choose "
+                              "another --out")
+    if compare is not None:
+        load_results(compare)
+    if isinstance(batch_sizes, str):
+        batch_sizes = parse_batch_sizes(batch_sizes)
+    baselines = parse_baseline(baseline)
+    ds = default_data(data)
+    models = default_models(cache, baselines, data=ds, ckpt=ckpt, baseline_ckpts=tuple(baseline_ckpts))
+    sweeps = sweeps if sweeps is not None else find_sweeps(cache, "runs/sweep")
+    return run_bench(models, ds, batch_sizes=tuple(batch_sizes), compare=compare, out_dir=out, overwrite=overwrite,
+                     sweeps=sweeps, export_cache=Path(cache) / "exports", **options)

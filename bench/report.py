@@ -1,0 +1,251 @@
+"""results.json (schema in bench/README.md), results.md, a rich terminal table, and the plots."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "adapler-bench"
+SCHEMA_VERSION = 1
+NOISE_FLOOR = 0.03  # docs/deploy.md: the same model timed against itself differs by up to ~3 % at the median
+
+# --------------------------------------------------------------------------------------------- schema
+# Key -> type(s) of every documented key; check_schema() checks results against it, bench/README.md explains it.
+N = type(None)
+TOP = {"schema": str, "schema_version": int, "status": str, "created": str, "updated": str, "config": dict,
+       "environment": dict, "models": dict, "backends": dict, "latency": list, "latency_vs_length": list,
+       "fixed_cost": dict, "compare": (dict, N), "regressions": list, "files": dict}
+CONFIG = {"data": str, "n_test": int, "dense_name": str, "models": dict, "batch_sizes": list, "backends": list,
+          "n_latency_examples": int, "repeats": int, "warmup": int, "order": str, "lengths": list,
+          "n_length_inputs": int, "tolerance": float, "seed": int, "eval_batch_size": int,
+          "speedup_definition": str, "compare": (str, N), "sweeps": (str, N)}
+ENVIRONMENT = {"date": str, "hostname": str, "platform": str, "python": str, "cpu_model": (str, N),
+               "cpu_count": (int, N), "cpu_affinity": (int, N), "load_average": (list, N), "torch_threads": int,
+               "ort_intra_op_threads": (int, N), "ort_spinning": bool, "cuda_device": (str, N), "versions": dict,
+               "git": dict}
+MODEL = {"checkpoint": str, "method": str, "mode": str, "n_examples": int, "max_length": int, "n_truncated": int,
+         "accuracy": float, "flops_speedup": float, "gflops_per_example": float, "dense_gflops_per_example": float,
+         "mean_length": float, "mean_kept_lengths": list}
+BACKEND = {"status": str, "reason": (str, N), "skipped_models": dict}
+SUMMARY = {"median_ms": float, "p90_ms": float, "mean_ms": float, "min_ms": float, "n": int,
+           "median_ms_per_example": float}
+SPEEDUP = {"median_of_ratios": float, "ratio_of_medians": float, "n_pairs": int}
+LATENCY = {"backend": str, "batch_size": int, "n_inputs": int, "examples_per_input": float, "mean_tokens": float,
+           "mean_padded_length": float, "repeats": int, "warmup": int, "order": str, "models": dict,
+           "speedup": dict, "flops_speedup": dict}
+LENGTH = {**LATENCY, "length": int}
+REGRESSION = {"kind": str, "model": str, "old": float, "new": float, "change": float, "threshold": float,
+              "message": str}
+
+
+def _check(obj: Any, spec: dict, where: str, problems: list[str]) -> None:
+    if not isinstance(obj, dict):
+        problems.append(f"{where}: expected an object, got {type(obj).__name__}")
+        return
+    for key, types in spec.items():
+        types = types if isinstance(types, tuple) else (types,)
+        if float in types:
+            types = types + (int,)
+        if key not in obj:
+            problems.append(f"{where}.{key}: missing")
+        elif not isinstance(obj[key], types) or (isinstance(obj[key], bool) and bool not in types):
+            problems.append(f"{where}.{key}: {type(obj[key]).__name__} is not {'/'.join(t.__name__ for t in types)}")
+
+
+def check_schema(results: dict) -> list[str]:
+    """Problems of ``results`` against the documented schema (empty list: conforms)."""
+    p: list[str] = []
+    _check(results, TOP, "results", p)
+    if p:
+        return p
+    _check(results["config"], CONFIG, "config", p)
+    _check(results["environment"], ENVIRONMENT, "environment", p)
+    for name, m in results["models"].items():
+        _check(m, MODEL, f"models.{name}", p)
+    for name, b in results["backends"].items():
+        _check(b, BACKEND, f"backends.{name}", p)
+    for i, e in enumerate(results["latency"] + results["latency_vs_length"]):
+        where = f"{'latency' if i < len(results['latency']) else 'latency_vs_length'}[{i}]"
+        _check(e, LENGTH if "length" in e else LATENCY, where, p)
+        for n, s in e.get("models", {}).items():
+            _check(s, SUMMARY, f"{where}.models.{n}", p)
+        for n, s in e.get("speedup", {}).items():
+            _check(s, SPEEDUP, f"{where}.speedup.{n}", p)
+    for i, r in enumerate(results["regressions"]):
+        _check(r, REGRESSION, f"regressions[{i}]", p)
+    return p
+
+
+# --------------------------------------------------------------------------------------------- files
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def save_results(results: dict, path: str | Path) -> Path:
+    """Atomic write (temporary sibling + rename): an interrupted write never leaves half a file."""
+    path = Path(path)
+    results["updated"] = now()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_reports(results: dict, out: str | Path, *, sweeps: str | Path | None = None, plots: bool = True) -> dict:
+    """results.md and (with ``plots``) accuracy_vs_flops.png + latency_vs_length.png; records them in ``files``."""
+    from adapler.progress import log
+    out = Path(out)
+    files = {"results_json": "results.json", "results_md": "results.md"}
+    if plots:
+        from .plots import plot_accuracy_vs_flops, plot_latency_vs_length
+        for key, fn, args in (("accuracy_vs_flops", plot_accuracy_vs_flops, (sweeps,)),
+                              ("latency_vs_length", plot_latency_vs_length, ())):
+            try:
+                written = fn(results, out / f"{key}.png", *args)
+                files[key] = written.name if written else None
+            except Exception as e:  # a plot must never cost the measurements
+                log(f"[yellow]{key}.png not written[/yellow]: {type(e).__name__}: {e}")
+                files[key] = None
+    results["files"] = files
+    (out / "results.md").write_text(markdown(results))
+    return files
+
+
+# --------------------------------------------------------------------------------------------- text
+
+def busy(env: dict) -> bool:
+    """The machine was busy at the start (1-minute load average >= half the usable cores)."""
+    load, cores = env.get("load_average"), env.get("cpu_affinity") or env.get("cpu_count") or 1
+    return bool(load) and load[0] >= 0.5 * cores
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _kept(m: dict) -> str:
+    return " ".join(f"{v:.1f}" for v in m.get("mean_kept_lengths", []))
+
+
+def _f1(m: dict) -> str:
+    v = m.get("f1", m.get("macro_f1"))
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def latency_rows(results: dict) -> list[list[str]]:
+    """One row per (backend, batch size, model) of the batch latency table."""
+    dense = results["config"]["dense_name"]
+    rows = []
+    for e in results["latency"]:
+        for name, s in e["models"].items():
+            sp = e["speedup"].get(name)
+            rows.append([e["backend"], str(e["batch_size"]), name, f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}",
+                         f"{s['median_ms_per_example']:.3f}",
+                         "1.00× (ref.)" if name == dense else _x(sp and sp["median_of_ratios"]),
+                         "—" if name == dense else _x(sp and sp["ratio_of_medians"]),
+                         "1.00×" if name == dense else _x(e["flops_speedup"].get(name))])
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def markdown(results: dict) -> str:
+    cfg, env = results["config"], results["environment"]
+    dense = cfg["dense_name"]
+    out = [f"# Benchmark: {', '.join(results['models']) or 'no models'} on {cfg['data']}", "",
+           f"Status: **{results['status']}**; created {results['created']}, updated {results['updated']}.", ""]
+    if busy(env):
+        out += [f"**Warning:** the load average was {env['load_average'][0]:.1f} on {env['cpu_affinity']} usable cores "
+                "when the run started: another job was using the CPU and latencies are unreliable.", ""]
+    if results["models"]:
+        out += ["## Accuracy and FLOPs (full test split)", "",
+                _table(["model", "method", "accuracy %", "F1 %", "FLOPs speedup", "GFLOPs/example", "mean length",
+                        "mean kept length per layer"],
+                       [[n, m["method"], f"{100 * m['accuracy']:.2f}", _f1(m), _x(m["flops_speedup"]),
+                         f"{m['gflops_per_example']:.4g}", f"{m['mean_length']:.1f}", _kept(m)]
+                        for n, m in results["models"].items()]), ""]
+    if results["latency"]:
+        out += ["## Latency (paired, interleaved)", "",
+                f"{cfg['n_latency_examples']} sampled test examples, {cfg['repeats']} timed repetitions per input "
+                f"after {cfg['warmup']} untimed, order {cfg['order']}. **speedup** = {cfg['speedup_definition']}; "
+                f"differences within ~{100 * NOISE_FLOOR:.0f} % are noise. FLOPs speedup is on the same inputs.", "",
+                _table(["backend", "batch", "model", "median ms", "p90 ms", "ms/example", f"speedup vs {dense}",
+                        "ratio of medians", "FLOPs speedup"], latency_rows(results)), ""]
+    if results["latency_vs_length"]:
+        out += ["## Latency vs sequence length (batch 1)", ""]
+        names = list(results["models"])
+        rows = []
+        for e in results["latency_vs_length"]:
+            rows.append([e["backend"], str(e["length"])] +
+                        [f"{e['models'][n]['median_ms']:.2f}" if n in e["models"] else "—" for n in names] +
+                        [f"{_x(e['speedup'][n]['median_of_ratios'])} / {_x(e['flops_speedup'].get(n))}"
+                         if n in e["speedup"] else "—" for n in names if n != dense])
+        others = [n for n in names if n != dense]
+        out += [_table(["backend", "length"] + [f"{n} ms" for n in names] +
+                       [f"{n} latency / FLOPs speedup" for n in others], rows), ""]
+    if results["fixed_cost"]:
+        out += ["Fixed cost per call (intercept of a line through the median latencies of the shortest lengths): " +
+                "; ".join(f"{b}: " + ", ".join(f"{n} {v['intercept_ms']:.2f} ms" for n, v in fc.items() if v)
+                          for b, fc in results["fixed_cost"].items()) + ".", ""]
+    skipped = [(b, s) for b, s in results["backends"].items() if s["status"] != "ran" or s["skipped_models"]]
+    if skipped:
+        out += ["## Skipped", ""]
+        for b, s in skipped:
+            if s["status"] == "skipped":
+                out.append(f"- **{b}**: {s['reason']}")
+            for n, r in s["skipped_models"].items():
+                if s["status"] == "ran":
+                    out.append(f"- **{b}** / {n}: {r}")
+        out.append("")
+    if results["compare"] is not None:
+        c = results["compare"]
+        out += ["## Comparison", "", f"Against `{c['path']}` (tolerance {100 * c.get('tolerance', 0):.0f} % "
+                                     "relative, accuracy drop > 0.5 pt)."]
+        if c.get("error"):
+            out.append(f"- comparison failed: {c['error']}")
+        out += [f"- REGRESSION {r['message']}" for r in results["regressions"]] or ["- no regressions"]
+        if c.get("environment_differs"):
+            out.append(f"- environment differs: {', '.join(c['environment_differs'])}")
+        out.append("")
+    git = env.get("git", {})
+    out += ["## Environment", "", _table(["key", "value"], [
+        ["date", env["date"]], ["CPU", f"{env['cpu_model']} ({env['cpu_affinity']} usable of {env['cpu_count']})"],
+        ["load average at start", str(env.get("load_average"))], ["torch threads", str(env["torch_threads"])],
+        ["ORT intra-op threads", str(env["ort_intra_op_threads"])], ["ORT spinning", str(env["ort_spinning"])],
+        ["CUDA device", str(env["cuda_device"])],
+        ["versions", ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)],
+        ["git", f"{git.get('commit')}{' (dirty)' if git.get('dirty') else ''}"]]), ""]
+    return "\n".join(out)
+
+
+def print_summary(results: dict, console=None) -> None:
+    """Rich tables: models, then latency per backend × batch size."""
+    from rich.console import Console
+    from rich.table import Table
+    console = console or Console()
+    t = Table(title=f"{results['config']['data']}: accuracy and FLOPs (test)")
+    for col in ("model", "accuracy", "FLOPs speedup", "kept length per layer"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for n, m in results["models"].items():
+        t.add_row(n, f"{100 * m['accuracy']:.2f}%", _x(m["flops_speedup"]), _kept(m))
+    console.print(t)
+    if results["latency"]:
+        dense = results["config"]["dense_name"]
+        t = Table(title=f"latency (paired ABBA; speedup = median of per-input ratios vs {dense})")
+        for col in ("backend", "batch", "model", "median ms", "p90 ms", "ms/example", "speedup", "ratio of medians",
+                    "FLOPs speedup"):
+            t.add_column(col, justify="left" if col in ("backend", "model") else "right")
+        for row in latency_rows(results):
+            t.add_row(*row)
+        console.print(t)
+    for b, s in results["backends"].items():
+        if s["status"] == "skipped":
+            console.print(f"[yellow]{b} skipped[/yellow]: {s['reason']}")
+    for r in results["regressions"]:
+        console.print(f"[red]REGRESSION[/red] {r['message']}")

@@ -1,0 +1,283 @@
+"""bench/: paired ABBA timing, ratios, backends and skip reasons, results schema, reports, interruption, compare.
+
+No timing thresholds: timings here only have to exist and be paired. Tiny random 2-layer models."""
+import copy
+import json
+import sys
+
+import pytest
+import torch
+
+from bench.compare import compare_results
+from bench.report import LATENCY, MODEL, TOP, check_schema
+from bench.run import run_bench
+from bench.timing import ratio, summarize, time_paired
+from conftest import tiny_config
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ timing
+
+def test_ratio_exact_paired_numbers():
+    # 3 inputs x 2 repeats; per-input medians: dense 4.5, 6, 2 / other 2, 3, 1 -> ratios 2.25, 2, 2
+    r = ratio([4.0, 5.0, 6.0, 6.0, 1.0, 3.0], [2.0, 2.0, 2.0, 4.0, 1.0, 1.0], repeats=2)
+    assert r == {"median_of_ratios": 2.0, "ratio_of_medians": 2.25, "n_pairs": 3}
+    # repeats=1: per-call pairs 2, 4, 1 -> median 2; medians 3 / 2
+    assert ratio([2.0, 8.0, 3.0], [1.0, 2.0, 3.0]) == {"median_of_ratios": 2.0, "ratio_of_medians": 1.5, "n_pairs": 3}
+    with pytest.raises(ValueError):
+        ratio([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        ratio([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], repeats=2)
+
+
+def test_summarize():
+    s = summarize([0.001, 0.002, 0.003, 0.004])
+    assert s["n"] == 4
+    assert s["median_ms"] == pytest.approx(2.5) and s["mean_ms"] == pytest.approx(2.5)
+    assert s["p90_ms"] == pytest.approx(3.7) and s["min_ms"] == pytest.approx(1.0)
+
+
+def test_time_paired_warms_each_input_then_abba():
+    calls, clock = [], [0.0]
+    cost = {"A": 2.0, "B": 1.0}
+
+    def make(name):
+        def fn(x):
+            calls.append((name, x))
+            clock[0] += cost[name]
+        return fn
+
+    times = time_paired({"A": make("A"), "B": make("B")}, ["x", "y"], warmup=1, repeats=2, timer=lambda: clock[0])
+    # per input: warm-up A B (untimed), then A B | B A (the order flips at every timed repetition)
+    assert calls == [(n, x) for x in "xy" for n in "AB" + "ABBA"]
+    assert times == {"A": [2.0] * 4, "B": [1.0] * 4}  # warm-up calls are not timed
+    assert ratio(times["A"], times["B"], repeats=2)["median_of_ratios"] == 2.0  # B is twice as fast as A
+
+    calls.clear()
+    cost["C"] = 1.0
+    time_paired({n: make(n) for n in "ABC"}, ["z"], warmup=0, repeats=3)
+    assert "".join(n for n, _ in calls) == "ABC" + "CBA" + "ABC"
+    calls.clear()
+    time_paired({n: make(n) for n in "AB"}, ["z"], warmup=0, repeats=2, order="fixed")
+    assert "".join(n for n, _ in calls) == "ABAB"
+    with pytest.raises(ValueError, match="order"):
+        time_paired({"A": make("A")}, ["z"], order="random")
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory, tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.selectors import ContributionSelector
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    d = tmp_path_factory.mktemp("bench_ckpts")
+    torch.manual_seed(0)
+    cfg = tiny_config(layers=2, hidden=32)
+    dense = PrunedBertClassifier(cfg, 2).eval()
+    sel = ContributionSelector(cfg.hidden_size, 2)
+    pruned = PrunedBertClassifier(cfg, 2, sel).eval()
+    pruned.load_state_dict(dense.state_dict(), strict=False)
+    with torch.no_grad():  # sharpen the random CPs so that tokens really are dropped
+        sel.eta.fill_(0.9)
+        for cp in sel.cps:
+            cp.fc1.weight.mul_(8.0)
+            cp.fc2.weight.mul_(8.0)
+    labels = ["negative", "positive"]
+    return {"bert": save_checkpoint(dense, d / "bert", tokenizer=tok, label_names=labels, max_length=32),
+            "adapler": save_checkpoint(pruned, d / "adapler", tokenizer=tok, label_names=labels, max_length=32)}
+
+
+@pytest.fixture(scope="module")
+def data(sentiment_csv):
+    from adapler.data import load_dataset
+    return load_dataset(sentiment_csv)
+
+
+QUICK = dict(n_latency_examples=6, repeats=2, threads=1)
+
+
+@pytest.fixture(scope="module")
+def full_run(ckpts, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_out")
+    return out, run_bench(ckpts, data, batch_sizes=(1, 3), lengths=(8, 16), n_length_inputs=2, out_dir=out, **QUICK)
+
+
+# ------------------------------------------------------------------------------------------ full run
+
+def test_results_schema(full_run):
+    out, r = full_run
+    assert check_schema(r) == []
+    saved = json.loads((out / "results.json").read_text())
+    assert check_schema(saved) == [] and saved["status"] == "finished"
+    assert list(saved["models"]) == ["bert", "adapler"]
+    assert saved["models"]["bert"]["flops_speedup"] == 1.0 and saved["models"]["adapler"]["flops_speedup"] > 1.0
+    assert len(saved["models"]["adapler"]["mean_kept_lengths"]) == 2
+    ran = [b for b, s in saved["backends"].items() if s["status"] == "ran"]
+    assert "torch" in ran and "ort-std" in ran
+    assert {(e["backend"], e["batch_size"]) for e in saved["latency"]} == {(b, s) for b in ran for s in (1, 3)}
+    assert {(e["backend"], e["length"]) for e in saved["latency_vs_length"]} == {(b, n) for b in ran for n in (8, 16)}
+    for e in saved["latency"] + saved["latency_vs_length"]:
+        assert set(e["models"]) == {"bert", "adapler"} and set(e["speedup"]) == {"adapler"}  # dense is the reference
+        assert e["models"]["bert"]["n"] == e["models"]["adapler"]["n"] == e["n_inputs"] * 2  # same inputs, paired
+        assert e["speedup"]["adapler"]["n_pairs"] == e["n_inputs"]
+        assert isinstance(e["speedup"]["adapler"]["median_of_ratios"], float)
+    assert saved["latency"][0]["n_inputs"] == 6 and saved["latency"][1]["examples_per_input"] == 3
+    env = saved["environment"]
+    assert env["ort_spinning"] is False and env["torch_threads"] == 1 and "torch" in env["versions"]
+    assert set(saved["fixed_cost"]) == set(ran)
+
+
+def test_readme_documents_every_key():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "bench" / "README.md").read_text()
+    for key in list(TOP) + list(MODEL) + list(LATENCY):
+        assert f"`{key}`" in doc or f"{key}" in doc.replace("`", ""), key
+
+
+def test_backends_skipped_with_reasons(full_run):
+    from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+    out, r = full_run
+    if torch.cuda.is_available() or TENSORRT_AVAILABLE:
+        pytest.skip("this machine has CUDA/TensorRT")
+    assert r["backends"]["torch-cuda"] == {"status": "skipped", "reason": "torch sees no CUDA device",
+                                           "skipped_models": {"bert": "torch sees no CUDA device",
+                                                              "adapler": "torch sees no CUDA device"}}
+    assert r["backends"]["tensorrt"]["status"] == "skipped"
+    assert r["backends"]["tensorrt"]["reason"] == TENSORRT_UNAVAILABLE_REASON
+    custom = r["backends"]["ort-custom"]
+    assert custom["status"] == "ran" or "build-plugins" in custom["reason"]
+    md = (out / "results.md").read_text()
+    assert "## Skipped" in md and "torch sees no CUDA device" in md and TENSORRT_UNAVAILABLE_REASON in md
+
+
+def test_reports_and_plots_written(full_run):
+    out, r = full_run
+    md = (out / "results.md").read_text()
+    for heading in ("## Accuracy and FLOPs", "## Latency (paired, interleaved)", "## Latency vs sequence length",
+                    "## Environment", "| torch | 1 | adapler |"):
+        assert heading in md
+    assert r["files"]["accuracy_vs_flops"] == "accuracy_vs_flops.png"
+    for name in ("accuracy_vs_flops.png", "latency_vs_length.png"):
+        blob = (out / name).read_bytes()
+        assert blob.startswith(PNG) and len(blob) > 5000
+    assert (out / "exports" / "adapler" / "model.std.onnx").exists()
+
+
+def test_accuracy_plot_with_sweep_pareto(tmp_path, full_run):
+    from bench.plots import pareto_front, plot_accuracy_vs_flops
+    assert pareto_front([(1.0, 0.9), (2.0, 0.85), (1.5, 0.8), (3.0, 0.86)]) == [(1.0, 0.9), (3.0, 0.86)]
+    rows = [{"method": "adapler", "knob": "phi", "value": v, "dev_accuracy": a, "test_accuracy": a,
+             "flops_speedup": s, "mean_kept_lengths": [5.0, 3.0], "checkpoint": "x"}
+            for v, a, s in ((0.001, 0.9, 1.5), (0.01, 0.85, 3.0), (0.1, 0.7, 2.0))]
+    (tmp_path / "sweep-adapler.json").write_text(json.dumps(rows))
+    path = plot_accuracy_vs_flops(full_run[1], tmp_path / "acc.png", tmp_path)
+    assert path.read_bytes().startswith(PNG)
+
+
+# ------------------------------------------------------------------------------------------ safety
+
+def test_overwrite_refused(tmp_path, ckpts, data):
+    from bench.main import bench_command
+    (tmp_path / "results.json").write_text('{"keep": true}')
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_bench(ckpts, data, out_dir=tmp_path)
+    with pytest.raises(FileExistsError, match="--overwrite"):  # before any model is looked up or trained
+        bench_command("all", out=tmp_path, cache=tmp_path / "nothing-here")
+    assert json.loads((tmp_path / "results.json").read_text()) == {"keep": True}
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_bench_command_with_given_checkpoints(tmp_path, ckpts, sentiment_csv):
+    from bench import BenchError
+    from bench.main import bench_command, parse_batch_sizes
+    assert parse_batch_sizes("1, 32") == (1, 32)
+    with pytest.raises(BenchError, match="batch-sizes"):
+        parse_batch_sizes("1,x")
+    r = bench_command("bert", ckpt=ckpts["adapler"], baseline_ckpts=[ckpts["bert"]], data=sentiment_csv,
+                      batch_sizes="2", out=tmp_path / "res", cache=tmp_path / "cache", backends=("torch",),
+                      lengths=(), plots=False, **QUICK)
+    assert list(r["models"]) == ["bert", "adapler"] and r["config"]["batch_sizes"] == [2]
+    assert r["status"] == "finished" and check_schema(r) == []
+
+
+def test_interrupt_keeps_finished_measurements(tmp_path, ckpts, data):
+    from bench.backends import BACKENDS
+    calls = {"n": 0}
+
+    def boom(spec, ctx):
+        def run(feed):
+            calls["n"] += 1
+            if calls["n"] > 3:  # after the warm-up of both models, in the first timed pair
+                raise KeyboardInterrupt
+        return run
+
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(ckpts, data, backends={"torch": BACKENDS["torch"], "boom": boom}, batch_sizes=(1, 2), lengths=(),
+                  out_dir=tmp_path, plots=False, **QUICK)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["status"] == "interrupted" and check_schema(saved) == []
+    assert [(e["backend"], e["batch_size"]) for e in saved["latency"]] == [("torch", 1), ("torch", 2)]
+    assert set(saved["models"]) == {"bert", "adapler"}
+    assert "interrupted" in (tmp_path / "results.md").read_text()
+
+
+def test_compare_flags_regressions(tmp_path, full_run, ckpts, data):
+    r = full_run[1]
+    assert compare_results(r, r, 0.1) == []
+    old = copy.deepcopy(r)
+    old["models"]["adapler"]["accuracy"] += 0.02  # 2 points better before
+    old["models"]["adapler"]["flops_speedup"] *= 1.5
+    old["latency"][0]["speedup"]["adapler"]["median_of_ratios"] = 1000.0
+    regs = compare_results(old, r, 0.1)
+    assert {g["kind"] for g in regs} == {"accuracy", "flops_speedup", "latency_speedup"}
+    lat = next(g for g in regs if g["kind"] == "latency_speedup")
+    assert (lat["backend"], lat["batch_size"], lat["model"]) == (r["latency"][0]["backend"], 1, "adapler")
+    old["models"]["adapler"]["accuracy"] = r["models"]["adapler"]["accuracy"] + 0.004  # within 0.5 pt
+    assert "accuracy" not in {g["kind"] for g in compare_results(old, r, 0.1)}
+
+    old["models"]["adapler"]["accuracy"] += 0.02
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    exported = full_run[0] / "exports" / "adapler" / "model.std.onnx"
+    stamp = exported.stat().st_mtime_ns
+    new = run_bench(ckpts, data, backends=("torch", "ort-std"), batch_sizes=(1,), lengths=(), out_dir=tmp_path / "new",
+                    compare=tmp_path / "old.json", plots=False, export_cache=full_run[0] / "exports", **QUICK)
+    assert exported.stat().st_mtime_ns == stamp  # the cached export of an unchanged checkpoint is reused
+    kinds = {g["kind"] for g in new["regressions"]}
+    assert {"accuracy", "flops_speedup", "latency_speedup"} <= kinds and check_schema(new) == []
+    assert new["compare"]["path"] == str(tmp_path / "old.json")
+    assert "REGRESSION" in (tmp_path / "new" / "results.md").read_text()
+
+
+# ------------------------------------------------------------------------------------------ defaults
+
+def _fake_run(path, ckpt, state):
+    import shutil
+    shutil.copytree(ckpt, path / "best")
+    (path / "run_state.json").write_text(json.dumps(state))
+    return path
+
+
+def test_default_models_reuses_finished_runs(tmp_path, ckpts, data, monkeypatch):
+    from adapler.models import ModelError
+    from bench.defaults import default_models, parse_baseline
+    assert parse_baseline("all") == ("power-bert", "tr-bert") and parse_baseline("bert") == ()
+    with pytest.raises(ValueError, match="--baseline"):
+        parse_baseline("nope")
+    demo, cache = tmp_path / "demo", tmp_path / "cache"
+    _fake_run(demo / "finetune", ckpts["bert"], {"epochs_done": 2, "config": {"epochs": 2}})
+    _fake_run(demo / "adapler", ckpts["adapler"], {"epochs_done": 3, "config": {"epochs": 3}})
+    _fake_run(cache / "power-bert", ckpts["adapler"], {"finished": True})
+    models = default_models(cache, ("power-bert",), demo=demo)
+    assert models == {"bert": demo / "finetune" / "best", "adapler": demo / "adapler" / "best",
+                      "power-bert": cache / "power-bert" / "best"}
+    _fake_run(cache / "finetune", ckpts["bert"], {"epochs_done": 2, "config": {"epochs": 2}})
+    _fake_run(cache / "adapler", ckpts["adapler"], {"epochs_done": 2, "config": {"epochs": 2}})
+    assert list(default_models(cache, (), demo=None)) == ["bert", "adapler"]
+    monkeypatch.setitem(sys.modules, "adapler.training.baselines", None)  # trainer missing -> one clear error
+    with pytest.raises(ModelError, match="tr-bert"):
+        default_models(cache, ("tr-bert",), demo=None, data=data)
