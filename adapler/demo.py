@@ -5,7 +5,9 @@ Every stage caches its output under ``out`` and is skipped when already finished
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -18,16 +20,31 @@ from .progress import log
 
 console = Console()
 
+@dataclass(frozen=True)
+class QuickPreset:
+    """The embedded default's quick training preset, shared by `cli.py demo` and `cli.py bench`."""
+    data: str = "vader-movies"
+    max_train: int = 1000
+    max_eval: int = 500  # dev and test
+    seed: int = 0
+    max_length: int = 64
+    finetune_epochs: int = 2
+    adapler_epochs: int = 2
+    phi: float = 0.003  # AdapLeR length-loss weight
+    # Adam moves eta by about eta_lr per step; 64 steps at the faithful 5e-4 would leave eta at its init.
+    eta_lr: float = 5e-3
+    baseline_epochs: int = 1  # PoWER-BERT re-training / TR-BERT RL epochs (train_baseline's ``epochs``)
+    baseline_options: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"power-bert": {"search_epochs": 1}, "tr-bert": {"k": 4}})
+
+
+QUICK = QuickPreset()
+
 DEMO_SENTENCES = [
     "A gorgeous, witty, seductive movie.",
     "The plot is nothing but boilerplate cliches from start to finish, and the acting is wooden.",
     "It's not a great film, but it is a worthwhile one, with a few genuinely funny moments.",
 ]
-
-
-def _finished(run: Path, epochs: int) -> bool:
-    state = run / "run_state.json"
-    return state.exists() and json.loads(state.read_text()).get("epochs_done", 0) >= epochs and (run / "best").exists()
 
 
 def kept_tokens_table(model, tokenizer, text: str, max_length: int) -> Table:
@@ -49,28 +66,23 @@ def kept_tokens_table(model, tokenizer, text: str, max_length: int) -> Table:
     return t
 
 
-def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, max_train: int = 3000,
-             max_eval: int = 500, phi: float = 0.003) -> dict:
-    from .training.finetune import FinetuneConfig, finetune
-    from .training.train_adapler import AdapLeRConfig, train_adapler
+def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: QuickPreset = QUICK) -> dict:
+    """Train (or reuse) the quick-preset dense and AdapLeR models, evaluate on test, show kept tokens."""
+    from bench.defaults import finished, train_adapler_quick, train_dense
 
     out = Path(out)
     if overwrite and out.exists():
         import shutil
         shutil.rmtree(out)
-    data = load_dataset("vader-movies", max_train=max_train, max_eval=max_eval, seed=0)
+    data = load_dataset(preset.data, max_train=preset.max_train, max_eval=preset.max_eval, seed=preset.seed)
     log(data.summary())
-    ft_cfg = FinetuneConfig(epochs=2, max_length=64)
-    if not _finished(out / "finetune", ft_cfg.epochs):
-        finetune(data, out / "finetune", ft_cfg, resume=(out / "finetune" / "run_state.json").exists())
-    else:
-        log(f"fine-tuned model: reusing {out / 'finetune'}")
-    ad_cfg = AdapLeRConfig(epochs=3, phi=phi)
-    if not _finished(out / "adapler", ad_cfg.epochs):
-        train_adapler(data, out / "finetune", out / "adapler", ad_cfg,
-                      resume=(out / "adapler" / "run_state.json").exists())
-    else:
-        log(f"AdapLeR model: reusing {out / 'adapler'}")
+    for name, run, train in (("fine-tuned model", out / "finetune", lambda r: train_dense(r, data, preset)),
+                             ("AdapLeR model", out / "adapler",
+                              lambda r: train_adapler_quick(out / "finetune", r, data, preset))):
+        if finished(run):
+            log(f"{name}: reusing {run}")
+        else:
+            train(run)
 
     rows = {}
     for name, ckpt, mode in (("fine-tuned BERT (MiniLM-L6)", out / "finetune" / "best", "dense"),
@@ -78,7 +90,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, max_train: 
         model, cfg = load_checkpoint(ckpt)
         tok = load_checkpoint_tokenizer(ckpt)
         rows[name] = evaluate(model, data.test, tok, cfg["max_length"], batch_size=32, mode=mode, desc=name)
-    table = Table(title=f"vader-movies test ({len(data.test)} examples), MiniLM-L6, max length 64")
+    table = Table(title=f"{preset.data} test ({len(data.test)} examples), MiniLM-L6, max length {preset.max_length}")
     for col in ("model", "accuracy", "FLOPs speedup", "GFLOPs/example", "mean kept length per layer"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for name, m in rows.items():

@@ -27,22 +27,7 @@ BASELINE_CHOICES: dict[str, tuple[str, ...]] = {
     "bert": (), "power-bert": ("power-bert",), "tr-bert": ("tr-bert",), "all": ("power-bert", "tr-bert")}
 
 
-@dataclass(frozen=True)
-class QuickPreset:
-    data: str = "vader-movies"
-    max_train: int = 1000
-    max_eval: int = 500  # dev and test; with seed 0 the test split equals run_demo's
-    seed: int = 0
-    max_length: int = 64
-    finetune_epochs: int = 2
-    adapler_epochs: int = 2
-    phi: float = 0.003  # AdapLeR length-loss weight (run_demo's)
-    baseline_epochs: int = 1  # PoWER-BERT re-training / TR-BERT RL epochs (train_baseline's ``epochs``)
-    baseline_options: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"power-bert": {"search_epochs": 1}, "tr-bert": {"k": 4}})
-
-
-QUICK = QuickPreset()
+from adapler.demo import QUICK, QuickPreset  # one preset shared with `cli.py demo`
 
 
 def parse_baseline(value: str) -> tuple[str, ...]:
@@ -111,7 +96,7 @@ def train_dense(out: Path, data, preset: QuickPreset = QUICK) -> Path:
 def train_adapler_quick(init: Path, out: Path, data, preset: QuickPreset = QUICK) -> Path:
     from adapler.training.train_adapler import AdapLeRConfig, train_adapler
     log(f"training AdapLeR (quick preset) in {out}")
-    cfg = AdapLeRConfig(epochs=preset.adapler_epochs, phi=preset.phi,
+    cfg = AdapLeRConfig(epochs=preset.adapler_epochs, phi=preset.phi, eta_lr=preset.eta_lr,
                         saliency_epochs=min(3, preset.finetune_epochs))
     train_adapler(data, init, out, cfg, resume=(out / "run_state.json").exists())
     return out
