@@ -1,0 +1,75 @@
+"""Where the time goes inside an exported pruned model: ORT's profiler, node time by role.
+
+Roles come from the exporter's ``namespace`` metadata (the torch module path of each node):
+``selection`` = contribution predictors / policy nets + TokenDrop (the price of dropping),
+``layers`` = encoder layers, ``embeddings``, ``other`` = threshold arithmetic, masks, pooler, head.
+ORT fuses some nodes at load time; a fused node keeps the role of the node whose name it keeps,
+and nodes it cannot map are counted as ``unattributed``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+
+def node_roles(model_path: str | Path) -> dict[str, str]:
+    roles = {}
+    for node in onnx.load(str(model_path), load_external_data=False).graph.node:
+        ns = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+        if node.op_type == "TokenDrop" or "token_drop" in ns:
+            role = "selection"
+        elif ".cps." in ns or ".policies." in ns or "selector." in ns:
+            role = "selection"
+        elif "encoder.layer." in ns:
+            role = "layers"
+        elif "embeddings" in ns:
+            role = "embeddings"
+        else:
+            role = "other"
+        roles[node.name] = role
+    return roles
+
+
+def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], repeats: int = 3,
+                  threads: int | None = None) -> dict[str, Any]:
+    """Run ``feeds`` ``repeats`` times with profiling; return time per role (µs) and its share."""
+    from plugins.token_drop.ort_session import create_session
+
+    roles = node_roles(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # ORT writes the profile file into the working directory
+        try:
+            sess = create_session(model_path, threads=threads, profile=True)
+            for feed in feeds:  # untimed warm-up of each shape
+                sess.run(None, feed)
+            for _ in range(repeats):
+                for feed in feeds:
+                    sess.run(None, feed)
+            prof = Path(sess.end_profiling())
+            events = json.loads(prof.read_text())
+        finally:
+            os.chdir(cwd)
+    totals: dict[str, float] = defaultdict(float)
+    n_runs = len(feeds) * (repeats + 1)
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        name = e["name"][: -len("_kernel_time")]
+        totals[roles.get(name, "unattributed")] += e["dur"]
+    # drop the warm-up runs proportionally (profiling records every run)
+    scale = repeats / (repeats + 1)
+    total = sum(totals.values())
+    return {
+        "model": str(model_path),
+        "runs_profiled": n_runs,
+        "node_time_us_per_run": {k: v * scale / (len(feeds) * repeats) for k, v in sorted(totals.items())},
+        "share": {k: v / total for k, v in sorted(totals.items())} if total else {},
+    }
