@@ -93,6 +93,9 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
           theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
           length_loss: str = typer.Option("absolute", help="AdapLeR: absolute | normalized"),
           kl_target_stopgrad: bool = typer.Option(False, help="AdapLeR: stop gradients through the rolled KL target"),
+          power_protect_cls: bool = typer.Option(False, help="PoWER-BERT: protect [CLS] in Soft-Extract"),
+          trbert_batch_fill: str = typer.Option("masked", help="TR-BERT batched inference: masked | topk (original)"),
+          trbert_len_denominator: str = typer.Option("padded", help="TR-BERT length reward: padded (original) | real"),
           max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
@@ -107,8 +110,12 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     elif method in ("power-bert", "tr-bert"):
         from adapler.training.baselines import train_baseline
+        if trbert_batch_fill not in ("masked", "topk") or trbert_len_denominator not in ("padded", "real"):
+            _fail("--trbert-batch-fill must be masked or topk; --trbert-len-denominator padded or real")
+        options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
+            {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
         out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
-                       seed=seed, overwrite=overwrite, resume=resume)
+                       seed=seed, overwrite=overwrite, resume=resume, **options)
     else:
         _fail(f"unknown method {method!r}; use adapler, power-bert or tr-bert")
     typer.echo(f"trained {method} in {out_dir} (selected: {out_dir / 'best'})")
