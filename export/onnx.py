@@ -115,7 +115,7 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         raise ExportError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     model, cfg = load_checkpoint(ckpt)
-    token_types = bool(cfg.get("uses_token_type_ids", False))
+    token_types = bool(cfg.get("pair", False))  # sentence-pair models need token_type_ids
     files = {}
     if custom:
         files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types).name

@@ -77,3 +77,20 @@ def test_adapler_training_and_resume(finetuned_run, sentiment_csv, tmp_path):
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
     with pytest.raises(CheckpointError, match="--overwrite"):
         train_adapler(data, finetuned_run, out, cfg)
+
+
+def test_sentence_pairs_end_to_end(tiny_bert_dir, tmp_path):
+    """A pair dataset: token_type_ids reach the model, the checkpoint says so, evaluation runs."""
+    from adapler.api import evaluate_checkpoint
+    from adapler.training.finetune import FinetuneConfig, finetune
+    rows = ["premise,hypothesis,label"]
+    for i in range(60):
+        rows.append(f"the film was good {i},it was {'good' if i % 2 else 'bad'},{'yes' if i % 2 else 'no'}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(str(tmp_path / "pairs.csv"), text_col="premise", text_pair_col="hypothesis")
+    assert data.is_pair
+    out = finetune(data, tmp_path / "ft", FinetuneConfig(model=str(tiny_bert_dir), epochs=1, max_length=32))
+    _, cfg = load_checkpoint(out / "best")
+    assert cfg["pair"] is True
+    m = evaluate_checkpoint(out, data, split="test", batch_size=4, mode="dense")
+    assert m["n_examples"] == len(data.test) and 0.0 <= m["accuracy"] <= 1.0

@@ -206,7 +206,7 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
     max_length = ft_cfg["max_length"]
     L = ft_model.num_layers
     model = _with_selector(ft_model, AttentionTopKSelector(L, max_length, protect_cls=cfg.protect_cls))
-    extra = {"stage": "power-bert", "data": data.name, "source_model": ft_cfg.get("source_model"),
+    extra = {"stage": "power-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "power_bert": asdict(cfg)}
     run = _Run(out, model, data, tokenizer, max_length, extra, asdict(cfg))
     run.resume_from(state)
@@ -325,7 +325,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     if len(points) < 2:
         log(f"TR-BERT on a {cfgb.num_hidden_layers}-layer encoder: only one selection point {points} (limitation)")
     teacher.eval().requires_grad_(False)
-    extra = {"stage": "tr-bert", "data": data.name, "source_model": ft_cfg.get("source_model"),
+    extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
     run = _Run(out, model, data, tokenizer, max_length, extra, asdict(cfg))
     run.resume_from(state)

@@ -66,7 +66,7 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
         sched.step()
         return {"loss": loss.item()}
 
-    extra = {"source_model": source, "data": data.name, "stage": "finetune", "finetune": asdict(cfg)}
+    extra = {"source_model": source, "data": data.name, "pair": data.is_pair, "stage": "finetune", "finetune": asdict(cfg)}
     for epoch in range(done + 1, cfg.epochs + 1):
         logs = train_epoch(model, td.epoch(cfg.batch_size, cfg.seed + epoch), step, f"fine-tune epoch {epoch}/{cfg.epochs}")
         dev = evaluate(model, data.dev, tokenizer, cfg.max_length, mode="dense", desc="dev")

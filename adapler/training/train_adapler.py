@@ -165,7 +165,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         step_no += 1
         return {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
 
-    extra = {"stage": "adapler", "data": data.name, "source_model": ft_cfg.get("source_model"),
+    extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
     for epoch in range(done + 1, cfg.epochs + 1):
         logs = train_epoch(model, td.epoch(cfg.batch_size, cfg.seed + epoch), step, f"AdapLeR epoch {epoch}/{cfg.epochs}")
