@@ -33,6 +33,14 @@ def token_drop(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor) 
     return token_drop_std(hidden, scores, mask, threshold)
 
 
+@token_drop.register_kernel("cuda")
+def _token_drop_cuda(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor):
+    # On GPUs the op runs the plugin folder's GPU implementation (Triton when installed, else vectorised
+    # torch), the same function the TensorRT quickly-deployable plugin calls.
+    from plugins.token_drop.gpu import token_drop_gpu
+    return token_drop_gpu(hidden, scores.float(), mask, threshold.float())
+
+
 @token_drop.register_fake
 def _token_drop_fake(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor):
     B, T, D = hidden.shape
