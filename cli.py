@@ -59,6 +59,28 @@ def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, m
     return ds
 
 
+def _parse_settings(items: list[str]) -> dict:
+    """KEY=VALUE strings -> dict with ints, floats and booleans parsed."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            _fail(f"--set expects KEY=VALUE, got {item!r}")
+        low = raw.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+            continue
+        for cast in (int, float):
+            try:
+                out[key] = cast(raw)
+                break
+            except ValueError:
+                pass
+        else:
+            out[key] = raw
+    return out
+
+
 TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: text)")
 PairCol = typer.Option(None, "--text-pair-col", help="second text column for sentence pairs")
 LabelCol = typer.Option(None, "--label-col", help="label column of a local file (default: label)")
@@ -96,6 +118,7 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
           power_protect_cls: bool = typer.Option(False, help="PoWER-BERT: protect [CLS] in Soft-Extract"),
           trbert_batch_fill: str = typer.Option("masked", help="TR-BERT batched inference: masked | topk (original)"),
           trbert_len_denominator: str = typer.Option("padded", help="TR-BERT length reward: padded (original) | real"),
+          set_: list[str] = typer.Option([], "--set", help="baseline option KEY=VALUE (e.g. search_epochs=1); repeatable"),
           max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
@@ -114,6 +137,14 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
             _fail("--trbert-batch-fill must be masked or topk; --trbert-len-denominator padded or real")
         options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
             {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
+        options.update(_parse_settings(set_))
+        import dataclasses
+
+        from adapler.training.baselines import PowerBertConfig, TrBertConfig
+        fields = {f.name for f in dataclasses.fields(PowerBertConfig if method == "power-bert" else TrBertConfig)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            _fail(f"unknown {method} option(s) {', '.join(unknown)} in --set; known: {', '.join(sorted(fields))}")
         out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
                        seed=seed, overwrite=overwrite, resume=resume, **options)
     else:
