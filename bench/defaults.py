@@ -39,9 +39,10 @@ def parse_baseline(value: str) -> tuple[str, ...]:
 
 
 def default_data(spec: str | None = None, preset: QuickPreset = QUICK):
-    """The quick preset's vader-movies subset; any other ``spec`` (built-in name, file, HF name) loaded whole."""
+    """The quick preset's vader-movies subset when no ``spec`` is given; a given ``spec`` (built-in name, file,
+    HF name) is loaded whole."""
     from adapler.data import load_dataset
-    if spec is None or spec == preset.data:
+    if spec is None:  # an explicit --data vader-movies means the whole dataset
         return load_dataset(preset.data, max_train=preset.max_train, max_eval=preset.max_eval, seed=preset.seed)
     return load_dataset(spec, seed=preset.seed)
 
