@@ -111,6 +111,7 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
           knob: Optional[float] = typer.Option(None, help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
           gamma: float = typer.Option(0.005, help="AdapLeR CP loss weight"),
           eta_lr: float = typer.Option(5e-4, help="AdapLeR learning rate of eta/theta"),
+          cp_lr: Optional[float] = typer.Option(None, help="AdapLeR learning rate of the CPs (default: --lr)"),
           init_weights: str = typer.Option("finetuned", help="AdapLeR: start from finetuned or pretrained weights"),
           theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
           length_loss: str = typer.Option("absolute", help="AdapLeR: absolute | normalized"),
@@ -127,7 +128,7 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
     if method == "adapler":
         from adapler.training.train_adapler import AdapLeRConfig, train_adapler
-        cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr,
+        cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr, cp_lr=cp_lr,
                             phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
                             length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)

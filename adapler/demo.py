@@ -33,6 +33,7 @@ class QuickPreset:
     phi: float = 0.003  # AdapLeR length-loss weight
     # Adam moves eta by about eta_lr per step; 64 steps at the faithful 5e-4 would leave eta at its init.
     eta_lr: float = 5e-3
+    cp_lr: float = 1e-3  # fresh CPs need more than BERT's 3e-5 to learn anything in 64 steps
     baseline_epochs: int = 1  # PoWER-BERT re-training / TR-BERT RL epochs (train_baseline's ``epochs``)
     baseline_options: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"power-bert": {"search_epochs": 1}, "tr-bert": {"k": 4}})

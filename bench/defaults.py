@@ -97,7 +97,7 @@ def train_dense(out: Path, data, preset: QuickPreset = QUICK) -> Path:
 def train_adapler_quick(init: Path, out: Path, data, preset: QuickPreset = QUICK) -> Path:
     from adapler.training.train_adapler import AdapLeRConfig, train_adapler
     log(f"training AdapLeR (quick preset) in {out}")
-    cfg = AdapLeRConfig(epochs=preset.adapler_epochs, phi=preset.phi, eta_lr=preset.eta_lr,
+    cfg = AdapLeRConfig(epochs=preset.adapler_epochs, phi=preset.phi, eta_lr=preset.eta_lr, cp_lr=preset.cp_lr,
                         saliency_epochs=min(3, preset.finetune_epochs))
     train_adapler(data, init, out, cfg, resume=(out / "run_state.json").exists())
     return out

@@ -32,6 +32,7 @@ class AdapLeRConfig:
     batch_size: int = 32
     lr: float = 3e-5
     eta_lr: float = 5e-4
+    cp_lr: float | None = None  # None: same as lr (faithful); [ours] raise it for short runs (fresh CPs)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     gamma: float = 0.005  # CP (KL) loss weight, README SST-2
@@ -127,7 +128,11 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     steps_per_epoch = -(-len(data.train) // cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
-    opt = torch.optim.AdamW(param_groups(model_params, cfg.weight_decay), lr=cfg.lr, eps=1e-12)
+    groups = param_groups([(n, p) for n, p in model_params if not n.startswith("selector.cps.")], cfg.weight_decay)
+    cp_groups = param_groups([(n, p) for n, p in model_params if n.startswith("selector.cps.")], cfg.weight_decay)
+    for g in cp_groups:
+        g["lr"] = cfg.cp_lr or cfg.lr
+    opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
     eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
     start = done * steps_per_epoch
     scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
