@@ -177,7 +177,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         sel.lam = HARD_LAMBDA
         dev = evaluate(model, data.dev, tokenizer, max_length, mode="hard", desc="dev")
         row = {"epoch": epoch, **logs, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
-               "eta": [round(float(v), 5) for v in sel.eta], "dev_mean_kept_lengths": dev["mean_kept_lengths"]}
+               "eta": [round(float(v), 5) for v in sel.eta.detach()], "dev_mean_kept_lengths": dev["mean_kept_lengths"]}
         history.append(row)
         log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
             f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}")
