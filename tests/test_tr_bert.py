@@ -216,3 +216,12 @@ def test_smoke_training_and_phase_resume(tmp_path: Path) -> None:
     train_baseline("tr-bert", ds, ft, out, knob=1.0, epochs=1, batch_size=16, k=2, resume=True)
     assert [r["phase"] for r in json.loads((out / "history.json").read_text())] == ["rl", "joint"]
     assert json.loads((out / "run_state.json").read_text())["finished"]
+
+
+def test_explicit_options_override_epochs(monkeypatch, tmp_path: Path) -> None:
+    """`--epochs 1 --set joint_epochs=1` must not collide (one keyword, the explicit option wins)."""
+    from adapler.training import baselines
+    seen = {}
+    monkeypatch.setattr(baselines, "train_tr_bert", lambda data, init, out, cfg, **kw: seen.setdefault("cfg", cfg))
+    baselines.train_baseline("tr-bert", None, tmp_path, tmp_path, epochs=4, joint_epochs=3)
+    assert seen["cfg"].rl_epochs == 4 and seen["cfg"].joint_epochs == 3

@@ -408,11 +408,12 @@ def train_baseline(method: str, data: Dataset, init: str | Path, out: str | Path
     """
     common = {"batch_size": batch_size, "seed": seed, **({"lr": lr} if lr is not None else {})}
     if method == "power-bert":
-        cfg = PowerBertConfig(**common, **options, **({"lam": knob} if knob is not None else {}),
-                              **({"retrain_epochs": epochs} if epochs is not None else {}))
+        # explicit options win over what ``epochs`` implies (one dict, so no duplicate keywords)
+        cfg = PowerBertConfig(**{**common, **({"retrain_epochs": epochs} if epochs is not None else {}), **options,
+                                 **({"lam": knob} if knob is not None else {})})
         return train_power_bert(data, init, out, cfg, overwrite=overwrite, resume=resume)
     if method == "tr-bert":
         ep = {"rl_epochs": epochs, "joint_epochs": max(1, epochs // 2)} if epochs is not None else {}
-        cfg = TrBertConfig(**common, **options, **({"alpha": knob} if knob is not None else {}), **ep)
+        cfg = TrBertConfig(**{**common, **ep, **options, **({"alpha": knob} if knob is not None else {})})
         return train_tr_bert(data, init, out, cfg, overwrite=overwrite, resume=resume)
     raise ValueError(f"unknown baseline {method!r}; use power-bert or tr-bert")
