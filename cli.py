@@ -227,7 +227,13 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
     if target == "trt":
         from export.trt import write_trt_bundle
         report = _run(write_trt_bundle, out / "model.onnx", out / "trt")
-        typer.echo(report.summary() if hasattr(report, "summary") else str(report))
+        typer.echo(f"TensorRT bundle in {report.out_dir}: {report.trt_onnx.name}, plugin sources, BUILD_ENGINE.md "
+                   f"(trtexec and Polygraphy commands); TensorRT op-support lint: {len(report.lint_issues)} issue(s)"
+                   + (f" -> {report.lint_path}" if report.lint_issues else ""))
+        if report.engine_built:
+            typer.echo(f"engine built: {report.engine_path}")
+        else:
+            typer.echo(f"no engine was built: {report.engine_reason}")
 
 
 @app.command()
