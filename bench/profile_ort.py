@@ -42,6 +42,7 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
     """Run ``feeds`` ``repeats`` times with profiling; return time per role (µs) and its share."""
     from plugins.token_drop.ort_session import create_session
 
+    model_path = Path(model_path).resolve()  # the profile is written from a temporary working directory
     roles = node_roles(model_path)
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()

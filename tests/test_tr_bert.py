@@ -225,3 +225,22 @@ def test_explicit_options_override_epochs(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(baselines, "train_tr_bert", lambda data, init, out, cfg, **kw: seen.setdefault("cfg", cfg))
     baselines.train_baseline("tr-bert", None, tmp_path, tmp_path, epochs=4, joint_epochs=3)
     assert seen["cfg"].rl_epochs == 4 and seen["cfg"].joint_epochs == 3
+
+
+def test_tr_bert_exports_to_onnx(tmp_path: Path) -> None:
+    """TR-BERT's hard mode goes through the shared op, so it exports with data-dependent lengths."""
+    import numpy as np
+
+    from export.onnx import export_graph
+    from plugins.token_drop.ort_session import create_session
+    torch.manual_seed(0)
+    cfg = tiny_config(layers=4)
+    model = PrunedBertClassifier(cfg, 2, PolicySelector(cfg.hidden_size, cfg.num_hidden_layers)).eval()
+    path = export_graph(model, tmp_path / "tr.std.onnx", std=True)
+    ids, mask = ragged_batch(4, 20, 0)
+    with torch.no_grad():
+        ref = model(ids, mask, mode="hard")
+    logits, kept = create_session(path, library=None).run(None, {"input_ids": ids.numpy(),
+                                                                  "attention_mask": mask.numpy()})
+    assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(kept, ref.kept_lengths.numpy())

@@ -170,7 +170,11 @@ class PolicySelector(TokenSelector):
                 state.positions = torch.where(state.mask > 0, ar, torch.full_like(ar, -1))
 
     def before_layer(self, layer: int, state: EncoderState) -> None:
-        if layer not in self.points or state.hidden.shape[1] <= 1:  # nothing to select from [CLS] alone
+        if layer not in self.points:
+            return
+        # Nothing to select from [CLS] alone. Hard mode needs no check (TokenDrop always keeps [CLS]), and a
+        # Python branch on the data-dependent length would stop torch.export.
+        if state.mode != "hard" and state.hidden.shape[1] <= 1:
             return
         point = self.points.index(layer)
         p = self.probs(point, state)
