@@ -96,3 +96,12 @@ def tiny_finetuned(root, n: int = 40):
     ds = load_dataset(write_sentiment_csv(root / "tiny.csv", n=n))
     ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
     return ds, ft
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread (and leave the other core alone); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

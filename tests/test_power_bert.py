@@ -15,13 +15,7 @@ from adapler.flops import Dims, f_attn, f_ffn, f_head, model_flops
 from adapler.selectors import build_selector
 from adapler.selectors.power_bert import AttentionTopKSelector, retention_from_r, significance, topk_keep_indices
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and leave the other core alone); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

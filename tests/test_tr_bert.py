@@ -16,13 +16,7 @@ from adapler.flops import Dims, f_attn, f_ffn, f_head, f_pred, model_flops
 from adapler.selectors.tr_bert import (PolicySelector, heuristic_actions, heuristic_layers, heuristic_scores,
                                        length_term, reinforce_loss, rewards, select_loss, selection_points)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and leave the other core alone); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 
