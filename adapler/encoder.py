@@ -147,7 +147,9 @@ class PrunedBertClassifier(nn.Module):
         return out, probs
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
-                mode: str = "hard", track_positions: bool = False, use_std_op: bool = False) -> ClassifierOutput:
+                mode: str = "hard", track_positions: bool = False, use_std_op: bool = False,
+                embeddings: Tensor | None = None) -> ClassifierOutput:
+        """``embeddings``: a precomputed embedding output (saliency targets differentiate with respect to it)."""
         if mode not in ("hard", "soft", "dense"):
             raise ValueError(f"mode must be hard, soft or dense, got {mode!r}")
         mask = attention_mask.to(torch.int64)
@@ -156,7 +158,8 @@ class PrunedBertClassifier(nn.Module):
         if track_positions:
             ar = torch.arange(T, device=mask.device).expand(B, T)
             positions = torch.where(mask > 0, ar, torch.full_like(ar, -1))
-        state = EncoderState(self.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), mode,
+        hidden = self.embed(input_ids, token_type_ids) if embeddings is None else embeddings
+        state = EncoderState(hidden, mask, _bias_from_mask(mask), mode,
                              positions=positions, use_std_op=use_std_op)
         selector = self.selector if mode != "dense" else _DENSE
         selector.start(state)

@@ -21,22 +21,10 @@ def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> 
     """[B, T] saliency of each token for the gold-class logit; 0 on padding."""
     model.eval()
     emb = model.embed(input_ids, token_type_ids).detach().requires_grad_(True)
-    logits = _forward_from_embeddings(model, emb, attention_mask)
+    logits = model(input_ids, attention_mask, token_type_ids, mode="dense", embeddings=emb).logits
     gold = logits.gather(1, labels[:, None]).sum()  # examples are independent in eval mode
     (grad,) = torch.autograd.grad(gold, emb)
     return (grad * emb).norm(dim=-1).detach() * attention_mask.float()
-
-
-def _forward_from_embeddings(model, emb, attention_mask):
-    from ..encoder import EncoderState, _bias_from_mask
-    mask = attention_mask.long()
-    state = EncoderState(emb, mask, _bias_from_mask(mask), "dense")
-    for layer in model.bert.encoder.layer:
-        state.hidden, _ = model.attention(layer, state, False)
-        state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
-    cls = state.hidden[:, 0]
-    pooled = model.bert.pooler.activation(model.bert.pooler.dense(cls)) if model.bert.pooler is not None else cls
-    return model.classifier(pooled)
 
 
 def cache_key(checkpoints: list[Path], examples: list[Example], max_length: int) -> str:
