@@ -268,12 +268,18 @@ def bench(baseline: str = typer.Option("power-bert", help="power-bert | tr-bert 
           compare: Optional[Path] = typer.Option(None, "--compare", help="flag regressions against an older results.json"),
           out: Path = typer.Option(Path("runs/bench/results"), "--out", help="results directory"),
           threads: Optional[int] = typer.Option(None, help="torch and ORT intra-op threads"),
+          latency_examples: int = typer.Option(256, "--latency-examples",
+                                               help="test examples timed per batch size (fewer for long inputs)"),
+          repeats: int = typer.Option(3, help="timed passes over the inputs (median taken)"),
+          lengths: str = typer.Option("16,32,64,128,256", "--lengths",
+                                      help="batch-1 latency-vs-length points, comma-separated, or 'none'"),
           overwrite: bool = OverwriteOpt):
     """AdapLeR vs baselines vs the dense backbone: accuracy, FLOPs and paired latency per backend."""
-    from bench.main import bench_command
+    from bench.main import bench_command, parse_lengths
     from bench.report import print_summary
     results = _run(bench_command, baseline, ckpt=ckpt, baseline_ckpts=baseline_ckpt, data=data,
-                   batch_sizes=batch_sizes, compare=compare, out=out, overwrite=overwrite, threads=threads)
+                   batch_sizes=batch_sizes, compare=compare, out=out, overwrite=overwrite, threads=threads,
+                   n_latency_examples=latency_examples, repeats=repeats, lengths=_run(parse_lengths, lengths))
     print_summary(results)
     if results.get("regressions"):
         raise typer.Exit(1)

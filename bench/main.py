@@ -27,6 +27,20 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def parse_lengths(text: str) -> tuple[int, ...]:
+    """``"64,128,512"`` -> ``(64, 128, 512)``; ``"none"`` or ``""`` -> ``()`` (skip latency vs length)."""
+    from . import BenchError
+    if text.strip().lower() in ("", "none", "off"):
+        return ()
+    try:
+        lengths = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise BenchError(f"--lengths must be comma-separated integers like 64,128,512 or 'none', got {text!r}") from None
+    if not lengths or min(lengths) < 2 or max(lengths) > 512:
+        raise BenchError(f"--lengths must lie in 2..512 (the exported models' max length), got {text!r}")
+    return lengths
+
+
 def find_sweeps(*folders: str | Path) -> Path | None:
     """The first folder holding ``sweep-<method>.json`` files (for the Pareto curves), or None."""
     for f in folders:

@@ -205,6 +205,17 @@ def test_bench_command_with_given_checkpoints(tmp_path, ckpts, sentiment_csv):
     assert r["status"] == "finished" and check_schema(r) == []
 
 
+def test_parse_lengths():
+    from bench import BenchError
+    from bench.main import parse_lengths
+    assert parse_lengths("64, 128,512") == (64, 128, 512)
+    assert parse_lengths("none") == () and parse_lengths("") == ()
+    with pytest.raises(BenchError, match="comma-separated"):
+        parse_lengths("64,long")
+    with pytest.raises(BenchError, match="2..512"):
+        parse_lengths("64,1024")
+
+
 def test_interrupt_keeps_finished_measurements(tmp_path, ckpts, data):
     from bench.backends import BACKENDS
     calls = {"n": 0}

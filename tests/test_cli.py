@@ -68,3 +68,8 @@ def test_evaluate_json(tmp_path, finetuned_run, sentiment_csv):
         assert key in m
     assert m["batch_size"] == 4 and len(m["mean_kept_lengths"]) == 4 and m["flops_speedup"] == pytest.approx(1.0)
     one_line_error(cli("evaluate", finetuned_run, "--data", sentiment_csv, "--json", out), "--overwrite")
+
+
+def test_bench_bad_lengths(tmp_path):
+    one_line_error(cli("bench", "--lengths", "64,x", "--out", tmp_path / "b"), "--lengths")
+    assert not (tmp_path / "b").exists()
