@@ -119,18 +119,25 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
           power_protect_cls: bool = typer.Option(False, help="PoWER-BERT: protect [CLS] in Soft-Extract"),
           trbert_batch_fill: str = typer.Option("masked", help="TR-BERT batched inference: masked | topk (original)"),
           trbert_len_denominator: str = typer.Option("padded", help="TR-BERT length reward: padded (original) | real"),
-          set_: list[str] = typer.Option([], "--set", help="baseline option KEY=VALUE (e.g. search_epochs=1); repeatable"),
+          set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE (e.g. search_epochs=1, saliency_epochs=1); repeatable"),
           max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
           overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Train a token-dropping model from a fine-tuned run."""
+    import dataclasses
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
     if method == "adapler":
         from adapler.training.train_adapler import AdapLeRConfig, train_adapler
         cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr, cp_lr=cp_lr,
                             phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
                             length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
+        options = _parse_settings(set_)
+        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(AdapLeRConfig)})
+        if unknown:
+            _fail(f"unknown adapler option(s) {', '.join(unknown)} in --set; known: "
+                  f"{', '.join(f.name for f in dataclasses.fields(AdapLeRConfig))}")
+        cfg = dataclasses.replace(cfg, **options)
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     elif method in ("power-bert", "tr-bert"):
         from adapler.training.baselines import train_baseline
@@ -139,8 +146,6 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
         options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
             {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
         options.update(_parse_settings(set_))
-        import dataclasses
-
         from adapler.training.baselines import PowerBertConfig, TrBertConfig
         fields = {f.name for f in dataclasses.fields(PowerBertConfig if method == "power-bert" else TrBertConfig)}
         unknown = sorted(set(options) - fields)

@@ -73,3 +73,9 @@ def test_evaluate_json(tmp_path, finetuned_run, sentiment_csv):
 def test_bench_bad_lengths(tmp_path):
     one_line_error(cli("bench", "--lengths", "64,x", "--out", tmp_path / "b"), "--lengths")
     assert not (tmp_path / "b").exists()
+
+
+def test_train_unknown_adapler_setting(tmp_path, finetuned_run, sentiment_csv):
+    one_line_error(cli("train", "--init", finetuned_run, "--data", sentiment_csv, "--out", tmp_path / "a",
+                       "--set", "saliency_epoch=1"), "unknown adapler option(s) saliency_epoch", "saliency_epochs")
+    assert not (tmp_path / "a").exists()
