@@ -46,6 +46,19 @@ class AdapLeRConfig:
     seed: int = 42
 
 
+def better_epoch(best: dict, qualified: bool, accuracy: float, speedup: float) -> bool:
+    """Selection: the highest dev speedup among epochs within 1 point of the fine-tuned model; until one
+    qualifies, the most accurate epoch so far is kept (then higher speedup breaks ties)."""
+    if best["epoch"] is None:
+        return True
+    best_qualified = best.get("qualified", True)  # run states written before the fallback only held qualified epochs
+    if qualified != best_qualified:
+        return qualified
+    if qualified:
+        return speedup > best["speedup"]
+    return (accuracy, speedup) > (best.get("dev_accuracy", -1.0), best["speedup"])
+
+
 def lambda_at(step: int, epoch: int, epochs: int) -> float:
     """lambda schedule: 1000 for the very first step, then per epoch e (0-based) as in the original."""
     if step == 0:
@@ -182,21 +195,20 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
             f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}")
         meta = {**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"]}
-        if dev["flops_speedup"] > best["speedup"] and dev["accuracy"] > best_ft - 0.01:
-            best = {"speedup": dev["flops_speedup"], "epoch": epoch}
+        qualified = dev["accuracy"] > best_ft - 0.01
+        if better_epoch(best, qualified, dev["accuracy"], dev["flops_speedup"]):
+            best = {"speedup": dev["flops_speedup"], "epoch": epoch, "qualified": qualified,
+                    "dev_accuracy": dev["accuracy"]}
+            rule = "max dev speedup within 1 point" if qualified else \
+                "fallback: most accurate epoch so far, none within 1 point of the fine-tuned dev accuracy"
             save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
-                            max_length=max_length, extra={**meta, "selection": "max dev speedup within 1 point"})
+                            max_length=max_length, extra={**meta, "selection": rule})
         save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
                         max_length=max_length, extra=meta)
         (out / "history.json").write_text(json.dumps(history, indent=2))
         write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
                           "config": asdict(cfg)})
-    if best["epoch"] is None:
-        # No epoch stayed within 1 point: keep the most accurate one and say so in its config.
-        top = max(history, key=lambda r: r["dev_accuracy"])
-        log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = last epoch "
-            f"(most accurate was epoch {top['epoch']})")
-        model, _ = load_checkpoint(out / "last")
-        save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names, max_length=max_length,
-                        extra={**extra, "epoch": cfg.epochs, "selection": "fallback: no epoch within 1 point"})
+    if not best.get("qualified", best["epoch"] is not None):
+        log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = the most accurate epoch "
+            f"({best['epoch']}, dev {best.get('dev_accuracy', float('nan')):.4f} at {best['speedup']:.2f}x)")
     return out
