@@ -5,9 +5,14 @@ Roles come from the exporter's ``namespace`` metadata (the torch module path of 
 ``layers`` = encoder layers, ``embeddings``, ``other`` = threshold arithmetic, masks, pooler, head.
 ORT fuses some nodes at load time; a fused node keeps the role of the node whose name it keeps,
 and nodes it cannot map are counted as ``unattributed``.
+
+    PYTHONPATH=. python bench/profile_ort.py EXPORT_DIR --data DATA [--json FILE]
+
+profiles ``model.onnx`` and ``model.std.onnx`` of an export folder on test inputs at batch 1 and 32.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -74,3 +79,47 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         "node_time_us_per_run": {k: v * scale / (len(feeds) * repeats) for k, v in sorted(totals.items())},
         "share": {k: v / total for k, v in sorted(totals.items())} if total else {},
     }
+
+
+def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch: int = 32) -> list[dict]:
+    """``n_single`` batch-1 feeds and ``n_batches`` feeds of ``batch`` test examples, tokenised as exported."""
+    from transformers import AutoTokenizer
+
+    from adapler.data import encode, load_dataset
+    meta = json.loads((export_dir / "export.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "tokenizer"))
+    test = load_dataset(data).test
+    groups = [test[i:i + 1] for i in range(n_single)] + [test[i * batch:(i + 1) * batch] for i in range(n_batches)]
+    feeds = []
+    for group in (g for g in groups if g):
+        enc = encode(group, tokenizer, meta["max_length"])
+        feed = {"input_ids": enc.input_ids.numpy(), "attention_mask": enc.attention_mask.numpy()}
+        if "token_type_ids" in meta["inputs"]:
+            feed["token_type_ids"] = enc.token_type_ids.numpy()
+        feeds.append(feed)
+    return feeds
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="ORT profiler node time by role for an export folder")
+    ap.add_argument("export_dir", type=Path)
+    ap.add_argument("--data", required=True, help="dataset whose test split feeds the model")
+    ap.add_argument("--single", type=int, default=8, help="batch-1 inputs")
+    ap.add_argument("--batches", type=int, default=4, help="batches of 32")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
+    args = ap.parse_args(argv)
+    if args.json is not None and args.json.exists():
+        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    feeds = test_feeds(args.export_dir, args.data, args.single, args.batches)
+    out = {name: profile_roles(args.export_dir / name, feeds, repeats=args.repeats, threads=args.threads)
+           for name in ("model.onnx", "model.std.onnx")}
+    text = json.dumps(out, indent=2)
+    if args.json is not None:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
