@@ -100,3 +100,23 @@ def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_c
     report = verify_export(tmp_path / "export", load_dataset(sentiment_csv).test)
     assert report["max_abs_diff_logits"] <= 1e-4 and report["kept_lengths_identical"]
     assert report["batch_sizes"] == [1, 1, 1, 8] and set(report["runners"]) == {"ort-custom-op", "ort-std-ops"}
+
+
+def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+    """bench/profile_ort.py: every profiled node gets a role, shares sum to 1, selection is visible."""
+    from transformers import AutoTokenizer
+
+    from bench.profile_ort import main
+    model = adapler_model(2, eta=0.9)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b"], max_length=32)
+    write_export_dir(ckpt, tmp_path / "export")
+    main([str(tmp_path / "export"), "--data", sentiment_csv, "--single", "2", "--batches", "1", "--repeats", "1",
+          "--threads", "1", "--json", str(tmp_path / "profile.json")])
+    out = json.loads((tmp_path / "profile.json").read_text())
+    assert set(out) == {"model.onnx", "model.std.onnx"}
+    for prof in out.values():
+        assert abs(sum(prof["share"].values()) - 1) < 1e-9
+        assert prof["share"]["selection"] > 0 and prof["share"]["layers"] > 0
+    with pytest.raises(SystemExit, match="already exists"):
+        main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
