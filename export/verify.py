@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.backend.onnxrt import OnnxrtRunner
-from polygraphy.comparator import Comparator, CompareFunc
+from polygraphy.comparator import Comparator
+
+try:
+    from polygraphy.comparator import SimpleCompareFunc
+except ImportError:  # Polygraphy before SimpleCompareFunc existed
+    from polygraphy.comparator import CompareFunc
+    SimpleCompareFunc = CompareFunc.simple
 
 from adapler.checkpoint import load_checkpoint
 from adapler.data import Example, encode
@@ -100,7 +106,7 @@ def verify_export(export_dir: str | Path, examples: list[Example], atol: float =
         same = all(np.array_equal(a["kept_lengths"], b["kept_lengths"]) for a, b in zip(ref, outputs))
         per_runner[runner_name] = {"max_abs_diff_logits": diff, "kept_lengths_identical": same}
         max_diff, kept_same = max(max_diff, diff), kept_same and same
-    accuracy_ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=0.0)))
+    accuracy_ok = bool(Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=atol, rtol=0.0)))
     return {
         "export_dir": str(export_dir),
         "n_feeds": len(feeds),
