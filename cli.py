@@ -59,8 +59,13 @@ def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, m
     return ds
 
 
-def _parse_settings(items: list[str]) -> dict:
-    """KEY=VALUE strings -> dict with ints, floats and booleans parsed."""
+def _parse_settings(items: list[str], config_cls: type, method: str) -> dict:
+    """KEY=VALUE strings -> dict with ints, floats and booleans parsed; keys must be fields of ``config_cls``."""
+    import dataclasses
+    fields = sorted(f.name for f in dataclasses.fields(config_cls))
+    unknown = sorted({item.partition("=")[0] for item in items} - set(fields) - {""})
+    if unknown:
+        _fail(f"unknown {method} option(s) {', '.join(unknown)} in --set; known: {', '.join(fields)}")
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -132,25 +137,15 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
         cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr, cp_lr=cp_lr,
                             phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
                             length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
-        options = _parse_settings(set_)
-        unknown = sorted(set(options) - {f.name for f in dataclasses.fields(AdapLeRConfig)})
-        if unknown:
-            _fail(f"unknown adapler option(s) {', '.join(unknown)} in --set; known: "
-                  f"{', '.join(f.name for f in dataclasses.fields(AdapLeRConfig))}")
-        cfg = dataclasses.replace(cfg, **options)
+        cfg = dataclasses.replace(cfg, **_parse_settings(set_, AdapLeRConfig, method))
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     elif method in ("power-bert", "tr-bert"):
-        from adapler.training.baselines import train_baseline
+        from adapler.training.baselines import PowerBertConfig, TrBertConfig, train_baseline
         if trbert_batch_fill not in ("masked", "topk") or trbert_len_denominator not in ("padded", "real"):
             _fail("--trbert-batch-fill must be masked or topk; --trbert-len-denominator padded or real")
         options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
             {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
-        options.update(_parse_settings(set_))
-        from adapler.training.baselines import PowerBertConfig, TrBertConfig
-        fields = {f.name for f in dataclasses.fields(PowerBertConfig if method == "power-bert" else TrBertConfig)}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            _fail(f"unknown {method} option(s) {', '.join(unknown)} in --set; known: {', '.join(sorted(fields))}")
+        options.update(_parse_settings(set_, PowerBertConfig if method == "power-bert" else TrBertConfig, method))
         out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
                        seed=seed, overwrite=overwrite, resume=resume, **options)
     else:

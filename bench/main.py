@@ -15,13 +15,18 @@ DEFAULT_OUT = "runs/bench/results"
 DEFAULT_CACHE = "runs/bench"
 
 
+def _parse_ints(text: str, option: str, example: str) -> tuple[int, ...]:
+    from . import BenchError
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise BenchError(f"{option} must be comma-separated integers like {example}, got {text!r}") from None
+
+
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
     """``"1,32"`` -> ``(1, 32)``."""
     from . import BenchError
-    try:
-        sizes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise BenchError(f"--batch-sizes must be comma-separated integers like 1,32, got {text!r}") from None
+    sizes = _parse_ints(text, "--batch-sizes", "1,32")
     if not sizes or min(sizes) < 1:
         raise BenchError(f"--batch-sizes must be positive integers, got {text!r}")
     return sizes
@@ -32,10 +37,7 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     from . import BenchError
     if text.strip().lower() in ("", "none", "off"):
         return ()
-    try:
-        lengths = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise BenchError(f"--lengths must be comma-separated integers like 64,128,512 or 'none', got {text!r}") from None
+    lengths = _parse_ints(text, "--lengths", "64,128,512 or 'none'")
     if not lengths or min(lengths) < 2 or max(lengths) > 512:
         raise BenchError(f"--lengths must lie in 2..512 (the exported models' max length), got {text!r}")
     return lengths

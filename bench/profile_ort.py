@@ -85,19 +85,15 @@ def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch
     """``n_single`` batch-1 feeds and ``n_batches`` feeds of ``batch`` test examples, tokenised as exported."""
     from transformers import AutoTokenizer
 
-    from adapler.data import encode, load_dataset
-    meta = json.loads((export_dir / "export.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "tokenizer"))
+    from adapler.data import load_dataset
+    from bench.run import batch_feeds
+    from export.verify import read_export
+    meta = read_export(export_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(Path(export_dir) / "tokenizer"))
     test = load_dataset(data).test
-    groups = [test[i:i + 1] for i in range(n_single)] + [test[i * batch:(i + 1) * batch] for i in range(n_batches)]
-    feeds = []
-    for group in (g for g in groups if g):
-        enc = encode(group, tokenizer, meta["max_length"])
-        feed = {"input_ids": enc.input_ids.numpy(), "attention_mask": enc.attention_mask.numpy()}
-        if "token_type_ids" in meta["inputs"]:
-            feed["token_type_ids"] = enc.token_type_ids.numpy()
-        feeds.append(feed)
-    return feeds
+    feeds = (batch_feeds(test[:n_single], tokenizer, meta["max_length"], 1)
+             + batch_feeds(test[:n_batches * batch], tokenizer, meta["max_length"], batch))
+    return [{k: f[k] for k in meta["inputs"]} for f in feeds]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -208,7 +208,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         (out / "history.json").write_text(json.dumps(history, indent=2))
         write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
                           "config": asdict(cfg)})
-    if not best.get("qualified", best["epoch"] is not None):
+    if best["epoch"] is not None and not best.get("qualified", True):
         log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = the most accurate epoch "
-            f"({best['epoch']}, dev {best.get('dev_accuracy', float('nan')):.4f} at {best['speedup']:.2f}x)")
+            f"({best['epoch']}, dev {best['dev_accuracy']:.4f} at {best['speedup']:.2f}x)")
     return out
