@@ -59,6 +59,15 @@ def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, m
     return ds
 
 
+def _config_class(method: str) -> type:
+    """The dataclass whose fields ``--set`` may change for ``method``."""
+    if method == "adapler":
+        from adapler.training.train_adapler import AdapLeRConfig
+        return AdapLeRConfig
+    from adapler.training.baselines import PowerBertConfig, TrBertConfig
+    return PowerBertConfig if method == "power-bert" else TrBertConfig
+
+
 def _parse_settings(items: list[str], config_cls: type, method: str) -> dict:
     """KEY=VALUE strings -> dict with ints, floats and booleans parsed; keys must be fields of ``config_cls``."""
     import dataclasses
@@ -158,7 +167,8 @@ def sweep(method: str = typer.Option(..., help="adapler | power-bert | tr-bert")
           values: str = typer.Option(..., help="comma-separated knob values (AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha)"),
           init: Path = typer.Option(..., help="fine-tuned run directory"),
           data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
-          epochs: Optional[int] = None, batch_size: int = 32, seed: int = 42,
+          epochs: Optional[int] = None, batch_size: int = 32, lr: Optional[float] = None, seed: int = 42,
+          set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE for every run (as in `train`); repeatable"),
           max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding):
@@ -176,6 +186,9 @@ def sweep(method: str = typer.Option(..., help="adapler | power-bert | tr-bert")
     kwargs = {"batch_size": batch_size, "seed": seed}
     if epochs is not None:
         kwargs["epochs"] = epochs
+    if lr is not None:
+        kwargs["lr"] = lr
+    kwargs.update(_parse_settings(set_, _config_class(method), method))
     results = _run(run_sweep, method, knob_values, ds, init, out, **kwargs)
     for r in results:
         typer.echo(f"{r['knob']}={r['value']:g}: test accuracy {r['test_accuracy']:.4f}, "

@@ -79,3 +79,9 @@ def test_train_unknown_adapler_setting(tmp_path, finetuned_run, sentiment_csv):
     one_line_error(cli("train", "--init", finetuned_run, "--data", sentiment_csv, "--out", tmp_path / "a",
                        "--set", "saliency_epoch=1"), "unknown adapler option(s) saliency_epoch", "saliency_epochs")
     assert not (tmp_path / "a").exists()
+
+
+def test_sweep_unknown_setting(tmp_path, finetuned_run, sentiment_csv):
+    one_line_error(cli("sweep", "--method", "tr-bert", "--values", "0.5", "--init", finetuned_run, "--data",
+                       sentiment_csv, "--out", tmp_path / "s", "--set", "K=4"), "unknown tr-bert option(s) K", "k,")
+    assert not (tmp_path / "s").exists()
