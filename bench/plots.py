@@ -54,8 +54,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return sorted(front)
 
 
-def plot_accuracy_vs_flops(results: dict, path: str | Path, sweep_dir: str | Path | None = None) -> Path | None:
-    sweeps = load_sweeps(sweep_dir)
+def plot_accuracy_vs_flops(results: dict, path: str | Path, sweep_dir: str | Path | None = None,
+                           sweeps: dict[str, list[dict[str, Any]]] | None = None) -> Path | None:
+    """Bench models as markers; sweep points (``sweeps`` or the files in ``sweep_dir``) with their Pareto fronts."""
+    sweeps = sweeps if sweeps is not None else load_sweeps(sweep_dir)
     if not results.get("models") and not sweeps:
         return None
     fig = _figure(6.4, 4.6)
@@ -64,7 +66,7 @@ def plot_accuracy_vs_flops(results: dict, path: str | Path, sweep_dir: str | Pat
         pts = [(float(r["flops_speedup"]), 100 * float(r["test_accuracy"])) for r in rows]
         ax.scatter(*zip(*pts), s=18, alpha=0.35, color=color(method))
         front = pareto_front(pts)
-        ax.plot(*zip(*front), "-", lw=1.4, alpha=0.8, color=color(method), label=f"{method} sweep (Pareto front)")
+        ax.plot(*zip(*front), "-", lw=1.4, alpha=0.8, color=color(method), label=f"{method} (Pareto front)")
     for name, m in results.get("models", {}).items():
         x, y = float(m["flops_speedup"]), 100 * float(m["accuracy"])
         ax.scatter([x], [y], s=70, marker="*" if m["method"] == "bert" else "o", color=color(m["method"]),

@@ -1,0 +1,71 @@
+"""Accuracy-vs-FLOPs trade-off of trained runs, from their metric files (nothing is re-evaluated).
+
+    PYTHONPATH=. python bench/tradeoff.py results/pang_*_test.json runs/pang/sweep/sweep-*.json \\
+        --out docs/measurements/pang_tradeoff.png
+
+Each file is either an ``evaluate --json`` output (one model; method from its ``method`` field) or a
+``sweep-<method>.json`` list. The dense model (method ``bert``) is the reference: it is drawn as a star
+and the table gives every other point's accuracy change against it. Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
+    """(dense model or None, {method: [{"label", "test_accuracy", "flops_speedup"}]}) from metric files."""
+    dense, points = None, {}
+    for p in map(Path, paths):
+        data = json.loads(p.read_text())
+        if isinstance(data, list):  # a sweep file
+            method = p.stem.removeprefix("sweep-")
+            rows = [{"label": f"{r['knob']} {r['value']:g}", "test_accuracy": r["test_accuracy"],
+                     "flops_speedup": r["flops_speedup"]} for r in data]
+        elif {"method", "accuracy", "flops_speedup"} <= data.keys():
+            if data.get("split", "test") != "test":
+                raise ValueError(f"{p} holds {data['split']} metrics; pass test-split files")
+            method = data["method"]
+            rows = [{"label": p.stem, "test_accuracy": data["accuracy"], "flops_speedup": data["flops_speedup"]}]
+        else:
+            raise ValueError(f"{p} is neither an `evaluate --json` file nor a sweep file")
+        if method == "bert":
+            dense = rows[0]
+        else:
+            points.setdefault(method, []).extend(rows)
+    return dense, points
+
+
+def table(dense: dict[str, Any] | None, points: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["| method | point | test accuracy | vs dense | FLOPs speedup |", "|---|---|---|---|---|"]
+    rows = ([("bert", dense)] if dense else []) + \
+        [(m, r) for m in sorted(points) for r in sorted(points[m], key=lambda r: r["flops_speedup"])]
+    for method, r in rows:
+        delta = f"{100 * (r['test_accuracy'] - dense['test_accuracy']):+.2f}" if dense and r is not dense else "—"
+        lines.append(f"| {method} | {r['label']} | {100 * r['test_accuracy']:.2f} % | {delta} | {r['flops_speedup']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="+", help="evaluate --json outputs and/or sweep-<method>.json files")
+    ap.add_argument("--out", required=True, help="plot path (.png)")
+    ap.add_argument("--title", default="", help="data set name for the plot title")
+    args = ap.parse_args(argv)
+    try:
+        dense, points = load_points(args.files)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from bench.plots import plot_accuracy_vs_flops
+    models = {"fine-tuned": {"method": "bert", "accuracy": dense["test_accuracy"], "flops_speedup": 1.0}} if dense else {}
+    plot_accuracy_vs_flops({"models": models, "config": {"data": args.title}}, args.out, sweeps=points)
+    print(table(dense, points))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
