@@ -17,14 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def keep_flags(scores: Tensor, mask: Tensor, threshold: Tensor) -> Tensor:
-    """Boolean [B, T]: position 0 always, otherwise alive and score >= threshold (NaN compares false)."""
-    thr = threshold.reshape(-1, 1).to(scores.dtype)
-    keep = (mask == 1) & (scores >= thr)
-    first = torch.zeros_like(keep)
-    first[:, 0] = True
-    return keep | first
+# the keep rule lives with the op's kernels: one copy for torch, the std ONNX graph and the GPU path
+from plugins.token_drop.gpu import keep_flags_torch as keep_flags
 
 
 @torch.library.custom_op("adapler::token_drop", mutates_args=())

@@ -56,3 +56,14 @@ def test_fake_kernel_gives_data_dependent_length():
     ep = torch.export.export(M(), args, dynamic_shapes=None)
     out_shape = [n for n in ep.graph.nodes if n.op == "output"][0].args[0][0].meta["val"].shape
     assert not isinstance(out_shape[1], int)  # an unbacked symbol, not a baked-in length
+
+
+def test_keep_rule_compares_in_float32_for_half_scores():
+    """Spec: threshold is float32, so a float16 score is widened, never the threshold rounded to float16."""
+    from adapler.ops import keep_flags
+    thr = torch.tensor([0.1])  # float16(0.1) = 0.09998 < 0.1 in float32, == 0.1 once rounded to float16
+    scores = torch.tensor([[5.0, 0.1, 0.2]], dtype=torch.float16)
+    mask = torch.ones(1, 3, dtype=torch.int64)
+    assert keep_flags(scores, mask, thr).tolist() == [[True, False, True]]
+    ref = token_drop_reference(np.zeros((1, 3, 2), np.float32), scores.float().numpy(), mask.numpy(), thr.numpy())
+    assert ref[2].tolist() == [[0, 2]]

@@ -72,11 +72,17 @@ def _check_inputs(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tenso
 
 
 def keep_flags_torch(scores: Tensor, mask: Tensor, threshold: Tensor) -> Tensor:
-    """Boolean ``keep[B, T]``: position 0 always; otherwise ``mask == 1`` and ``scores >= threshold``."""
+    """Boolean ``keep[B, T]``: position 0 always; otherwise ``mask == 1`` and ``scores >= threshold``.
+
+    The one copy of the keep rule: ``adapler.ops`` (and so the standard-op ONNX graph) uses it too.
+    Compared in float32 as the spec says (float16 scores widen exactly); no in-place write, so it traces
+    to plain ONNX ops.
+    """
     thr = threshold.reshape(-1, 1).to(device=scores.device, dtype=torch.float32)
     keep = (mask == 1) & (scores.to(torch.float32) >= thr)  # NaN >= x is False
-    keep[:, 0] = True  # [CLS] rule
-    return keep
+    first = torch.zeros_like(keep)
+    first[:, 0] = True  # [CLS] rule
+    return keep | first
 
 
 def token_drop_torch(
