@@ -14,7 +14,8 @@ from adapler.checkpoint import load_checkpoint, save_checkpoint
 from adapler.encoder import EncoderState, PrunedBertClassifier, _bias_from_mask
 from adapler.flops import Dims, f_attn, f_ffn, f_head, f_pred, model_flops
 from adapler.selectors.tr_bert import (PolicySelector, heuristic_actions, heuristic_layers, heuristic_scores,
-                                       length_term, reinforce_loss, rewards, select_loss, selection_points)
+                                       length_term, policy_inputs, rank_targets, reinforce_loss, rewards,
+                                       select_loss, selection_points)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -177,6 +178,24 @@ def test_heuristic_scores_shape_and_padding() -> None:
     assert s.shape == (2, 3, 12) and (s[:, mask == 0] == 0).all() and (s >= 0).all()
 
 
+def test_rank_targets_linear_in_rank() -> None:
+    """trans_imdb_rank.py: target = 1 - rank / n over the n real tokens (rank 0 = best score), 0 on padding."""
+    score = torch.tensor([[0.3, 0.9, 0.1, 0.5, 7.0], [2.0, 1.0, 1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    want = [[0.5, 1.0, 0.25, 0.75, 0.0], [1.0, 0.8, 0.6, 0.4, 0.2]]  # ties: earlier position ranks first
+    assert torch.allclose(rank_targets(score, mask), torch.tensor(want))
+
+
+def test_policy_inputs_are_the_dense_hidden_states() -> None:
+    model = _model(layers=4).eval()
+    ids, mask = ragged_batch(2, 10)
+    h = policy_inputs(model, ids, mask, torch.zeros_like(ids), [1, 2])
+    with torch.no_grad():
+        dense = model.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    for got, layer in zip(h, [1, 2]):
+        assert torch.allclose(got[mask > 0], dense[layer][mask > 0], atol=1e-5)
+
+
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model = _model(batch_fill="topk")
     save_checkpoint(model, tmp_path / "ckpt", label_names=["a", "b"], max_length=24)
@@ -210,6 +229,20 @@ def test_smoke_training_and_phase_resume(tmp_path: Path) -> None:
     train_baseline("tr-bert", ds, ft, out, knob=1.0, epochs=1, batch_size=16, k=2, resume=True)
     assert [r["phase"] for r in json.loads((out / "history.json").read_text())] == ["rl", "joint"]
     assert json.loads((out / "run_state.json").read_text())["finished"]
+
+
+def test_rank_init_phase_fits_policies_to_rank_targets(tmp_path: Path) -> None:
+    """init_epochs > 0 adds the rank-initialisation phase; its L1 loss falls and BERT stays fixed."""
+    from adapler.training.baselines import train_baseline
+    ds, ft = tiny_finetuned(tmp_path)
+    out = train_baseline("tr-bert", ds, ft, tmp_path / "tr", knob=1.0, batch_size=8, k=2,
+                         init_epochs=3, rl_epochs=0, joint_epochs=0, policy_lr=1e-2)
+    history = json.loads((out / "history.json").read_text())
+    assert [r["phase"] for r in history] == ["init"] * 3
+    assert history[-1]["l_init"] < history[0]["l_init"]
+    model, _ = load_checkpoint(out / "best")
+    teacher, _ = load_checkpoint(ft / "best")
+    assert torch.equal(model.bert.encoder.layer[0].output.dense.weight, teacher.bert.encoder.layer[0].output.dense.weight)
 
 
 def test_explicit_options_override_epochs(monkeypatch, tmp_path: Path) -> None:

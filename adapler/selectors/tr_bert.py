@@ -114,6 +114,31 @@ def heuristic_scores(model, input_ids: Tensor, attention_mask: Tensor, token_typ
     return torch.stack([((grad * (hb.detach() - outs[s])).sum(-1)).abs() * mask.float() for s in starts])
 
 
+def rank_targets(score: Tensor, mask: Tensor) -> Tensor:
+    """Rank-initialisation targets (the original's trans_imdb_rank.py): ``1 - rank / n`` over the n real
+    tokens, rank 0 = highest heuristic score; 0 on padding. Ties keep the earlier position first."""
+    n = mask.sum(dim=1, keepdim=True).clamp(min=1).float()
+    key = score.float().masked_fill(mask == 0, float("-inf"))
+    order = torch.argsort(key, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return (1.0 - rank.float() / n) * (mask > 0).float()
+
+
+def policy_inputs(model, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                  points: list[int]) -> list[Tensor]:
+    """Hidden states entering each selection point on the full sequence (no removal), without gradients."""
+    mask = attention_mask.long()
+    with torch.no_grad():
+        state = EncoderState(model.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), "dense")
+        out = []
+        for i, layer in enumerate(model.bert.encoder.layer[: max(points)]):
+            state.hidden, _ = model.attention(layer, state, False)
+            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+            if i + 1 in points:
+                out.append(state.hidden)
+    return out
+
+
 def heuristic_actions(score: Tensor, p: Tensor, mask: Tensor) -> Tensor:
     """Imitation actions: [CLS] + the top (m - 1) real tokens by ``score``, m = round_half_up(sum p)."""
     m = torch.floor(p.sum(dim=1) + 0.5).clamp(min=1)

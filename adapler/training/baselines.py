@@ -20,7 +20,8 @@ resist (those whose CE gradient outweighs LAMBDA * j). Hence:
   3. sum r_j per layer and the implied l_j are logged every epoch (history.json); if the deepest layer
      is left with fewer than ``COLLAPSE_FRACTION`` of the dev set's mean length the run says so
      (``"collapsed": true`` in the history row and in the checkpoint config) instead of hiding it.
-TR-BERT phases: ``rl`` (policy nets only, BERT frozen, imitation warm-up) then ``joint`` (all
+TR-BERT phases: optional ``init`` (``init_epochs``: policies fitted to heuristic rank targets, the
+original's IMDB step), ``rl`` (policy nets only, BERT frozen, imitation warm-up) then ``joint`` (all
 parameters, KD from the fine-tuned model + L_RL).
 """
 from __future__ import annotations
@@ -41,7 +42,8 @@ from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
 from ..progress import log, progress_bar
 from ..selectors.power_bert import AttentionTopKSelector, retention_from_r
-from ..selectors.tr_bert import PolicySelector, heuristic_scores, length_term, reinforce_loss, rewards
+from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
+                                 reinforce_loss, rewards)
 from .common import TrainData, init_path, linear_warmup, param_groups, prepare_out_dir, seed_everything, train_epoch, write_state
 
 COLLAPSE_FRACTION = 0.25
@@ -80,6 +82,7 @@ class TrBertConfig:
     batch_size: int = 32  # examples per step; each is replicated k times
     lr: float = 3e-5  # BERT, joint stage
     policy_lr: float = 1e-3  # [ours] the policy nets are new and our runs are short (original: 3e-5)
+    init_epochs: int = 0  # rank initialisation of the policies before RL (original --train_init, IMDB)
     k: int = 8
     guide_rate: float = 0.5
     tau: float = 1.0
@@ -98,6 +101,7 @@ class _Phase:
     setup: Callable[[int], Callable[[Encoded], dict[str, float]]]  # start epoch -> step function
     after_epoch: Callable[[dict], None] = lambda row: None  # add phase-specific fields to a history row
     finish: Callable[[], None] = lambda: None  # idempotent: may run again after a crash
+    seed_index: int | None = None  # data-order seed slot; default: the phase's position in the list
 
 
 @dataclass
@@ -149,7 +153,8 @@ class _Run:
             if done < ph.epochs:
                 step = ph.setup(done)
             for epoch in range(done + 1, ph.epochs + 1):
-                logs = train_epoch(self.model, td.epoch(batch_size, seed + 100 * names.index(ph.name) + epoch), step,
+                slot = names.index(ph.name) if ph.seed_index is None else ph.seed_index
+                logs = train_epoch(self.model, td.epoch(batch_size, seed + 100 * slot + epoch), step,
                                    f"{self.model.method} {ph.name} epoch {epoch}/{ph.epochs}")
                 dev = evaluate(self.model, self.data.dev, self.tokenizer, self.max_length, mode="hard", desc="dev")
                 row = {"phase": ph.name, "epoch": epoch, **logs, "dev_accuracy": dev["accuracy"],
@@ -384,11 +389,39 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
             return step
         return setup
 
+    def rank_init(start_epoch: int):
+        """Policies only, BERT frozen: L1 between p and the heuristic rank targets on the full sequence
+        (the original's --train_init; it also let the init loss reach BERT, we keep BERT fixed [ours])."""
+        m = run.model
+        for n, p in m.named_parameters():
+            p.requires_grad_(n.startswith("selector."))
+        pol = [(n, p) for n, p in m.named_parameters() if n.startswith("selector.")]
+        opt = torch.optim.AdamW(param_groups(pol, cfg.weight_decay), lr=cfg.policy_lr)
+        sched = linear_warmup(opt, steps * cfg.init_epochs, cfg.warmup_ratio, start_epoch * steps)
+        heur = compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
+
+        def step(b: Encoded) -> dict[str, float]:
+            T = b.input_ids.shape[1]
+            guides = _guides(heur, b.ids, T, 1)
+            hidden = policy_inputs(m, b.input_ids, b.attention_mask, b.token_type_ids, points)
+            mask = b.attention_mask.float()
+            loss = sum(((torch.sigmoid(m.selector.policies[w](h)) * mask - rank_targets(g, b.attention_mask)).abs()
+                        * mask).sum() / mask.sum() for w, (h, g) in enumerate(zip(hidden, guides)))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for _, p in pol], cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            return {"l_init": loss.item()}
+        return step
+
     def unfreeze() -> None:
         run.model.requires_grad_(True)
 
-    phases = [_Phase("rl", cfg.rl_epochs, make_stage(False), finish=unfreeze),
-              _Phase("joint", cfg.joint_epochs, make_stage(True), finish=unfreeze)]
+    # seed slots 0 and 1 for rl and joint whether or not the optional init phase runs
+    phases = [_Phase("init", cfg.init_epochs, rank_init, finish=unfreeze, seed_index=2),
+              _Phase("rl", cfg.rl_epochs, make_stage(False), finish=unfreeze, seed_index=0),
+              _Phase("joint", cfg.joint_epochs, make_stage(True), finish=unfreeze, seed_index=1)]
     return run.run(phases, td, cfg.batch_size, cfg.seed)
 
 
