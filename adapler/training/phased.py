@@ -1,0 +1,127 @@
+"""Phased, resumable training runs shared by the baseline trainers (power_bert.py, tr_bert.py).
+
+A run is a list of phases, each some epochs. It is resumable at phase/epoch granularity: ``out/last/``
+is written after every epoch and phase change, ``run_state.json`` says which phase and epoch that is,
+``history.json`` has one row per epoch (train losses + hard-mode dev metrics), ``out/best/`` is the best
+dev-accuracy epoch of the final phase. Optimiser state is not saved (as in the AdapLeR trainer): a
+resumed phase restarts its optimiser at the right schedule step.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..data import Dataset, Encoded
+from ..encoder import PrunedBertClassifier
+from ..evaluate import evaluate
+from ..progress import log
+from .common import TrainData, init_path, prepare_out_dir, seed_everything, train_epoch, write_state
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    setup: Callable[[int], Callable[[Encoded], dict[str, float]]]  # start epoch -> step function
+    after_epoch: Callable[[dict], None] = lambda row: None  # add phase-specific fields to a history row
+    finish: Callable[[], None] = lambda: None  # idempotent: may run again after a crash
+    seed_index: int | None = None  # data-order seed slot; default: the phase's position in the list
+
+
+@dataclass
+class PhasedRun:
+    """Bookkeeping shared by both trainers: run_state.json, history.json, out/last, out/best."""
+    out: Path
+    model: PrunedBertClassifier
+    data: Dataset
+    tokenizer: Any
+    max_length: int
+    extra: dict
+    config: dict
+    phase: str = ""
+    epochs_done: int = 0
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"epoch": None, "phase": None, "dev_accuracy": -1.0})
+    finished: bool = False
+
+    def resume_from(self, state: dict | None) -> None:
+        if not state:
+            return
+        self.finished = bool(state.get("finished"))
+        self.phase, self.epochs_done = state["phase"], state["epochs_done"]
+        self.history, self.best = state["history"], state["best"]
+        if (self.out / "last").exists():
+            self.model, _ = load_checkpoint(self.out / "last")
+        log(f"resuming {self.out}: phase {self.phase}, {self.epochs_done} epoch(s) done")
+
+    def save(self, name: str, meta: dict) -> None:
+        save_checkpoint(self.model, self.out / name, tokenizer=self.tokenizer, label_names=self.data.label_names,
+                        max_length=self.max_length, extra={**self.extra, **meta})
+
+    def write(self, finished: bool = False) -> None:
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        write_state(self.out, {"method": self.model.method, "phase": self.phase, "epochs_done": self.epochs_done,
+                               "history": self.history, "best": self.best, "config": self.config,
+                               "finished": finished})
+
+    def run(self, phases: list[Phase], td: TrainData, batch_size: int, seed: int) -> Path:
+        if self.finished:
+            log(f"{self.out} is already finished")
+            return self.out
+        names = [p.name for p in phases]
+        select = [p.name for p in phases if p.epochs > 0][-1:]  # best checkpoint comes from the last phase
+        start = names.index(self.phase) if self.phase in names else 0
+        for ph in phases[start:]:
+            done = self.epochs_done if ph.name == self.phase else 0
+            self.phase, self.epochs_done = ph.name, done
+            if done < ph.epochs:
+                step = ph.setup(done)
+            for epoch in range(done + 1, ph.epochs + 1):
+                slot = names.index(ph.name) if ph.seed_index is None else ph.seed_index
+                logs = train_epoch(self.model, td.epoch(batch_size, seed + 100 * slot + epoch), step,
+                                   f"{self.model.method} {ph.name} epoch {epoch}/{ph.epochs}")
+                dev = evaluate(self.model, self.data.dev, self.tokenizer, self.max_length, mode="hard", desc="dev")
+                row = {"phase": ph.name, "epoch": epoch, **logs, "dev_accuracy": dev["accuracy"],
+                       "dev_flops_speedup": dev["flops_speedup"], "dev_mean_kept_lengths": dev["mean_kept_lengths"]}
+                ph.after_epoch(row)
+                self.history.append(row)
+                log(f"{ph.name} epoch {epoch}: dev accuracy {dev['accuracy']:.4f}, FLOPs speedup "
+                    f"{dev['flops_speedup']:.2f}x, kept {[round(v, 1) for v in dev['mean_kept_lengths']]}")
+                meta = {"phase": ph.name, "epoch": epoch, "dev_accuracy": dev["accuracy"],
+                        "dev_flops_speedup": dev["flops_speedup"]}
+                if ph.name in select and dev["accuracy"] > self.best["dev_accuracy"]:
+                    self.best = {"epoch": epoch, "phase": ph.name, "dev_accuracy": dev["accuracy"]}
+                    self.save("best", {**meta, "selection": f"best dev accuracy of phase {ph.name}"})
+                self.epochs_done = epoch
+                self.save("last", meta)
+                self.write()
+            ph.finish()
+            self.save("last", {"phase": ph.name, "epoch": ph.epochs})
+            self.write()
+        if self.best["epoch"] is None:  # no training epochs at all: the initial model is the result
+            self.save("best", {"selection": "no training epochs"})
+        self.write(finished=True)
+        return self.out
+
+
+def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed: int, overwrite: bool, resume: bool):
+    """(out, saved state or None, checkpoint dir, fine-tuned model, its config, tokenizer) for a new or resumed run."""
+    out, state = prepare_out_dir(out, overwrite, resume)
+    seed_everything(seed)
+    ckpt = init_path(init)
+    ft_model, ft_cfg = load_checkpoint(ckpt)
+    if ft_model.num_labels != data.num_labels:
+        raise CheckpointError(f"{ckpt} predicts {ft_model.num_labels} classes but {data.name} has {data.num_labels}")
+    return out, state, ckpt, ft_model, ft_cfg, load_checkpoint_tokenizer(ckpt)
+
+
+def with_selector(ft_model: PrunedBertClassifier, selector) -> PrunedBertClassifier:
+    """A copy of the fine-tuned model with ``selector`` plugged into its encoder loop."""
+    model = PrunedBertClassifier(ft_model.config, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
+    model.load_state_dict(ft_model.state_dict(), strict=False)  # selector parameters stay freshly initialised
+    return model

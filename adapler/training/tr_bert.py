@@ -1,0 +1,177 @@
+"""TR-BERT trainer (method.md §3.4-3.6) from a fine-tuned run.
+
+Phases: optional ``init`` (``init_epochs``: policies fitted to heuristic rank targets, the original's
+IMDB step), ``rl`` (policy nets only, BERT frozen, imitation warm-up) then ``joint`` (all parameters,
+KD from the fine-tuned model + L_RL).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..data import Dataset, Encoded, batches
+from ..encoder import PrunedBertClassifier
+from ..progress import log, progress_bar
+from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
+                                 reinforce_loss, rewards)
+from .common import TrainData, linear_warmup, param_groups
+from .phased import Phase, PhasedRun, setup_from_finetuned, with_selector
+
+@dataclass
+class TrBertConfig:
+    alpha: float = 1.0  # length reward weight, the knob
+    rl_epochs: int = 2
+    joint_epochs: int = 1
+    batch_size: int = 32  # examples per step; each is replicated k times
+    lr: float = 3e-5  # BERT, joint stage
+    policy_lr: float = 1e-3  # [ours] the policy nets are new and our runs are short (original: 3e-5)
+    init_epochs: int = 0  # rank initialisation of the policies before RL (original --train_init, IMDB)
+    k: int = 8
+    guide_rate: float = 0.5
+    tau: float = 1.0
+    len_denominator: str = "padded"  # padded (original) | real
+    batch_fill: str = "masked"  # masked (TokenDrop contract) | topk (original batching)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    seed: int = 42
+
+
+def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[int], path: Path,
+                       batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """id -> [P, n] heuristic scores from the fine-tuned model, cached in ``path`` (safetensors)."""
+    if path.exists():
+        t = load_file(str(path))
+        ids = json.loads(path.with_suffix(".json").read_text())
+        if ids == enc.ids:
+            return {i: v.view(len(points), -1) for i, v in zip(ids, torch.split(t["values"], t["sizes"].tolist()))}
+    out: dict[str, torch.Tensor] = {}
+    for b in progress_bar(list(batches(enc, batch_size)), "TR-BERT heuristic scores"):
+        s = heuristic_scores(model, b.input_ids, b.attention_mask, b.token_type_ids, b.labels, points)
+        for r, i in enumerate(b.ids):
+            out[i] = s[:, r, : int(b.attention_mask[r].sum())].contiguous()
+    sizes = torch.tensor([v.numel() for v in out.values()])
+    save_file({"values": torch.cat([v.flatten() for v in out.values()]), "sizes": sizes}, str(path))
+    path.with_suffix(".json").write_text(json.dumps(list(out)))
+    return out
+
+
+def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -> list[torch.Tensor]:
+    """Per point, [k * B, width] heuristic scores for the replicated batch (zero padded)."""
+    P = next(iter(heur.values())).shape[0]
+    g = torch.zeros(P, len(ids), width)
+    for r, i in enumerate(ids):
+        v = heur[i][:, :width]
+        g[:, r, : v.shape[1]] = v
+    return [g[p].repeat(k, 1) for p in range(P)]
+
+
+def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
+                  overwrite: bool = False, resume: bool = False) -> Path:
+    out, state, ckpt, teacher, ft_cfg, tokenizer = setup_from_finetuned(data, init, out, cfg.seed, overwrite, resume)
+    max_length = ft_cfg["max_length"]
+    cfgb = teacher.config
+    model = with_selector(teacher, PolicySelector(cfgb.hidden_size, cfgb.num_hidden_layers, act=cfgb.hidden_act,
+                                                   init_std=cfgb.initializer_range, batch_fill=cfg.batch_fill))
+    points = model.selector.points
+    if len(points) < 2:
+        log(f"TR-BERT on a {cfgb.num_hidden_layers}-layer encoder: only one selection point {points} (limitation)")
+    teacher.eval().requires_grad_(False)
+    extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
+             "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg))
+    run.resume_from(state)
+    td = TrainData.make(data, tokenizer, max_length)
+    steps = -(-len(data.train) // cfg.batch_size)
+    K = cfg.k
+
+    def make_stage(joint: bool):
+        def setup(start_epoch: int):
+            m = run.model
+            sel: PolicySelector = m.selector
+            for n, p in m.named_parameters():
+                p.requires_grad_(joint or n.startswith("selector."))
+            pol = [(n, p) for n, p in m.named_parameters() if n.startswith("selector.")]
+            groups = [{**g, "lr": cfg.policy_lr} for g in param_groups(pol, cfg.weight_decay)]
+            if joint:
+                groups += param_groups([(n, p) for n, p in m.named_parameters() if not n.startswith("selector.")],
+                                       cfg.weight_decay)
+            opt = torch.optim.AdamW(groups, lr=cfg.lr)
+            epochs = cfg.joint_epochs if joint else cfg.rl_epochs
+            sched = linear_warmup(opt, steps * epochs, cfg.warmup_ratio, start_epoch * steps)
+            heur = None if joint else compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
+            guide_steps = int(cfg.guide_rate * steps * cfg.rl_epochs)
+            counter = {"step": start_epoch * steps}
+
+            def step(b: Encoded) -> dict[str, float]:
+                B, T = b.input_ids.shape
+                guided = heur is not None and counter["step"] < guide_steps
+                if guided:  # the first of the K copies imitates the heuristic (§3.5)
+                    sel.guide_scores = _guides(heur, b.ids, T, K)
+                    sel.guide_rows = torch.arange(K * B) < B
+                try:
+                    o = m(b.input_ids.repeat(K, 1), b.attention_mask.repeat(K, 1), b.token_type_ids.repeat(K, 1),
+                          mode="soft")
+                finally:
+                    sel.guide_scores, sel.guide_rows = None, None
+                if joint:
+                    with torch.no_grad():
+                        t = teacher(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense").logits
+                    soft_t = F.softmax(t / cfg.tau, dim=-1).repeat(K, 1)
+                    loss_sample = -(soft_t * F.log_softmax(o.logits / cfg.tau, dim=-1)).sum(-1)
+                else:
+                    loss_sample = F.cross_entropy(o.logits, b.labels.repeat(K), reduction="none")
+                length = length_term(o.aux, cfg.len_denominator)
+                reward = rewards(loss_sample.detach(), length, cfg.alpha)
+                l_rl, _ = reinforce_loss(reward, o.aux["select_loss"], K)
+                loss = l_rl + (loss_sample.mean() if joint else 0.0)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.max_grad_norm)
+                opt.step()
+                sched.step()
+                counter["step"] += 1
+                return {"l_rl": l_rl.item(), "reward": reward.mean().item(), "length_term": length.mean().item(),
+                        ("kd" if joint else "ce"): loss_sample.mean().item(), "guided": float(guided)}
+            return step
+        return setup
+
+    def rank_init(start_epoch: int):
+        """Policies only, BERT frozen: L1 between p and the heuristic rank targets on the full sequence
+        (the original's --train_init; it also let the init loss reach BERT, we keep BERT fixed [ours])."""
+        m = run.model
+        for n, p in m.named_parameters():
+            p.requires_grad_(n.startswith("selector."))
+        pol = [(n, p) for n, p in m.named_parameters() if n.startswith("selector.")]
+        opt = torch.optim.AdamW(param_groups(pol, cfg.weight_decay), lr=cfg.policy_lr)
+        sched = linear_warmup(opt, steps * cfg.init_epochs, cfg.warmup_ratio, start_epoch * steps)
+        heur = compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
+
+        def step(b: Encoded) -> dict[str, float]:
+            T = b.input_ids.shape[1]
+            guides = _guides(heur, b.ids, T, 1)
+            hidden = policy_inputs(m, b.input_ids, b.attention_mask, b.token_type_ids, points)
+            mask = b.attention_mask.float()
+            loss = sum(((torch.sigmoid(m.selector.policies[w](h)) * mask - rank_targets(g, b.attention_mask)).abs()
+                        * mask).sum() / mask.sum() for w, (h, g) in enumerate(zip(hidden, guides)))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for _, p in pol], cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            return {"l_init": loss.item()}
+        return step
+
+    def unfreeze() -> None:
+        run.model.requires_grad_(True)
+
+    # seed slots 0 and 1 for rl and joint whether or not the optional init phase runs
+    phases = [Phase("init", cfg.init_epochs, rank_init, finish=unfreeze, seed_index=2),
+              Phase("rl", cfg.rl_epochs, make_stage(False), finish=unfreeze, seed_index=0),
+              Phase("joint", cfg.joint_epochs, make_stage(True), finish=unfreeze, seed_index=1)]
+    return run.run(phases, td, cfg.batch_size, cfg.seed)
