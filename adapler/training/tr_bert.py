@@ -22,6 +22,7 @@ from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, 
 from .common import TrainData, linear_warmup, param_groups
 from .phased import Phase, PhasedRun, setup_from_finetuned, with_selector
 
+
 @dataclass
 class TrBertConfig:
     alpha: float = 1.0  # length reward weight, the knob
