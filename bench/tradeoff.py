@@ -21,9 +21,10 @@ def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[st
     dense, points = None, {}
     for p in map(Path, paths):
         data = json.loads(p.read_text())
-        if isinstance(data, list):  # a sweep file
-            method = p.stem.removeprefix("sweep-")
-            rows = [{"label": f"{r['knob']} {r['value']:g}", "test_accuracy": r["test_accuracy"],
+        if isinstance(data, list):  # a sweep file; a renamed copy is told apart by its name in the label
+            method = data[0].get("method", p.stem.removeprefix("sweep-")) if data else p.stem
+            tag = "" if p.stem == f"sweep-{method}" else f" ({p.stem})"
+            rows = [{"label": f"{r['knob']} {r['value']:g}{tag}", "test_accuracy": r["test_accuracy"],
                      "flops_speedup": r["flops_speedup"]} for r in data]
         elif {"method", "accuracy", "flops_speedup"} <= data.keys():
             if data.get("split", "test") != "test":

@@ -300,15 +300,18 @@ def test_tradeoff_table_and_plot_from_metric_files(tmp_path, capsys):
     (tmp_path / "ft_test.json").write_text(json.dumps(ev))
     (tmp_path / "ad_test.json").write_text(json.dumps({**ev, "method": "adapler", "accuracy": 0.81, "flops_speedup": 4.0}))
     (tmp_path / "sweep-power-bert.json").write_text(json.dumps([
-        {"knob": "lambda", "value": 1e-3, "test_accuracy": 0.79, "flops_speedup": 1.5},
-        {"knob": "lambda", "value": 3e-3, "test_accuracy": 0.77, "flops_speedup": 2.5}]))
-    files = [tmp_path / n for n in ("ad_test.json", "ft_test.json", "sweep-power-bert.json")]
+        {"method": "power-bert", "knob": "lambda", "value": 1e-3, "test_accuracy": 0.79, "flops_speedup": 1.5},
+        {"method": "power-bert", "knob": "lambda", "value": 3e-3, "test_accuracy": 0.77, "flops_speedup": 2.5}]))
+    (tmp_path / "pang_sweep-tr-bert-init.json").write_text(json.dumps([
+        {"method": "tr-bert", "knob": "alpha", "value": 0.5, "test_accuracy": 0.80, "flops_speedup": 2.0}]))
+    files = [tmp_path / n for n in ("ad_test.json", "ft_test.json", "sweep-power-bert.json", "pang_sweep-tr-bert-init.json")]
     assert tradeoff.main([*map(str, files), "--out", str(tmp_path / "t.png")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[2] == "| bert | ft_test | 80.00 % | — | 1.00x |"
     assert lines[3] == "| adapler | ad_test | 81.00 % | +1.00 | 4.00x |"
     assert lines[4:] == ["| power-bert | lambda 0.001 | 79.00 % | -1.00 | 1.50x |",
-                         "| power-bert | lambda 0.003 | 77.00 % | -3.00 | 2.50x |"]
+                         "| power-bert | lambda 0.003 | 77.00 % | -3.00 | 2.50x |",
+                         "| tr-bert | alpha 0.5 (pang_sweep-tr-bert-init) | 80.00 % | +0.00 | 2.00x |"]
     assert (tmp_path / "t.png").stat().st_size > 0
     (tmp_path / "dev.json").write_text(json.dumps({**ev, "split": "dev"}))
     assert tradeoff.main([str(tmp_path / "dev.json"), "--out", str(tmp_path / "u.png")]) == 2
