@@ -146,15 +146,15 @@ def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-
         cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr, cp_lr=cp_lr,
                             phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
                             length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
-        cfg = dataclasses.replace(cfg, **_parse_settings(set_, AdapLeRConfig, method))
+        cfg = dataclasses.replace(cfg, **_parse_settings(set_, _config_class(method), method))
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     elif method in ("power-bert", "tr-bert"):
-        from adapler.training.baselines import PowerBertConfig, TrBertConfig, train_baseline
+        from adapler.training.baselines import train_baseline
         if trbert_batch_fill not in ("masked", "topk") or trbert_len_denominator not in ("padded", "real"):
             _fail("--trbert-batch-fill must be masked or topk; --trbert-len-denominator padded or real")
         options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
             {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
-        options.update(_parse_settings(set_, PowerBertConfig if method == "power-bert" else TrBertConfig, method))
+        options.update(_parse_settings(set_, _config_class(method), method))
         out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
                        seed=seed, overwrite=overwrite, resume=resume, **options)
     else:

@@ -78,13 +78,28 @@ def heuristic_layers(num_layers: int) -> tuple[int, list[int]]:
     return back, [p - 1 for p in points]
 
 
+def _dense_layers(model, state: EncoderState, layers) -> list[Tensor]:
+    """Run ``layers`` on ``state`` without removal (``state.hidden`` updated); the output of each."""
+    outs = []
+    for layer in layers:
+        state.hidden, _ = model.attention(layer, state, False)
+        state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+        outs.append(state.hidden)
+    return outs
+
+
+def _descending_ranks(key: Tensor) -> Tensor:
+    """Per row, the rank of each entry when sorted by ``key`` descending (0 = largest; ties by position)."""
+    order = torch.argsort(key, dim=1, descending=True, stable=True)
+    return torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+
+
 def heuristic_scores(model, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
                      labels: Tensor, points: list[int] | None = None) -> Tensor:
     """[P, B, T]: |grad_{h_back} CE . (h_back_t - h_start_t)|, 0 on padding (dense fine-tuned model).
 
     A first-order estimate of the loss change if token t skipped the layers between the point and back.
     """
-    from ..encoder import _bias_from_mask
     L = model.num_layers
     back, starts = heuristic_layers(L)
     if points is not None and [p - 1 for p in points] != starts:
@@ -95,17 +110,11 @@ def heuristic_scores(model, input_ids: Tensor, attention_mask: Tensor, token_typ
     model.eval()
     with torch.no_grad():
         state = EncoderState(model.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), "dense")
-        outs = []
-        for layer in layers[: back + 1]:
-            state.hidden, _ = model.attention(layer, state, False)
-            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
-            outs.append(state.hidden)
+        outs = _dense_layers(model, state, layers[: back + 1])
     with torch.enable_grad():
         hb = outs[back].detach().requires_grad_(True)
         state.hidden = hb
-        for layer in layers[back + 1:]:
-            state.hidden, _ = model.attention(layer, state, False)
-            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+        _dense_layers(model, state, layers[back + 1:])
         cls = state.hidden[:, 0]
         pooled = model.bert.pooler.activation(model.bert.pooler.dense(cls)) if model.bert.pooler is not None else cls
         loss = torch.nn.functional.cross_entropy(model.classifier(pooled), labels, reduction="sum")
@@ -118,9 +127,7 @@ def rank_targets(score: Tensor, mask: Tensor) -> Tensor:
     """Rank-initialisation targets (the original's trans_imdb_rank.py): ``1 - rank / n`` over the n real
     tokens, rank 0 = highest heuristic score; 0 on padding. Ties keep the earlier position first."""
     n = mask.sum(dim=1, keepdim=True).clamp(min=1).float()
-    key = score.float().masked_fill(mask == 0, float("-inf"))
-    order = torch.argsort(key, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    rank = _descending_ranks(score.float().masked_fill(mask == 0, float("-inf")))
     return (1.0 - rank.float() / n) * (mask > 0).float()
 
 
@@ -130,13 +137,8 @@ def policy_inputs(model, input_ids: Tensor, attention_mask: Tensor, token_type_i
     mask = attention_mask.long()
     with torch.no_grad():
         state = EncoderState(model.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), "dense")
-        out = []
-        for i, layer in enumerate(model.bert.encoder.layer[: max(points)]):
-            state.hidden, _ = model.attention(layer, state, False)
-            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
-            if i + 1 in points:
-                out.append(state.hidden)
-    return out
+        outs = _dense_layers(model, state, model.bert.encoder.layer[: max(points)])
+    return [outs[p - 1] for p in points]
 
 
 def heuristic_actions(score: Tensor, p: Tensor, mask: Tensor) -> Tensor:
@@ -144,9 +146,7 @@ def heuristic_actions(score: Tensor, p: Tensor, mask: Tensor) -> Tensor:
     m = torch.floor(p.sum(dim=1) + 0.5).clamp(min=1)
     key = score.float().masked_fill(mask == 0, float("-inf"))
     key[:, 0] = float("inf")  # [CLS] first, so it is one of the m
-    order = torch.argsort(key, dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
-    return ((rank < m[:, None]) & (mask > 0)).float()
+    return ((_descending_ranks(key) < m[:, None]) & (mask > 0)).float()
 
 
 class PolicySelector(TokenSelector):
@@ -183,7 +183,11 @@ class PolicySelector(TokenSelector):
 
     def probs(self, point: int, state: EncoderState) -> Tensor:
         """p_t in float32, 0 on padding."""
-        return torch.sigmoid(self.policies[point](state.hidden)) * state.mask.float()
+        return self.probs_of(point, state.hidden, state.mask)
+
+    def probs_of(self, point: int, hidden: Tensor, mask: Tensor) -> Tensor:
+        """p_t of the policy at selection point index ``point`` for ``hidden [B, T, d]``, 0 where mask is 0."""
+        return torch.sigmoid(self.policies[point](hidden)) * mask.float()
 
     def start(self, state: EncoderState) -> None:
         if state.mode == "soft" and self.training:
