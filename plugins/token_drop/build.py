@@ -35,6 +35,9 @@ __all__ = [
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(__file__).resolve().parent / "ort" / "token_drop.cc"
+# Everything the library is compiled from: a change to any of them triggers a rebuild.
+SOURCES = (SOURCE, SOURCE.parent / "compact.h",
+           Path(__file__).resolve().parents[1] / "contribution_drop" / "ort" / "contribution_drop.h")
 DEFAULT_BUILD_DIR = "build/token_drop"
 LIBRARY_NAME = "libadapler_ops.so"
 ENV_LIBRARY = "ADAPLER_ORT_LIBRARY"
@@ -152,7 +155,7 @@ def fetch_ort_headers(build_dir: str | os.PathLike) -> Path:
 def build_ort_library(
     build_dir: str | os.PathLike = DEFAULT_BUILD_DIR, force: bool = False
 ) -> Path:
-    """Compile ``ort/token_drop.cc`` into ``<build_dir>/libadapler_ops.so``.
+    """Compile ``ort/token_drop.cc`` (TokenDrop and ContributionDrop) into ``<build_dir>/libadapler_ops.so``.
 
     Rebuilds only when the library is missing, older than the source, or ``force`` is set.
 
@@ -165,7 +168,7 @@ def build_ort_library(
     build = _resolve(build_dir)
     library = build / LIBRARY_NAME
     if (not force and library.is_file()
-            and library.stat().st_mtime >= SOURCE.stat().st_mtime):
+            and all(library.stat().st_mtime >= src.stat().st_mtime for src in SOURCES)):
         return library
     include_dir = fetch_ort_headers(build)
     cxx = os.environ.get("CXX", "g++")

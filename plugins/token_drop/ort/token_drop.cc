@@ -1,4 +1,4 @@
-// ONNX Runtime custom-op library: adapler::TokenDrop v1 (CPU execution provider).
+// ONNX Runtime custom-op library: adapler::TokenDrop v1 and adapler::ContributionDrop v1 (CPU EP).
 //
 // Spec: plugins/token_drop/README.md. Oracle: plugins/token_drop/reference.py.
 //
@@ -17,6 +17,9 @@
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
 #include "onnxruntime_lite_custom_op.h"
+
+#include "compact.h"
+#include "../../contribution_drop/ort/contribution_drop.h"
 
 #include <cstdint>
 #include <cstring>
@@ -39,9 +42,8 @@ std::string ShapeStr(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// One kernel, instantiated for float and Ort::Float16_t. The body never does arithmetic on
-// hidden values (it only moves rows), so it works on bytes and the element type matters only
-// for the type constraint ORT matches against and for sizeof(Elem).
+// One kernel, instantiated for float and Ort::Float16_t; the element type matters only for the
+// type constraint ORT matches against and for sizeof(Elem).
 template <typename Elem>
 struct TokenDropKernel {
   TokenDropKernel(const OrtApi*, const OrtKernelInfo*) {}
@@ -88,66 +90,15 @@ struct TokenDropKernel {
     const float* thr = threshold.Data();
 
     std::lock_guard<std::mutex> lock(mu_);
-    kept_pos_.resize(static_cast<size_t>(B * T));
-    kept_n_.resize(static_cast<size_t>(B));
-
-    // Pass 1: keep decision and compaction indices; L is needed before outputs can be allocated.
-    int64_t L = 1;  // [CLS] is always kept, so L >= 1 even for B == 0
-    for (int64_t b = 0; b < B; ++b) {
-      const float th = thr[broadcast ? 0 : b];
-      const float* sb = s + b * T;
-      const int64_t* mb = m + b * T;
-      int64_t* pos = kept_pos_.data() + b * T;
-      int64_t n = 0;
-      pos[n++] = 0;  // [CLS] rule
-      for (int64_t t = 1; t < T; ++t) {
-        // `>=` is false for NaN, so a NaN score drops the token, as in the reference.
-        if (mb[t] == 1 && sb[t] >= th) pos[n++] = t;
-      }
-      kept_n_[b] = n;
-      if (n > L) L = n;
-    }
-
-    // Outputs are allocated here, after L is known: this is what makes the output shape
-    // data-dependent in ORT.
+    // L is needed before outputs can be allocated: this is what makes the shape data-dependent.
+    const int64_t L = adapler::KeepPositions(s, m, thr, broadcast, B, T, kept_pos_, kept_n_);
     Elem* out_h = hidden_c.Allocate({B, L, D});
     int64_t* out_m = mask_c.Allocate({B, L});
     int64_t* out_i = index.Allocate({B, L});
     if (B == 0) return Ort::Status{nullptr};
-
-    const auto* in_h = reinterpret_cast<const unsigned char*>(hidden.Data());
-    auto* dst_h = reinterpret_cast<unsigned char*>(out_h);
-    const size_t row_bytes = static_cast<size_t>(D) * sizeof(Elem);
-
-    // Pass 2: copy. Consecutive kept positions are contiguous in both input and output, so each
-    // run of them is one memcpy (a whole row when nothing is dropped).
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = kept_n_[b];
-      const int64_t* pos = kept_pos_.data() + b * T;
-      const unsigned char* src_b = in_h + static_cast<size_t>(b * T) * row_bytes;
-      unsigned char* dst_b = dst_h + static_cast<size_t>(b * L) * row_bytes;
-      for (int64_t i = 0; i < n;) {
-        int64_t j = i + 1;
-        while (j < n && pos[j] == pos[j - 1] + 1) ++j;
-        std::memcpy(dst_b + static_cast<size_t>(i) * row_bytes,
-                    src_b + static_cast<size_t>(pos[i]) * row_bytes,
-                    static_cast<size_t>(j - i) * row_bytes);
-        i = j;
-      }
-      // Padding slots: zero bits are 0.0 in both float32 and float16.
-      if (n < L) std::memset(dst_b + static_cast<size_t>(n) * row_bytes, 0, static_cast<size_t>(L - n) * row_bytes);
-
-      int64_t* mb = out_m + b * L;
-      int64_t* ib = out_i + b * L;
-      for (int64_t i = 0; i < n; ++i) {
-        mb[i] = 1;
-        ib[i] = pos[i];
-      }
-      for (int64_t i = n; i < L; ++i) {
-        mb[i] = 0;
-        ib[i] = -1;
-      }
-    }
+    // The body never does arithmetic on hidden values (it only moves rows), hence bytes.
+    adapler::CompactRows(hidden.Data(), out_h, out_m, out_i, B, T, L, static_cast<size_t>(D) * sizeof(Elem),
+                         kept_pos_, kept_n_);
     return Ort::Status{nullptr};
   }
 };
@@ -157,6 +108,7 @@ struct TokenDropKernel {
 std::once_flag g_once;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f32;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f16;
+std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_contribution;
 std::unique_ptr<Ort::CustomOpDomain> g_domain;
 
 }  // namespace
@@ -182,6 +134,11 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
       g_domain = std::make_unique<Ort::CustomOpDomain>("adapler");
       g_domain->Add(g_op_f32.get());
       g_domain->Add(g_op_f16.get());
+      // The fused AdapLeR selection (plugins/contribution_drop): CP output layer, masked softmax,
+      // eta / n threshold and TokenDrop's compaction in one node.
+      g_op_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::ContributionDropKernel>(
+          "ContributionDrop", "CPUExecutionProvider"));
+      g_domain->Add(g_op_contribution.get());
     });
     Ort::UnownedSessionOptions session_options(options);
     session_options.Add(*g_domain);

@@ -1,0 +1,163 @@
+"""The ONNX Runtime deploy graph: ``model.ort.onnx``, built node by node from the checkpoint's weights.
+
+The dynamo export (``model.onnx``) is portable (standard ops + TokenDrop, what TensorRT reads), but it
+spends ~25 small nodes per AdapLeR drop point and none of ONNX Runtime's fused kernels: ORT's
+transformer optimizer does not recognise its layers and cannot run on TokenDrop graphs at all. A user
+deploying the dense model on ONNX Runtime gets those fusions for free, so a pruned model that lacks
+them starts behind. This module writes the graph ORT's optimizer would produce for a BERT encoder
+(``com.microsoft`` EmbedLayerNormalization, Attention with packed QKV, SkipLayerNormalization,
+BiasGelu) and puts AdapLeR's whole selection into one ``adapler::ContributionDrop`` node per layer:
+
+    per layer:  [MatMul -> BiasGelu -> ContributionDrop -> Cast]   (AdapLeR only: CP hidden layer, selection)
+                Attention -> MatMul -> SkipLayerNormalization -> MatMul -> BiasGelu -> MatMul -> SkipLayerNormalization
+
+Inputs and outputs are those of ``model.onnx`` (``logits``, ``kept_lengths``), so every runtime helper
+works on either file. The CP's output bias is left out: the masked softmax is shift-invariant.
+Graphs with com.microsoft ops run on ONNX Runtime only; TensorRT uses ``model.onnx``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from adapler.encoder import PrunedBertClassifier
+
+MS = "com.microsoft"
+IR_VERSION = 8  # ORT 1.20+ reads it; onnx's default (IR 14) is newer than ORT accepts
+OPSET = 17
+
+
+class UnsupportedForOrtGraph(ValueError):
+    """The checkpoint's method or activation has no fused ORT form (one line, names the alternative)."""
+
+
+def _act_node(act: str, x: str, bias: str, out: str, name: str) -> list[onnx.NodeProto]:
+    if act == "gelu":  # erf GELU, as transformers' "gelu"
+        return [helper.make_node("BiasGelu", [x, bias], [out], name=name, domain=MS)]
+    if act in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):  # tanh approximation
+        return [helper.make_node("FastGelu", [x, bias], [out], name=name, domain=MS)]
+    if act == "relu":
+        return [helper.make_node("Add", [x, bias], [out + "_pre"], name=name + "_add"),
+                helper.make_node("Relu", [out + "_pre"], [out], name=name)]
+    raise UnsupportedForOrtGraph(f"activation {act!r} has no fused ORT form; use model.onnx instead")
+
+
+class _Graph:
+    """Nodes and initializers of one graph under construction."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def const(self, name: str, value) -> str:
+        arr = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        self.inits.append(numpy_helper.from_array(np.array(arr, order="C"), name))  # keeps rank 0 (ascontiguousarray would not)
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> None:
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain, **attrs))
+
+
+def _selection(model: PrunedBertClassifier):
+    """Per-layer CP weights ``(W1^T, b1, w2, eta, act)`` for AdapLeR, None for the dense model."""
+    from adapler.selectors.contribution import ContributionSelector
+    sel = model.selector
+    if type(sel).__name__ == "TokenSelector":
+        return None
+    if isinstance(sel, ContributionSelector):
+        return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name)
+                for i, cp in enumerate(sel.cps)]
+    raise UnsupportedForOrtGraph(f"method {model.method!r} has no fused ORT graph (AdapLeR and dense models do); "
+                                 "deploy its model.onnx or model.std.onnx")
+
+
+def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
+    """The fused ORT graph of a dense or AdapLeR classifier (float32)."""
+    model = model.eval()
+    cfg, bert = model.config, model.bert
+    selection = _selection(model)
+    g = _Graph()
+    eps = float(cfg.layer_norm_eps)
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+    g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
+    g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
+    emb = bert.embeddings
+    if token_types:
+        g.node("Cast", ["token_type_ids"], ["types32"], "cast_types", to=TensorProto.INT32)
+        seg = ["types32"]
+        pos_table = emb.position_embeddings.weight
+        seg_w = [g.const("emb.token_type", emb.token_type_embeddings.weight)]
+    else:  # token type 0 everywhere: fold its row into the position table
+        seg, seg_w = [""], [""]
+        pos_table = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+    g.node("EmbedLayerNormalization",
+           ["ids32", *seg, g.const("emb.word", emb.word_embeddings.weight), g.const("emb.position", pos_table),
+            *seg_w, g.const("emb.ln.gamma", emb.LayerNorm.weight), g.const("emb.ln.beta", emb.LayerNorm.bias),
+            "mask32_in"], ["h0", "emb_mask_index"], "embed", domain=MS, epsilon=float(emb.LayerNorm.eps))
+    hidden, mask64, mask32 = "h0", "attention_mask", "mask32_in"
+    lengths = []
+    for i, layer in enumerate(bert.encoder.layer):
+        p = f"l{i}."
+        if selection is not None:
+            w1, b1, w2, eta, act = selection[i]
+            g.node("MatMul", [hidden, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
+            g.nodes += _act_node(act, p + "cp.z1", g.const(p + "cp.b1", b1), p + "cp.a1", p + "cp.act")
+            g.node("ContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), mask64,
+                                        g.const(p + "eta", eta)],
+                   [p + "h_kept", p + "mask", p + "index"], p + "contribution_drop", domain="adapler")
+            g.node("Cast", [p + "mask"], [p + "mask32"], p + "cast_mask", to=TensorProto.INT32)
+            hidden, mask64, mask32 = p + "h_kept", p + "mask", p + "mask32"
+        g.node("ReduceSum", [mask32, g.const(p + "axes", np.array([1], np.int64))], [p + "kept"], p + "kept_length",
+               keepdims=1)
+        lengths.append(p + "kept")
+        sa = layer.attention.self
+        qkv_w = np.concatenate([sa.query.weight.detach().T.numpy(), sa.key.weight.detach().T.numpy(),
+                                sa.value.weight.detach().T.numpy()], axis=1)
+        qkv_b = np.concatenate([sa.query.bias.detach().numpy(), sa.key.bias.detach().numpy(),
+                                sa.value.bias.detach().numpy()])
+        g.node("Attention", [hidden, g.const(p + "qkv.w", qkv_w), g.const(p + "qkv.b", qkv_b), mask32],
+               [p + "ctx"], p + "attention", domain=MS, num_heads=int(cfg.num_attention_heads))
+        ao = layer.attention.output
+        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", ao.dense.weight.T)], [p + "ao"], p + "ao.matmul")
+        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", ao.LayerNorm.weight),
+                                          g.const(p + "ln1.beta", ao.LayerNorm.bias), g.const(p + "ao.b", ao.dense.bias)],
+               [p + "h1"], p + "ln1", domain=MS, epsilon=eps)
+        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.intermediate.dense.weight.T)], [p + "f1"], p + "ffn.matmul1")
+        g.nodes += _act_node(cfg.hidden_act, p + "f1", g.const(p + "ffn.b1", layer.intermediate.dense.bias),
+                             p + "f1a", p + "ffn.act")
+        out = layer.output
+        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", out.dense.weight.T)], [p + "f2"], p + "ffn.matmul2")
+        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", out.LayerNorm.weight),
+                                          g.const(p + "ln2.beta", out.LayerNorm.bias), g.const(p + "ffn.b2", out.dense.bias)],
+               [p + "h2"], p + "ln2", domain=MS, epsilon=eps)
+        hidden = p + "h2"
+    g.node("Gather", [hidden, g.const("cls_index", np.array(0, np.int64))], ["cls"], "cls", axis=1)
+    if bert.pooler is not None:
+        g.node("Gemm", ["cls", g.const("pooler.w", bert.pooler.dense.weight), g.const("pooler.b", bert.pooler.dense.bias)],
+               ["pooled_pre"], "pooler", transB=1)
+        g.node("Tanh", ["pooled_pre"], ["pooled"], "pooler_tanh")
+        cls = "pooled"
+    else:
+        cls = "cls"
+    g.node("Gemm", [cls, g.const("classifier.w", model.classifier.weight), g.const("classifier.b", model.classifier.bias)],
+           ["logits"], "classifier", transB=1)
+    g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)
+    g.node("Cast", ["kept32"], ["kept_lengths"], "kept_lengths", to=TensorProto.INT64)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", model.num_labels]),
+               helper.make_tensor_value_info("kept_lengths", TensorProto.INT64, ["batch", model.num_layers])]
+    graph = helper.make_graph(g.nodes, "adapler_ort", inputs, outputs, g.inits)
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)]
+    if selection is not None:
+        opsets.append(helper.make_opsetid("adapler", 1))
+    return helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="adapler")
+
+
+def write_ort_graph(model: PrunedBertClassifier, path: str | Path, *, token_types: bool = False) -> Path:
+    """Build and save ``model.ort.onnx`` (weights inline: a MiniLM graph is ~90 MB, under protobuf's 2 GB)."""
+    path = Path(path)
+    onnx.save(build_ort_graph(model, token_types=token_types), str(path))
+    return path

@@ -1,0 +1,8 @@
+"""``adapler::ContributionDrop``: AdapLeR's CP output layer, threshold and TokenDrop compaction in one node."""
+from plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
+
+DOMAIN = "adapler"
+OP_TYPE = "ContributionDrop"
+OP_VERSION = 1
+
+__all__ = ["DOMAIN", "OP_TYPE", "OP_VERSION", "contribution_drop_reference", "contribution_scores_reference"]

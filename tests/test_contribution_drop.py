@@ -1,0 +1,134 @@
+"""adapler::ContributionDrop: the reference against the spec, the ORT kernel and the torch model against
+the reference, all through the one golden file."""
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from plugins.contribution_drop.make_golden import golden_cases, load_golden
+from plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
+from plugins.token_drop.reference import token_drop_reference
+
+INPUTS = ("hidden", "cp_hidden", "w2", "mask", "eta")
+OUTPUTS = ("hidden_c", "mask_c", "index")
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return load_golden()
+
+
+def test_golden_file_is_current(golden):
+    """The committed file equals what the reference computes now (regenerate with make_golden)."""
+    fresh = golden_cases()
+    assert golden.keys() == fresh.keys()
+    for case, arrays in fresh.items():
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(golden[case][k], v, err_msg=f"{case}/{k}")
+
+
+def test_reference_by_hand():
+    # one row, 4 alive tokens of 5; z = cp_hidden . w2 = [0, ln 4, 0, ln 2, 9]; the 5th is padding
+    z = np.array([0.0, np.log(4), 0.0, np.log(2), 9.0], np.float32)
+    cp_hidden = z[None, :, None].copy()
+    mask = np.array([[1, 1, 1, 1, 0]], np.int64)
+    scores, thr = contribution_scores_reference(cp_hidden, np.ones(1, np.float32), mask, np.array([1.0], np.float32))
+    np.testing.assert_allclose(scores, [[1 / 8, 4 / 8, 1 / 8, 2 / 8, 0.0]], rtol=1e-6)  # padding gets 0
+    assert thr.tolist() == [0.25]  # eta / 4 alive tokens
+    _, mask_c, index = contribution_drop_reference(np.zeros((1, 5, 2), np.float32), cp_hidden,
+                                                   np.ones(1, np.float32), mask, np.array([1.0], np.float32))
+    assert index.tolist() == [[0, 1, 3]]  # [CLS] always, 4/8 and 2/8 >= 1/4, 1/8 < 1/4
+    assert mask_c.tolist() == [[1, 1, 1]]
+
+
+def test_reference_is_token_drop_of_the_scores(golden):
+    for case, a in golden.items():
+        scores, thr = contribution_scores_reference(a["cp_hidden"], a["w2"], a["mask"], a["eta"])
+        for got, want in zip(token_drop_reference(a["hidden"], scores, a["mask"], thr),
+                             (a["hidden_c"], a["mask_c"], a["index"])):
+            np.testing.assert_array_equal(got, want, err_msg=case)
+
+
+def test_reference_rejects_bad_shapes(golden):
+    a = golden["ragged"]
+    with pytest.raises(ValueError, match="w2 must be float32 \\[H\\]"):
+        contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"][:-1], a["mask"], a["eta"])
+    with pytest.raises(ValueError, match="mask must be int64"):
+        contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"], a["mask"].astype(np.int32), a["eta"])
+
+
+def test_torch_selector_keeps_the_reference_set():
+    """The torch model's hard-mode selection (CP + masked softmax + eta/n + token_drop) equals the op."""
+    from adapler.encoder import EncoderState, _bias_from_mask
+    from test_encoder import adapler_model
+    from conftest import ragged_batch
+    model = adapler_model(1, eta=0.9)
+    ids, mask = ragged_batch(6, 20, 1)
+    hidden = model.embed(ids, None).detach()
+    cp = model.selector.cps[0]
+    state = EncoderState(hidden, mask, _bias_from_mask(mask), "hard")
+    with torch.no_grad():
+        model.selector.before_layer(0, state)
+        cp_hidden = cp.act(cp.fc1(hidden))
+    ref = contribution_drop_reference(hidden.numpy(), cp_hidden.numpy(), cp.fc2.weight[0].detach().numpy(),
+                                      mask.numpy(), model.selector.eta[:1].detach().numpy())
+    np.testing.assert_array_equal(state.mask.numpy(), ref[1])
+    np.testing.assert_array_equal(state.hidden.numpy(), ref[0])
+    assert ref[1].sum() < mask.sum()  # something was dropped
+
+
+# ------------------------------------------------------------------------------------------------ ORT kernel
+
+@pytest.fixture(scope="module")
+def session():
+    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    from plugins.token_drop.ort_session import create_session
+    try:
+        build_ort_library()
+    except PluginBuildError as e:
+        pytest.skip(f"ORT custom-op library unavailable: {e}")
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    ins = [helper.make_tensor_value_info("hidden", f32, ["B", "T", "D"]),
+           helper.make_tensor_value_info("cp_hidden", f32, ["B", "T", "H"]),
+           helper.make_tensor_value_info("w2", f32, ["H"]), helper.make_tensor_value_info("mask", i64, ["B", "T"]),
+           helper.make_tensor_value_info("eta", f32, [1])]
+    outs = [helper.make_tensor_value_info("hidden_c", f32, None), helper.make_tensor_value_info("mask_c", i64, None),
+            helper.make_tensor_value_info("index", i64, None)]
+    node = helper.make_node("ContributionDrop", list(INPUTS), list(OUTPUTS), domain="adapler")
+    model = helper.make_model(helper.make_graph([node], "g", ins, outs),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)],
+                              ir_version=8)
+    import tempfile
+    path = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
+    onnx.save(model, path)
+    return create_session(path, threads=1)
+
+
+@pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])
+def test_ort_kernel_matches_golden(session, golden, case):
+    a = golden[case]
+    got = session.run(list(OUTPUTS), {k: a[k] for k in INPUTS})
+    for name, value in zip(OUTPUTS, got):
+        np.testing.assert_array_equal(value, a[name], err_msg=f"{case}/{name}")
+
+
+def test_ort_kernel_matches_reference_on_random_batches(session):
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        b, t, d, h = rng.integers(1, 6), rng.integers(1, 30), rng.integers(1, 9), rng.integers(1, 6)
+        lengths = rng.integers(1, t + 1, size=b)
+        a = {"hidden": rng.standard_normal((b, t, d)).astype(np.float32),
+             "cp_hidden": rng.standard_normal((b, t, h)).astype(np.float32),
+             "w2": rng.standard_normal(h).astype(np.float32),
+             "mask": (np.arange(t)[None] < lengths[:, None]).astype(np.int64),
+             "eta": np.array([rng.uniform(0.05, 1.5)], np.float32)}
+        for got, want in zip(session.run(list(OUTPUTS), a), contribution_drop_reference(**a)):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_ort_kernel_error_names_the_input(session, golden):
+    a = dict(golden["ragged"])
+    a["w2"] = a["w2"][:-1]
+    with pytest.raises(Exception, match="ContributionDrop: w2 must be \\[H\\]"):
+        session.run(list(OUTPUTS), {k: a[k] for k in INPUTS})
