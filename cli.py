@@ -230,13 +230,19 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
                out: Path = typer.Option(..., help="output directory"),
                opset: int = typer.Option(23, help="ONNX opset (18-23)"),
                allow_dense: bool = typer.Option(False, help="also export a dense (method 'bert') checkpoint"),
+               quantize: str = typer.Option("none", help="none | int8: also write the dynamic-int8 graph "
+                                            "(encoder MatMul/Attention weights; the selection stays float)"),
+               precision: str = typer.Option("fp32", help="fp32 | fp16: fp16 also writes model.fp16.onnx for GPU runtimes"),
                overwrite: bool = OverwriteOpt):
-    """Export to ONNX (model.onnx with adapler::TokenDrop + model.std.onnx) or a TensorRT bundle."""
+    """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
     if target not in ("onnx", "trt"):
         _fail(f"unknown target {target!r}; use onnx or trt")
     from export.onnx import write_export_dir
-    meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense)
+    meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
+                quantize=quantize, precision=precision)
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
+    for note in meta.get("notes", []):
+        typer.echo(f"note: {note}")
     if target == "trt":
         from export.trt import write_trt_bundle
         report = _run(write_trt_bundle, out / "model.onnx", out / "trt")
@@ -261,11 +267,21 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
     from export.verify import verify_export
     if json_out is not None:
         _run(ensure_writable, json_out, overwrite)
-    ds = _data(data, text_col, text_pair_col, label_col, seed, None, 64)
-    report = _run(verify_export, export_dir, ds.split(split), atol=atol)
+    from export.verify import quantization_report
+    ds = _data(data, text_col, text_pair_col, label_col, seed, None, None)
+    examples = ds.split(split)
+    report = _run(verify_export, export_dir, examples[:64], atol=atol)
     ok = report["max_abs_diff_logits"] <= atol and report["kept_lengths_identical"]
     typer.echo(f"max |delta logits| = {report['max_abs_diff_logits']:.2e} (atol {atol}), kept lengths identical: "
                f"{report['kept_lengths_identical']} -> {'PASSED' if ok else 'FAILED'}")
+    quant = _run(quantization_report, export_dir, examples)
+    if quant is not None:  # int8 is lossy by design: reported, not held to atol
+        report["int8"] = quant
+        typer.echo(f"int8 ({quant['int8_file']}) vs fp32 on {quant['n_examples']} {split} examples: accuracy "
+                   f"{100 * quant['accuracy_fp32']:.2f} % -> {100 * quant['accuracy_int8']:.2f} % "
+                   f"({quant['accuracy_change_points']:+.2f} points), argmax agreement {100 * quant['argmax_agreement']:.1f} %, "
+                   f"max |delta logits| {quant['max_abs_diff_logits']:.3f}, kept lengths identical for "
+                   f"{100 * quant['kept_lengths_identical_share']:.1f} % of examples")
     if json_out is not None:
         json_out.write_text(json.dumps(report, indent=2))
     if not ok:

@@ -10,6 +10,8 @@ returns :class:`Skip` with a one-line reason instead of raising.
 | ``torch`` | eager torch on CPU; ``hard`` mode for pruned models, ``dense`` for the dense model | never |
 | ``ort-custom`` | ``model.onnx`` (``adapler::TokenDrop`` nodes), ORT CPU, spinning off | library not built |
 | ``ort-std`` | ``model.std.onnx`` (standard ops only), ORT CPU, spinning off | export failed |
+| ``ort-opt`` | what users deploy on ORT: dense = standard HF export + ORT transformer optimizer; pruned = ``model.ort.onnx`` (same fused kernels + ContributionDrop) | method without a fused graph |
+| ``ort-int8`` | the same, dynamic int8 (dense: ``quantize_dynamic`` defaults; pruned: encoder MatMul/Attention only) | export failed |
 | ``torch-cuda`` | eager torch on the first CUDA device (inputs copied in, logits copied out) | no CUDA device |
 | ``tensorrt`` | TensorRT engine from ``model.onnx`` with the TokenDrop plugin (Polygraphy) | no TensorRT / CUDA |
 
@@ -118,7 +120,8 @@ def torch_cuda(spec: ModelSpec, ctx: BackendContext, mode: str | None = None) ->
 # ------------------------------------------------------------------------------------------------ ONNX
 
 def _graphs_needed(requested: tuple[str, ...]) -> dict[str, bool]:
-    return {"custom": any(b in requested for b in ("ort-custom", "tensorrt")), "std": "ort-std" in requested}
+    return {"custom": any(b in requested for b in ("ort-custom", "tensorrt")), "std": "ort-std" in requested,
+            "ort": any(b in requested for b in ("ort-opt", "ort-int8")), "int8": "ort-int8" in requested}
 
 
 def checkpoint_fingerprint(ckpt: Path) -> dict[str, Any]:
@@ -137,23 +140,29 @@ def export_dir(spec: ModelSpec, ctx: BackendContext, graph: str) -> Path | Skip:
     out = ctx.export_cache / spec.name
     meta_path, fp_path = out / "export.json", out / "bench_source.json"
     fp = checkpoint_fingerprint(spec.ckpt)
-    key = {"custom": "model.onnx", "std": "model.std.onnx"}[graph]
     if meta_path.exists() and fp_path.exists():
         meta = json.loads(meta_path.read_text())
-        if json.loads(fp_path.read_text()) == fp and graph in meta.get("files", {}) and (out / key).exists():
-            return out
+        file = meta.get("files", {}).get(graph)
+        if json.loads(fp_path.read_text()) == fp:
+            if file and (out / file).exists():
+                return out
+            if graph in ("ort", "ort-int8") and meta.get("notes"):  # tried already: the method has no fused graph
+                return Skip("; ".join(meta["notes"]))
     from adapler.progress import log
     from export.onnx import write_export_dir
     need = _graphs_needed(ctx.requested)
-    need[graph] = True
+    need[{"ort-int8": "int8"}.get(graph, graph)] = True
     log(f"exporting {spec.name} ({', '.join(k for k, v in need.items() if v)} graph) to {out}")
     try:
-        write_export_dir(spec.ckpt, out, overwrite=True, allow_dense=True, custom=need["custom"], std=need["std"])
+        meta = write_export_dir(spec.ckpt, out, overwrite=True, allow_dense=True, custom=need["custom"],
+                                std=need["std"], ort=need["ort"], quantize="int8" if need["int8"] else "none")
     except Exception as e:  # any exporter failure becomes a reported skip, not a crashed benchmark
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         ctx.export_errors[spec.name] = f"ONNX export failed: {type(e).__name__}: {msg}"
         return Skip(ctx.export_errors[spec.name])
     fp_path.write_text(json.dumps(fp, indent=2))
+    if graph not in meta["files"]:
+        return Skip("; ".join(meta.get("notes", [])) or f"the export has no {graph} graph")
     return out
 
 
@@ -179,6 +188,55 @@ def _ort(spec: ModelSpec, ctx: BackendContext, graph: str) -> Backend | Skip:
 
 ort_custom = partial(_ort, graph="custom")
 ort_std = partial(_ort, graph="std")
+
+
+def _dense_reference(spec: ModelSpec, ctx: BackendContext, key: str) -> Path | Skip:
+    """The dense model as users deploy it (``export.deploy.dense_reference_graphs``), cached per checkpoint."""
+    from export.deploy import DeployError, dense_reference_graphs
+    out = ctx.export_cache / spec.name / "reference"
+    fp_path, fp = out / "bench_source.json", checkpoint_fingerprint(spec.ckpt)
+    if out.exists() and (not fp_path.exists() or json.loads(fp_path.read_text()) != fp):
+        import shutil
+        shutil.rmtree(out)  # stale: made from other weights
+    try:
+        files = dense_reference_graphs(spec.model, out)
+    except DeployError as e:
+        return Skip(str(e))
+    fp_path.write_text(json.dumps(fp, indent=2))
+    return files[key]
+
+
+def _deployed(spec: ModelSpec, ctx: BackendContext, int8: bool) -> Backend | Skip:
+    """``ort-opt`` / ``ort-int8``: dense = optimized standard export; pruned = ``model.ort.onnx`` (or its int8 form;
+    methods without a fused graph fall back to ``model.int8.onnx`` for int8)."""
+    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
+    if spec.method == "bert":
+        path = _dense_reference(spec, ctx, "hf-opt-int8" if int8 else "hf-opt")
+    else:
+        d = export_dir(spec, ctx, "ort-int8" if int8 else "ort")
+        if isinstance(d, Skip) and int8:
+            d = export_dir(spec, ctx, "int8")  # no fused graph: the quantized TokenDrop graph
+        if isinstance(d, Skip):
+            return d
+        files = json.loads((d / "export.json").read_text())["files"]
+        path = d / files["ort-int8" if "ort-int8" in files else "int8"] if int8 else d / files["ort"]
+    if isinstance(path, Skip):
+        return path
+    try:
+        sess = create_session(path, library="auto", threads=ctx.threads, spinning=False)
+    except (TokenDropLibraryMissing, FileNotFoundError) as e:
+        return Skip(str(e).splitlines()[0])
+    names = [i.name for i in sess.get_inputs()]
+
+    def run(feed: Feed) -> np.ndarray:
+        return sess.run(["logits"], {n: feed[n] for n in names})[0]
+
+    run.session = sess  # type: ignore[attr-defined]
+    return run
+
+
+ort_opt = partial(_deployed, int8=False)
+ort_int8 = partial(_deployed, int8=True)
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT
@@ -222,6 +280,8 @@ BACKENDS: dict[str, Factory] = {
     "torch": torch_cpu,
     "ort-custom": ort_custom,
     "ort-std": ort_std,
+    "ort-opt": ort_opt,
+    "ort-int8": ort_int8,
     "torch-cuda": torch_cuda,
     "tensorrt": tensorrt,
 }

@@ -84,30 +84,34 @@ def plot_accuracy_vs_flops(results: dict, path: str | Path, sweep_dir: str | Pat
 
 
 def plot_latency_vs_length(results: dict, path: str | Path) -> Path | None:
-    entries = results.get("latency_vs_length", [])
+    """One column per backend, plus a "deployed" column (every ORT form vs the optimized dense graph)."""
+    entries = results.get("latency_vs_length", []) + [e for e in results.get("deployed", []) if "length" in e]
     backends = list(dict.fromkeys(e["backend"] for e in entries))
     if not backends:
         return None
     from matplotlib.ticker import FormatStrFormatter
-    dense = results["config"]["dense_name"]
     fig = _figure(4.2 * len(backends), 6.4)
     axes = fig.subplots(2, len(backends), squeeze=False, sharex=True)
     for j, b in enumerate(backends):
         rows = sorted((e for e in entries if e["backend"] == b), key=lambda e: e["length"])
+        dense = rows[0].get("reference", results["config"]["dense_name"])
         top, bottom = axes[0][j], axes[1][j]
         names = list(dict.fromkeys(n for e in rows for n in e["models"]))
         for n in names:
             pts = [(e["length"], e["models"][n]["median_ms"]) for e in rows if n in e["models"]]
-            method = results.get("models", {}).get(n, {}).get("method", n)
-            top.plot(*zip(*pts), "--" if n == dense else "-", marker="o", ms=3, color=color(method), label=n)
+            model, _, form = n.partition("@")
+            method = results.get("models", {}).get(model, {}).get("method", model)
+            style = "--" if n == dense else {"ort-int8": "-.", "ort-custom": ":"}.get(form, "-")
+            col = color(method if form in ("", "ort-opt") else f"{method}@{form}")
+            top.plot(*zip(*pts), style, marker="o", ms=3, color=col, label=n)
             if n == dense:
                 continue
             sp = [(e["length"], e["speedup"][n]["median_of_ratios"]) for e in rows if n in e["speedup"]]
             fl = [(e["length"], e["flops_speedup"][n]) for e in rows if n in e["flops_speedup"]]
             if sp:
-                bottom.plot(*zip(*sp), "-", marker="o", ms=3, color=color(method), label=f"{n} latency")
+                bottom.plot(*zip(*sp), "-", marker="o", ms=3, color=col, label=f"{n} latency")
             if fl:
-                bottom.plot(*zip(*fl), ":", marker="x", ms=3, color=color(method), label=f"{n} FLOPs")
+                bottom.plot(*zip(*fl), ":", marker="x", ms=3, color=col, label=f"{n} FLOPs")
         top.set_xscale("log", base=2)
         top.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         top.set_ylim(bottom=0)

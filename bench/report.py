@@ -150,6 +150,25 @@ def latency_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def deployed_rows(results: dict, kind: str = "batch_size") -> list[list[str]]:
+    """One row per (batch size or length, model@backend) of the deployed table; the reference first."""
+    rows = []
+    for e in results.get("deployed", []):
+        if kind == "batch_size" and "length" in e:
+            continue
+        if kind == "length" and "length" not in e:
+            continue
+        for name, s in e["models"].items():
+            sp, same = e["speedup"].get(name), e.get("speedup_same_precision", {}).get(name)
+            rows.append([str(e[kind]), name, f"{s['median_ms']:.2f}",
+                         "1.00× (ref.)" if name == e["reference"] else _x(sp and sp["median_of_ratios"]),
+                         _x(same and same["median_of_ratios"]), _x(e["flops_speedup"].get(name))])
+    return rows
+
+
+DEPLOYED_HEADER = ["median ms", "vs dense ORT-optimized fp32", "vs dense, same backend", "FLOPs"]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -177,6 +196,17 @@ def markdown(results: dict) -> str:
                 f"differences within ~{100 * NOISE_FLOOR:.0f} % are noise. FLOPs speedup is on the same inputs.", "",
                 _table(["backend", "batch", "model", "median ms", "p90 ms", "ms/example", f"speedup vs {dense}",
                         "ratio of medians", "FLOPs speedup"], latency_rows(results)), ""]
+    if results.get("deployed"):
+        ref = results["deployed"][0]["reference"]
+        out += ["## Deployed speed (paired, interleaved, every ONNX Runtime form in one run)", "",
+                f"Reference: `{ref}`, the dense model exported the standard way and optimized by ONNX Runtime's "
+                "transformer optimizer. `ort-int8` is dynamic int8 (dense: `quantize_dynamic` defaults; pruned: "
+                "encoder MatMul/Attention only); `ort-custom` is `model.onnx`. \"vs dense, same backend\" compares "
+                "with the dense model in the same form (pruned int8 vs dense int8).", "",
+                _table(["batch", "model@backend"] + DEPLOYED_HEADER, deployed_rows(results)), ""]
+        if any("length" in e for e in results["deployed"]):
+            out += ["Batch 1 at fixed lengths:", "",
+                    _table(["length", "model@backend"] + DEPLOYED_HEADER, deployed_rows(results, "length")), ""]
     if results["latency_vs_length"]:
         out += ["## Latency vs sequence length (batch 1)", ""]
         names = list(results["models"])
@@ -243,6 +273,13 @@ def print_summary(results: dict, console=None) -> None:
             t.add_column(col, justify="left" if col in ("backend", "model") else "right")
         for row in latency_rows(results):
             t.add_row(*row)
+        console.print(t)
+    if results.get("deployed"):
+        t = Table(title=f"deployed speed (ONNX Runtime; reference {results['deployed'][0]['reference']})")
+        for col in ["batch", "model@backend", "median ms", "vs ref.", "vs dense same form", "FLOPs"]:
+            t.add_column(col, justify="left" if col == "model@backend" else "right")
+        for row in deployed_rows(results):
+            t.add_row(*[c.replace(" (ref.)", "") for c in row])
         console.print(t)
     for b, s in results["backends"].items():
         if s["status"] == "skipped":

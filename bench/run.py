@@ -28,7 +28,7 @@ from .environment import collect_environment
 from .report import SCHEMA, SCHEMA_VERSION, busy, now, save_results, write_reports
 from .timing import ratio, summarize, time_paired
 
-DEFAULT_BACKENDS = ("torch", "ort-custom", "ort-std", "torch-cuda", "tensorrt")
+DEFAULT_BACKENDS = ("torch", "ort-custom", "ort-std", "ort-opt", "ort-int8", "torch-cuda", "tensorrt")
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256)
 SPEEDUP_DEFINITION = ("median over inputs of the paired per-input ratio median(dense calls) / "
                       "median(model calls); timings interleaved in ABBA order on the same inputs")
@@ -144,8 +144,9 @@ def check_same_inputs(specs: Mapping[str, ModelSpec], sample: Sequence, max_leng
 
 
 def measure(fns: Mapping[str, Any], feeds: Sequence[Feed], dense_name: str, *, repeats: int, warmup: int,
-            order: str, desc: str) -> dict[str, Any]:
-    """One interleaved run: summaries per model and paired speedups vs ``dense_name``."""
+            order: str, desc: str, same_precision: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One interleaved run: summaries per model and paired speedups vs ``dense_name`` (and, for each
+    ``same_precision`` pair ``{model: its reference}``, vs that reference)."""
     times = time_paired(fns, feeds, warmup=warmup, repeats=repeats, order=order, desc=desc)
     per_example = float(np.mean([f["input_ids"].shape[0] for f in feeds]))
     summaries = {}
@@ -153,7 +154,10 @@ def measure(fns: Mapping[str, Any], feeds: Sequence[Feed], dense_name: str, *, r
         s = summarize(t)
         summaries[n] = {**s, "median_ms_per_example": s["median_ms"] / per_example}
     speedup = {n: ratio(times[dense_name], t, repeats) for n, t in times.items() if n != dense_name}
-    return {"models": summaries, "speedup": speedup}
+    out = {"models": summaries, "speedup": speedup}
+    if same_precision is not None:
+        out["speedup_same_precision"] = {n: ratio(times[r], times[n], repeats) for n, r in same_precision.items()}
+    return out
 
 
 def fixed_cost(points: Sequence[tuple[int, float]], n_short: int = 3) -> dict[str, Any] | None:
@@ -184,7 +188,7 @@ def validate_options(batch_sizes, repeats: int, warmup: int, order: str, n_laten
 def new_results(config: dict, environment: dict) -> dict[str, Any]:
     return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "status": "running", "created": now(),
             "updated": now(), "config": config, "environment": environment, "models": {}, "backends": {},
-            "latency": [], "latency_vs_length": [], "fixed_cost": {}, "compare": None, "regressions": [],
+            "latency": [], "latency_vs_length": [], "deployed": [], "fixed_cost": {}, "compare": None, "regressions": [],
             "files": {}}
 
 
@@ -291,7 +295,12 @@ def _run(results, path, models, data, dense_name, batch_sizes, factories, ctx, n
             sets[("length", L)] = feeds
     ctx.max_length = max(f["input_ids"].shape[1] for fs in sets.values() for f in fs)  # TensorRT profile
     flops = {key: {n: feeds_flops_speedup(s, feeds) for n, s in specs.items()} for key, feeds in sets.items()}
+    from .deployed import ONLY_HERE, run_deployed
+    run_deployed(results, lambda: save_results(results, path), specs, dense_name, factories, ctx, sets, flops, measure,
+                 repeats=repeats, warmup=warmup, order=order)
     for bname, factory in factories.items():
+        if bname in ONLY_HERE:
+            continue
         fns, skipped = {}, {}
         for name, spec in specs.items():
             built = factory(spec, ctx)

@@ -6,6 +6,7 @@ node in domain ``adapler`` with the plugin attributes TensorRT's parser reads.
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import warnings
@@ -70,7 +71,7 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     path = Path(path)
     model = model.eval()
     if fp16:
-        model = model.half()
+        model = copy.deepcopy(model).half()  # the caller's model stays float32
     mode = "dense" if model.method == "bert" else "hard"
     wrapper = ExportWrapper(model, use_std_op=std, mode=mode).eval()
     args = example_inputs(model, token_types=token_types)
@@ -99,14 +100,28 @@ def check_exportable(ckpt: str | Path) -> dict:
     return cfg
 
 
+QUANTIZE_CHOICES = ("none", "int8")
+PRECISION_CHOICES = ("fp32", "fp16")
+
+
 def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, overwrite: bool = False,
-                     custom: bool = True, std: bool = True, allow_dense: bool = False) -> dict:
-    """Write ``model.onnx`` + ``model.std.onnx`` + tokenizer + ``export.json`` into ``out``."""
+                     custom: bool = True, std: bool = True, ort: bool = True, allow_dense: bool = False,
+                     quantize: str = "none", precision: str = "fp32") -> dict:
+    """Write the export directory ``out``: ``model.onnx`` (TokenDrop nodes), ``model.std.onnx`` (standard
+    ops), ``model.ort.onnx`` (ONNX Runtime fused graph, where the method has one), tokenizer and
+    ``export.json``. ``quantize="int8"`` adds the dynamic-int8 form of the ORT graph (``model.ort.int8.onnx``,
+    or ``model.int8.onnx`` from ``model.onnx`` for methods without an ORT graph); ``precision="fp16"``
+    adds ``model.fp16.onnx`` (TokenDrop graph in float16, for GPU runtimes)."""
     from adapler.api import checkpoint_dir
+    if quantize not in QUANTIZE_CHOICES:
+        raise ExportError(f"--quantize {quantize!r} is not supported; use one of {', '.join(QUANTIZE_CHOICES)}")
+    if precision not in PRECISION_CHOICES:
+        raise ExportError(f"--precision {precision!r} is not supported; use one of {', '.join(PRECISION_CHOICES)}")
     ckpt = checkpoint_dir(ckpt)
     cfg = check_exportable(ckpt)
     if cfg["method"] == "bert" and not allow_dense:
-        raise ExportError(f"{ckpt} is a dense fine-tuned model (method 'bert'), not a pruned model; "
+        what = "a quantized export of it prunes nothing" if quantize != "none" else "not a pruned model"
+        raise ExportError(f"{ckpt} is a dense fine-tuned model (method 'bert'), {what}; "
                           "export a checkpoint from `cli.py train`, or pass --allow-dense for a baseline graph")
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
@@ -121,6 +136,26 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types).name
     if std:
         files["std"] = export_graph(model, out / "model.std.onnx", std=True, opset=opset, token_types=token_types).name
+    notes = []
+    if ort or quantize != "none":
+        from .ort_graph import UnsupportedForOrtGraph, write_ort_graph
+        try:
+            files["ort"] = write_ort_graph(model, out / "model.ort.onnx", token_types=token_types).name
+        except UnsupportedForOrtGraph as e:
+            notes.append(f"no model.ort.onnx: {e}")
+    if quantize == "int8":
+        from .deploy import quantize_int8
+        if "ort" in files:
+            src, key = files["ort"], "ort-int8"
+        else:  # methods without an ORT graph: quantize the TokenDrop graph
+            if "custom" not in files:
+                files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset,
+                                               token_types=token_types).name
+            src, key = files["custom"], "int8"
+        files[key] = quantize_int8(out / src, out / src.replace(".onnx", ".int8.onnx")).name
+    if precision == "fp16":
+        files["fp16"] = export_graph(model, out / "model.fp16.onnx", std=False, opset=opset, token_types=token_types,
+                                     fp16=True).name
     if (ckpt / "tokenizer").exists():
         if (out / "tokenizer").exists():
             shutil.rmtree(out / "tokenizer")
@@ -139,6 +174,7 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         "inputs": ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else []),
         "outputs": ["logits", "kept_lengths"],
         "files": files,
+        "notes": notes,
     }
     (out / "export.json").write_text(json.dumps(meta, indent=2))
     return meta

@@ -109,6 +109,27 @@ def full_run(ckpts, data, tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------ full run
 
+def test_deployed_table(full_run):
+    """Every model on every ORT form in one paired run, against the optimized dense fp32 graph."""
+    out, r = full_run
+    assert r["backends"]["ort-opt"]["status"] == r["backends"]["ort-int8"]["status"] == "ran"
+    batch = [e for e in r["deployed"] if "length" not in e]
+    assert [e["batch_size"] for e in batch] == [1, 3]
+    assert sorted(e["length"] for e in r["deployed"] if "length" in e) == [8, 16]
+    for e in r["deployed"]:
+        assert e["reference"] == "bert@ort-opt"
+        forms = {f"{m}@{b}" for m in ("bert", "adapler") for b in ("ort-opt", "ort-int8")}
+        assert forms <= set(e["models"]) and set(e["speedup"]) == set(e["models"]) - {"bert@ort-opt"}
+        assert e["models"]["bert@ort-opt"]["n"] == e["models"]["adapler@ort-int8"]["n"]  # paired
+        assert set(e["speedup_same_precision"]) == {n for n in e["models"] if n.startswith("adapler@")}
+        assert e["flops_speedup"]["adapler@ort-int8"] == e["flops_speedup"]["adapler@ort-opt"] > 1.0
+    md = (out / "results.md").read_text()
+    assert "## Deployed speed" in md and "| 3 | adapler@ort-int8 |" in md
+    exports = out / "exports"
+    assert (exports / "bert" / "reference" / "model.hf.opt.int8.onnx").exists()
+    assert (exports / "adapler" / "model.ort.int8.onnx").exists()
+
+
 def test_results_schema(full_run):
     out, r = full_run
     assert check_schema(r) == []
@@ -117,7 +138,7 @@ def test_results_schema(full_run):
     assert list(saved["models"]) == ["bert", "adapler"]
     assert saved["models"]["bert"]["flops_speedup"] == 1.0 and saved["models"]["adapler"]["flops_speedup"] > 1.0
     assert len(saved["models"]["adapler"]["mean_kept_lengths"]) == 2
-    ran = [b for b, s in saved["backends"].items() if s["status"] == "ran"]
+    ran = [b for b, s in saved["backends"].items() if s["status"] == "ran" and b not in ("ort-opt", "ort-int8")]
     assert "torch" in ran and "ort-std" in ran
     assert {(e["backend"], e["batch_size"]) for e in saved["latency"]} == {(b, s) for b in ran for s in (1, 3)}
     assert {(e["backend"], e["length"]) for e in saved["latency_vs_length"]} == {(b, n) for b in ran for n in (8, 16)}
