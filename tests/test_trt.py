@@ -6,13 +6,11 @@ TensorRT-only tests skip with TENSORRT_UNAVAILABLE_REASON there.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +35,6 @@ from export.trt import (
 )
 from plugins.token_drop.trt import qdp
 
-ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ATTRS = {"plugin_namespace": "adapler", "plugin_version": "1"}
 needs_trt = pytest.mark.skipif(not TENSORRT_AVAILABLE, reason=TENSORRT_UNAVAILABLE_REASON)
 without_trt = pytest.mark.skipif(TENSORRT_AVAILABLE, reason="TensorRT is installed: unavailability path not testable")
@@ -329,45 +326,6 @@ def test_tensorrt_functions_raise_when_missing(tmp_path):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [{"input_ids": ((1, 8), (1, 8), (1, 8))}])
     with pytest.raises(TensorRTUnavailable):
         compare_with_ort(tmp_path / "m.engine", tmp_path / "m.onnx", {})
-
-
-def test_qdp_definition_with_fake_tensorrt_plugin(monkeypatch):
-    """Checks only how qdp.py uses the tensorrt.plugin API (as read in NVIDIA's QDP sample); not TensorRT."""
-    registered = {}
-    trt = types.ModuleType("tensorrt")
-    trt.int64, trt.float32 = "int64", "float32"
-    trtp = types.ModuleType("tensorrt.plugin")
-    trtp.TensorDesc, trtp.Tensor = object, object
-
-    class SizeTensor:
-        def __init__(self, opt, upper):
-            self.opt, self.upper = opt, upper
-
-        def expr(self):
-            return ("L", self)
-
-    trtp.size_tensor = SizeTensor
-    trtp.cdiv = lambda a, b: ("cdiv", a, b)
-    trtp.from_shape_expr = lambda shape, dtype: (tuple(shape), dtype)
-    trtp.register = lambda pid: (lambda fn: registered.setdefault(("register", pid), fn))
-    trtp.impl = lambda pid: (lambda fn: registered.setdefault(("impl", pid), fn))
-    trt.plugin = trtp
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    spec = importlib.util.spec_from_file_location("_qdp_fake", ROOT / "plugins/token_drop/trt/qdp.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.TENSORRT_AVAILABLE and mod.TENSORRT_UNAVAILABLE_REASON == ""
-    mod.register_qdp()
-    mod.register_qdp()  # idempotent
-    assert set(registered) == {("register", "adapler::TokenDrop"), ("impl", "adapler::TokenDrop")}
-
-    hidden = types.SimpleNamespace(shape_expr=["B", "T", "D"], dtype="float16")
-    other = types.SimpleNamespace(shape_expr=["B", "T"], dtype="float32")
-    hidden_c, mask_c, index, size = registered[("register", "adapler::TokenDrop")](hidden, other, other, other)
-    assert isinstance(size, SizeTensor) and size.opt == ("cdiv", "T", 2) and size.upper == "T"
-    assert hidden_c == (("B", ("L", size), "D"), "float16")
-    assert mask_c == index == (("B", ("L", size)), "int64")
 
 
 # ------------------------------------------------------------------------------------------------
