@@ -228,9 +228,19 @@ def test_trt_commands_shapes_and_plugins(tmp_path):
     build = cmds["trtexec_build"]
     for flag in (f"--onnx={tmp_path / 'model.trt.onnx'}", f"--saveEngine={tmp_path / 'model.engine'}",
                  "--minShapes=input_ids:1x8,attention_mask:1x8", "--optShapes=input_ids:4x128,attention_mask:4x128",
-                 "--maxShapes=input_ids:8x512,attention_mask:8x512", f"--staticPlugins={lib}", "--stronglyTyped"):
+                 "--maxShapes=input_ids:8x512,attention_mask:8x512", f"--staticPlugins={lib}", "--skipInference"):
         assert flag in shlex.split(build), flag
-    assert "--fp16" not in build  # TensorRT 11: precision comes from the ONNX
+    # TensorRT 11: always strongly typed (the flag is ignored), no --fp16; precision comes from the ONNX
+    assert "--fp16" not in build and "--stronglyTyped" not in build and "trtexec_build_fp16" not in cmds
+    # TensorRT 10.3: strongly typed on request, or weakly typed with --fp16 on the fp32 ONNX
+    trt10 = shlex.split(cmds["trtexec_build_trt10"])
+    assert "--stronglyTyped" in trt10 and f"--onnx={tmp_path / 'model.trt.onnx'}" in trt10
+    trt10_fp16 = shlex.split(cmds["trtexec_build_trt10_fp16"])
+    assert "--fp16" in trt10_fp16 and f"--saveEngine={tmp_path / 'model.fp16.engine'}" in trt10_fp16
+    fp16 = shlex.split(trt_commands(tmp_path / "model.trt.onnx", tmp_path, (1, 8), (4, 128), (8, 512), lib,
+                                    fp16_onnx_path=tmp_path / "model.fp16.trt.onnx")["trtexec_build_fp16"])
+    assert f"--onnx={tmp_path / 'model.fp16.trt.onnx'}" in fp16 and "--fp16" not in fp16
+    assert f"--saveEngine={tmp_path / 'model.fp16.engine'}" in fp16
     dyn = shlex.split(cmds["trtexec_build_serialized_plugin"])
     assert f"--dynamicPlugins={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
     assert f"--setPluginsToSerialize={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
@@ -275,16 +285,21 @@ def test_write_trt_bundle(tmp_path):
     onnx.save(src, str(src_path))
     report = write_trt_bundle(src_path, tmp_path / "bundle", std_onnx_path=tmp_path / "model.std.onnx")
     b = tmp_path / "bundle"
-    for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", "plugin_src/cuda/token_drop_kernel.cu",
-                "plugin_src/cuda/token_drop_kernel.h", "plugin_src/trt/token_drop_plugin.cpp",
-                "plugin_src/trt/token_drop_plugin.h", "plugin_src/trt/CMakeLists.txt", "plugin_src/trt/qdp.py"):
+    td = "plugin_src/plugins/token_drop/"
+    for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", td + "cuda/token_drop_kernel.cu",
+                td + "cuda/token_drop_kernel.h", td + "trt/token_drop_plugin.cpp", td + "trt/token_drop_plugin.h",
+                td + "trt/CMakeLists.txt", td + "trt/qdp.py", td + "gpu.py"):
         assert (b / rel).is_file(), rel
     assert report.trt_onnx == b / "model.trt.onnx" and report.lint_issues == [] and report.lint_errors == []
+    assert report.fp16_trt_onnx is None and not (b / "lint.fp16.json").exists()
     assert json.loads((b / "lint.json").read_text()) == []
     assert len(onnx.load(str(report.trt_onnx)).functions) == 0
     doc = (b / "BUILD_ENGINE.md").read_text()
-    assert report.commands["trtexec_build"] in doc and report.commands["polygraphy_ort_compare_std"] in doc
-    assert "TRT_ROOT=" in doc and "$" not in doc.split("## Lint")[0].replace("$ ", "")
+    for key in ("trtexec_build", "trtexec_build_trt10", "trtexec_build_trt10_fp16", "polygraphy_ort_compare_std"):
+        assert report.commands[key] in doc, key
+    assert "no fp16 ONNX in this bundle" in doc
+    assert "cmake -S plugin_src/plugins/token_drop/trt" in doc
+    assert "$" not in doc.split("## Lint")[0].replace("$ ", "")
     saved = json.loads((b / "bundle.json").read_text())
     assert saved["engine_built"] == report.engine_built
     if not TENSORRT_AVAILABLE:
@@ -292,6 +307,25 @@ def test_write_trt_bundle(tmp_path):
         assert report.engine_reason == TENSORRT_UNAVAILABLE_REASON
         assert "No engine was built" in doc and "Engine built" not in doc
         assert not list(b.glob("*.engine"))
+
+
+def test_bundle_python_plugin_is_self_contained(tmp_path):
+    """qdp.py and everything it imports load from the bundle alone (run from outside the repository)."""
+    report = write_trt_bundle(_saved(tmp_path), tmp_path / "bundle")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import plugins.token_drop.trt.qdp as q, "
+            "plugins.token_drop.gpu as g; print(q.__file__); print(g.__file__); print(q.PLUGIN_ID)")
+    proc = subprocess.run([sys.executable, "-c", code, str(report.plugin_src)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    qdp_file, gpu_file, plugin_id = proc.stdout.split()
+    assert Path(qdp_file).is_relative_to(report.plugin_src) and Path(gpu_file).is_relative_to(report.plugin_src)
+    assert plugin_id == "adapler::TokenDrop"
+
+
+def _saved(tmp_path) -> Path:
+    path = tmp_path / "model.custom.onnx"
+    onnx.save(good_model(), str(path))
+    return path
 
 
 def test_write_trt_bundle_reports_lint_errors(tmp_path):

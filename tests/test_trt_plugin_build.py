@@ -16,6 +16,7 @@ Nothing here runs TensorRT or a kernel: that needs the TensorRT runtime and a GP
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_object_compile_and_link_no_undefined(builds, headers, dyn, int64):
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not found")
 def test_cmake_build_without_warnings(builds, headers, tmp_path):
     if headers.lib_dir is not None:
-        trt_root = headers.include_dir.parent
+        trt_root = Path(os.environ["TRT_ROOT"])
     else:  # a TensorRT-shaped folder: the vendored headers and the stub as lib/libnvinfer.so
         trt_root = tmp_path / "trt"
         (trt_root / "lib").mkdir(parents=True)

@@ -85,10 +85,11 @@ def find_trt_headers(environ: Mapping[str, str] | None = None,
     root = env.get("TRT_ROOT", "")
     if root:
         base = Path(root)
-        include = next((p for p in [base / "include", *sorted(base.glob("targets/*/include"))]
-                        if (p / "NvInfer.h").is_file()), None)
-        lib = next((p for p in [base / "lib", base / "lib64", *sorted(base.glob("targets/*/lib"))]
-                    if any(p.glob("libnvinfer.so*"))), None)
+        # the SDK tarball layout, or the Debian packages' (JetPack: TRT_ROOT=/usr)
+        include = next((p for p in [base / "include", *sorted(base.glob("targets/*/include")),
+                                    *sorted(base.glob("include/*-linux-gnu"))] if (p / "NvInfer.h").is_file()), None)
+        lib = next((p for p in [base / "lib", base / "lib64", *sorted(base.glob("targets/*/lib")),
+                                *sorted(base.glob("lib/*-linux-gnu"))] if any(p.glob("libnvinfer.so*"))), None)
         if include is None or lib is None:
             return [], f"TRT_ROOT={root} has no include/NvInfer.h or lib/libnvinfer.so"
         return [TrtHeaders("trt_root", trt_version(include), include, lib)], ""
