@@ -1,12 +1,12 @@
-"""TensorRT preparation: static lint, TRT-ready ONNX, commands, bundle, QDP definition.
+"""TensorRT preparation: static lint, TRT-ready ONNX, commands, TensorRT availability.
 
-Everything except the tests marked "TensorRT only" runs on a CPU-only machine without TensorRT. The
-TensorRT-only tests skip with TENSORRT_UNAVAILABLE_REASON there.
+Bundles: test_trt_bundle.py; the Python plugin against tensorrt.plugin: test_trt_qdp.py; the C++ plugin
+against real TensorRT headers: test_trt_plugin_build.py. Everything except the tests marked "TensorRT only"
+runs on a CPU-only machine without TensorRT; those skip with TENSORRT_UNAVAILABLE_REASON there.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import subprocess
@@ -31,7 +31,6 @@ from export.trt import (
     lint_for_tensorrt,
     prepare_trt_onnx,
     trt_commands,
-    write_trt_bundle,
 )
 from plugins.token_drop.trt import qdp
 
@@ -274,68 +273,6 @@ def test_polygraphy_commands_parse(tmp_path, key):
     script = (tmp_path / "gen.py").read_text()
     assert "LoadPlugins" in script and "strongly_typed=True" in script
     assert "Profile().add('input_ids', min=[1, 8], opt=[1, 16], max=[2, 32])" in script
-
-
-# ------------------------------------------------------------------------------------------------
-# bundle
-# ------------------------------------------------------------------------------------------------
-def test_write_trt_bundle(tmp_path):
-    src = good_model(functions=[tokendrop_function()])
-    src_path = tmp_path / "model.custom.onnx"
-    onnx.save(src, str(src_path))
-    report = write_trt_bundle(src_path, tmp_path / "bundle", std_onnx_path=tmp_path / "model.std.onnx")
-    b = tmp_path / "bundle"
-    td = "plugin_src/plugins/token_drop/"
-    for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", td + "cuda/token_drop_kernel.cu",
-                td + "cuda/token_drop_kernel.h", td + "trt/token_drop_plugin.cpp", td + "trt/token_drop_plugin.h",
-                td + "trt/CMakeLists.txt", td + "trt/qdp.py", td + "gpu.py"):
-        assert (b / rel).is_file(), rel
-    assert report.trt_onnx == b / "model.trt.onnx" and report.lint_issues == [] and report.lint_errors == []
-    assert report.fp16_trt_onnx is None and not (b / "lint.fp16.json").exists()
-    assert json.loads((b / "lint.json").read_text()) == []
-    assert len(onnx.load(str(report.trt_onnx)).functions) == 0
-    doc = (b / "BUILD_ENGINE.md").read_text()
-    for key in ("trtexec_build", "trtexec_build_trt10", "trtexec_build_trt10_fp16", "polygraphy_ort_compare_std"):
-        assert report.commands[key] in doc, key
-    assert "no fp16 ONNX in this bundle" in doc
-    assert "cmake -S plugin_src/plugins/token_drop/trt" in doc
-    assert "$" not in doc.split("## Lint")[0].replace("$ ", "")
-    saved = json.loads((b / "bundle.json").read_text())
-    assert saved["engine_built"] == report.engine_built
-    if not TENSORRT_AVAILABLE:
-        assert report.engine_built is False and report.engine_path is None
-        assert report.engine_reason == TENSORRT_UNAVAILABLE_REASON
-        assert "No engine was built" in doc and "Engine built" not in doc
-        assert not list(b.glob("*.engine"))
-
-
-def test_bundle_python_plugin_is_self_contained(tmp_path):
-    """qdp.py and everything it imports load from the bundle alone (run from outside the repository)."""
-    report = write_trt_bundle(_saved(tmp_path), tmp_path / "bundle")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import plugins.token_drop.trt.qdp as q, "
-            "plugins.token_drop.gpu as g; print(q.__file__); print(g.__file__); print(q.PLUGIN_ID)")
-    proc = subprocess.run([sys.executable, "-c", code, str(report.plugin_src)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    qdp_file, gpu_file, plugin_id = proc.stdout.split()
-    assert Path(qdp_file).is_relative_to(report.plugin_src) and Path(gpu_file).is_relative_to(report.plugin_src)
-    assert plugin_id == "adapler::TokenDrop"
-
-
-def _saved(tmp_path) -> Path:
-    path = tmp_path / "model.custom.onnx"
-    onnx.save(good_model(), str(path))
-    return path
-
-
-def test_write_trt_bundle_reports_lint_errors(tmp_path):
-    src_path = tmp_path / "bad.onnx"
-    onnx.save(make_model([oh.make_node("Compress", ["x", "c"], ["y"], name="cmp")], [const("c", [True], np.bool_)]),
-              str(src_path))
-    report = write_trt_bundle(src_path, tmp_path / "b", build=True)
-    assert rules(report.lint_errors) == ["unsupported-op"]
-    assert report.engine_built is False
-    assert "cmp" in (tmp_path / "b" / "BUILD_ENGINE.md").read_text()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -38,10 +38,7 @@ std::string quote(std::string const& s)
     std::string out = "\"";
     for (char c : s)
     {
-        if (c == '"' || c == '\\')
-        {
-            out += '\\';
-        }
+        if (c == '"' || c == '\\') { out += '\\'; }
         out += (c == '\n') ? ' ' : c;
     }
     return out + "\"";
@@ -102,10 +99,7 @@ struct Logger : public ILogger
 struct LoggerFinder : public ILoggerFinder
 {
     Logger logger;
-    ILogger* findLogger() noexcept override
-    {
-        return &logger;
-    }
+    ILogger* findLogger() noexcept override { return &logger; }
 };
 
 #pragma GCC diagnostic push
@@ -121,65 +115,23 @@ public:
         return true;
     }
     void setErrorRecorder(IErrorRecorder* const) noexcept override {}
-    IErrorRecorder* getErrorRecorder() const noexcept override
-    {
-        return nullptr;
-    }
-    bool isParentSearchEnabled() const override
-    {
-        return false;
-    }
+    IErrorRecorder* getErrorRecorder() const noexcept override { return nullptr; }
+    bool isParentSearchEnabled() const override { return false; }
     void setParentSearchEnabled(bool const) override {}
-    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override
-    {
-        return nullptr;
-    }
+    PluginLibraryHandle loadLibrary(AsciiChar const*) noexcept override { return nullptr; }
     void deregisterLibrary(PluginLibraryHandle) noexcept override {}
-    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override
-    {
-        *n = 0;
-        return nullptr;
-    }
-    IPluginCreatorInterface* getCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override
-    {
-        return nullptr;
-    }
-    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override
-    {
-        return false;
-    }
-    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override
-    {
-        return nullptr;
-    }
-    int32_t releasePluginResource(AsciiChar const*) noexcept override
-    {
-        return -1;
-    }
+    IPluginCreatorInterface* const* getAllCreators(int32_t* const n) const noexcept override { return (*n = 0, nullptr); }
+    IPluginCreatorInterface* getCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override { return nullptr; }
+    bool deregisterCreator(IPluginCreatorInterface const&) noexcept override { return false; }
+    IPluginResource* acquirePluginResource(AsciiChar const*, IPluginResource*) noexcept override { return nullptr; }
+    int32_t releasePluginResource(AsciiChar const*) noexcept override { return -1; }
 #if NV_TENSORRT_MAJOR >= 11
-    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override
-    {
-        *n = 0;
-        return nullptr;
-    }
+    IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const n) noexcept override { return (*n = 0, nullptr); }
 #else
-    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override
-    {
-        return false;
-    }
-    IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override
-    {
-        *n = 0;
-        return nullptr;
-    }
-    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override
-    {
-        return nullptr;
-    }
-    bool deregisterCreator(IPluginCreator const&) noexcept override
-    {
-        return false;
-    }
+    bool registerCreator(IPluginCreator&, AsciiChar const* const) noexcept override { return false; }
+    IPluginCreator* const* getPluginCreatorList(int32_t* const n) const noexcept override { return (*n = 0, nullptr); }
+    IPluginCreator* getPluginCreator(AsciiChar const* const, AsciiChar const* const, AsciiChar const* const) noexcept override { return nullptr; }
+    bool deregisterCreator(IPluginCreator const&) noexcept override { return false; }
 #endif
 };
 #pragma GCC diagnostic pop
@@ -198,18 +150,9 @@ public:
         : mText(std::move(text)), mConstant(constant), mValue(value), mSize(size)
     {
     }
-    bool isConstant() const override
-    {
-        return mConstant;
-    }
-    int64_t getConstantValue() const override
-    {
-        return mConstant ? mValue : std::numeric_limits<int64_t>::min();
-    }
-    bool isSizeTensor() const override
-    {
-        return mSize;
-    }
+    bool isConstant() const override { return mConstant; }
+    int64_t getConstantValue() const override { return mConstant ? mValue : std::numeric_limits<int64_t>::min(); }
+    bool isSizeTensor() const override { return mSize; }
     std::string mText;
     bool mConstant;
     int64_t mValue;
@@ -219,10 +162,7 @@ public:
 class Sym : public IDimensionExpr
 {
 public:
-    explicit Sym(SymImpl* impl)
-    {
-        mImpl = impl;
-    }
+    explicit Sym(SymImpl* impl) { mImpl = impl; }
     ~Sym() noexcept override = default;
 };
 
@@ -237,10 +177,7 @@ public:
     };
     std::vector<SizeDecl> sizeDecls;
 
-    IDimensionExpr const* symbol(std::string const& name)
-    {
-        return make(name, false, 0, false);
-    }
+    IDimensionExpr const* symbol(std::string const& name) { return make(name, false, 0, false); }
     std::string text(IDimensionExpr const* e) const
     {
         auto it = mTexts.find(e);
@@ -279,10 +216,7 @@ private:
 class Builder : public IExprBuilder
 {
 public:
-    explicit Builder(apiv::VExprBuilder* impl)
-    {
-        mImpl = impl;
-    }
+    explicit Builder(apiv::VExprBuilder* impl) { mImpl = impl; }
     ~Builder() noexcept override = default;
 };
 
@@ -349,10 +283,7 @@ std::string outputTypes(IPluginV3OneBuild* build)
         DataType out[4] = {};
         int32_t const rc = build->getOutputDataTypes(out, 4, in, 4);
         std::vector<std::string> names;
-        for (DataType t : out)
-        {
-            names.push_back(quote(typeName(t)));
-        }
+        for (DataType t : out) { names.push_back(quote(typeName(t))); }
         items.push_back(quote(typeName(hidden)) + ": " + (rc == 0 ? join(names) : "null"));
     }
     std::string out = "{";
@@ -384,10 +315,7 @@ std::string shapes(IPluginV3OneBuild* build, bool thresholdPerRow, int32_t hidde
     in[3].d[0] = thresholdPerRow ? impl.symbol("B") : builder.constant(1);
     DimsExprs out[4];
     int32_t const rc = build->getOutputShapes(in, 4, nullptr, 0, out, 4, builder);
-    if (rc != 0)
-    {
-        return "null";
-    }
+    if (rc != 0) { return "null"; }
     std::vector<std::string> outs;
     for (auto const& o : out)
     {
@@ -429,10 +357,7 @@ std::string formats(IPluginV3OneBuild* build, DataType hidden, TensorFormat form
         {
             trial[pos].desc.type = t;
             trial[pos].desc.format = format;
-            if (build->supportsFormatCombination(pos, trial, 4, 4))
-            {
-                ok.push_back(quote(typeName(t)));
-            }
+            if (build->supportsFormatCombination(pos, trial, 4, 4)) { ok.push_back(quote(typeName(t))); }
         }
         perPos.push_back(join(ok));
     }
@@ -504,10 +429,7 @@ int main(int argc, char** argv)
         js << ", \"nb_creators\": " << n;
         creatorIface = (n >= 1 && creators != nullptr) ? creators[0] : nullptr;
     }
-    else if (!registry().registered.empty())
-    {
-        creatorIface = registry().registered[0].first;
-    }
+    else if (!registry().registered.empty()) { creatorIface = registry().registered[0].first; }
     if (creatorIface == nullptr)
     {
         std::printf("%s, \"creator\": null}\n", js.str().c_str());
@@ -581,10 +503,7 @@ int main(int argc, char** argv)
     js << ", \"clone_ok\": " << (clone ? "true" : "false") << ", \"attach_ok\": " << (attached ? "true" : "false");
 
     std::vector<std::string> logged;
-    for (auto const& m : finder.logger.messages)
-    {
-        logged.push_back(quote(m));
-    }
+    for (auto const& m : finder.logger.messages) { logged.push_back(quote(m)); }
     js << ", \"logged\": " << join(logged) << "}";
     std::printf("%s\n", js.str().c_str());
     return 0;
