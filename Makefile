@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast plugins bench clean
+.PHONY: install demo test test-fast plugins bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ plugins: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) cli.py bench --baseline all
+
+# On a machine with a CUDA GPU (after `make demo`): kernel check, torch-CUDA timing, TensorRT engine; one JSON.
+gpu-check: $(STAMP)
+	PYTHON=$(PY) bench/gpu_check.sh
 
 clean:
 	rm -rf build .pytest_cache

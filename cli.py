@@ -244,9 +244,10 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")
     if target == "trt":
-        from export.trt import write_trt_bundle
-        report = _run(write_trt_bundle, out / "model.onnx", out / "trt")
-        typer.echo(f"TensorRT bundle in {report.out_dir}: {report.trt_onnx.name}, plugin sources, BUILD_ENGINE.md "
+        from export.trt import write_trt_bundle_for_export  # input names and files from export.json, + fp16 ONNX
+        report = _run(write_trt_bundle_for_export, out)
+        typer.echo(f"TensorRT bundle in {report.out_dir}: {report.trt_onnx.name}, {report.fp16_trt_onnx.name}, "
+                   f"plugin sources, BUILD_ENGINE.md "
                    f"(trtexec and Polygraphy commands); TensorRT op-support lint: {len(report.lint_issues)} issue(s)"
                    + (f" -> {report.lint_path}" if report.lint_issues else ""))
         if report.engine_built:

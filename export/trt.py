@@ -6,6 +6,7 @@ Small composable steps in the style of Polygraphy (docs/deploy.md §5-§7); the 
     prepare_trt_onnx("model.custom.onnx", "bundle/model.trt.onnx")  # plugin attrs on, no local function
     cmds = trt_commands("bundle/model.trt.onnx", "bundle", (1, 8), (1, 128), (8, 512), "libadapler_token_drop_trt.so")
     report = write_trt_bundle("model.custom.onnx", "bundle")         # all of the above + engine if TensorRT exists
+    report = write_trt_bundle_for_export("export_dir")               # the same for an `export` directory (export.json)
 
 Engine building and TRT-vs-ORT comparison use TensorRT through Polygraphy and raise
 :class:`TensorRTUnavailable` where TensorRT is missing (always, on the CI machine). Nothing here reports
@@ -35,7 +36,7 @@ __all__ = [
     "SUPPORTED_ONNX_OPS", "UNSUPPORTED_ONNX_OPS", "OP_RESTRICTIONS", "PLUGIN_OPS", "TRT_MAX_IR_VERSION", "TOPK_MAX_K",
     "TENSORRT_AVAILABLE", "TENSORRT_UNAVAILABLE_REASON", "TensorRTUnavailable", "LintIssue",
     "PreparedModel", "TrtBundleReport", "lint_for_tensorrt", "prepare_trt_onnx", "trt_commands",
-    "build_engine", "compare_with_ort", "write_trt_bundle",
+    "build_engine", "compare_with_ort", "write_trt_bundle", "write_trt_bundle_for_export", "copy_plugin_sources",
 ]
 
 Shape = Sequence[int]
@@ -95,17 +96,22 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
                  opt_shape: Shape | Mapping[str, Shape], max_shape: Shape | Mapping[str, Shape],
                  plugin_lib: str | Path | None = None,
                  input_names: Sequence[str] = ("input_ids", "attention_mask"),
-                 atol: float = 1e-3, rtol: float = 1e-3, std_onnx_path: str | Path | None = None) -> dict[str, str]:
+                 atol: float = 1e-3, rtol: float = 1e-3, std_onnx_path: str | Path | None = None,
+                 fp16_onnx_path: str | Path | None = None) -> dict[str, str]:
     """Exact ``trtexec`` / ``polygraphy`` command lines for building and checking an engine.
 
-    Shapes are ``(B, T)`` applied to every input in ``input_names`` or a ``{name: shape}`` mapping.
-    ``--stronglyTyped`` is required on TensorRT 10.x and a no-op on 11.x (always strongly typed): fp16 comes
-    from an fp16 ONNX, never from a builder flag. ``polygraphy_ort_compare_std`` (only with ``std_onnx_path``)
-    compares saved TensorRT outputs with ONNX Runtime on the standard-op export: the Polygraphy CLI cannot
-    load ONNX Runtime custom-op libraries.
+    Shapes are ``(B, T)`` applied to every input in ``input_names`` or a ``{name: shape}`` mapping. Per
+    TensorRT version (NvInfer.h of each): 11.x is always strongly typed (``kSTRONGLY_TYPED`` is deprecated
+    and ignored, ``BuilderFlag::kFP16`` is gone), so ``trtexec_build`` has no typing flag and fp16 comes from
+    the fp16 ONNX (``trtexec_build_fp16``, only with ``fp16_onnx_path``); 10.x (JetPack 6 ships 10.3) is
+    weakly typed by default: ``trtexec_build_trt10`` passes ``--stronglyTyped`` (types as exported) and
+    ``trtexec_build_trt10_fp16`` passes ``--fp16`` on the fp32 ONNX. ``polygraphy_ort_compare_std`` (only with
+    ``std_onnx_path``) compares saved TensorRT outputs with ONNX Runtime on the standard-op export: the
+    Polygraphy CLI cannot load ONNX Runtime custom-op libraries.
     """
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    engine = out_dir / f"{onnx_path.name.split('.')[0]}.engine"
+    stem = onnx_path.name.split('.')[0]
+    engine, engine16 = out_dir / f"{stem}.engine", out_dir / f"{stem}.fp16.engine"
     x = lambda s: "x".join(str(int(v)) for v in s)  # noqa: E731  trtexec: 1x8
     br = lambda s: "[" + ",".join(str(int(v)) for v in s) + "]"  # noqa: E731  polygraphy: [1,8]
     q = lambda p: shlex.quote(str(p))  # noqa: E731
@@ -120,13 +126,19 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
                          for k, s in (("min", min_shape), ("opt", opt_shape), ("max", max_shape)))
     pg_plugin = f" --plugins {q(plugin_lib)}" if plugin_lib else ""
     run_shapes = "--input-shapes " + _shape_arg(opt_shape, input_names, " ", br, True)
-    val = "--val-range 'input_ids:[0,999]' 'attention_mask:[1,1]'" if "attention_mask" in input_names else ""
+    ranges = {"input_ids": "[0,999]", "attention_mask": "[1,1]", "token_type_ids": "[0,0]"}
+    val = " ".join(shlex.quote(f"{n}:{ranges[n]}") for n in input_names if n in ranges)
+    val = f"--val-range {val}" if val else ""
     inputs_json, trt_json = q(out_dir / "inputs.json"), q(out_dir / "trt_outputs.json")
+
+    def build(src: Path, dst: Path, flags: str = "", plugin: str = static_plugin) -> str:
+        return f"trtexec --onnx={q(src)} --saveEngine={q(dst)} {shapes}{flags} --skipInference{plugin}"
+
     cmds = {
-        "trtexec_build": f"trtexec --onnx={q(onnx_path)} --saveEngine={q(engine)} {shapes} --stronglyTyped "
-                         f"--skipInference{static_plugin}",
-        "trtexec_build_serialized_plugin": f"trtexec --onnx={q(onnx_path)} --saveEngine={q(engine)} {shapes} "
-                                           f"--stronglyTyped --skipInference{dyn_plugin}",
+        "trtexec_build": build(onnx_path, engine),
+        "trtexec_build_serialized_plugin": build(onnx_path, engine, plugin=dyn_plugin),
+        "trtexec_build_trt10": build(onnx_path, engine, " --stronglyTyped"),
+        "trtexec_build_trt10_fp16": build(onnx_path, engine16, " --fp16"),
         "trtexec_benchmark": f"trtexec --loadEngine={q(engine)} --shapes={_shape_arg(opt_shape, input_names, ',', x)}"
                              f"{static_plugin}",
         "polygraphy_run": f"polygraphy run {q(onnx_path)} --trt --onnxrt {pg_shapes} {run_shapes} {val} --strongly-typed"
@@ -134,6 +146,8 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
         "polygraphy_trt_save": f"polygraphy run {q(onnx_path)} --trt {pg_shapes} {run_shapes} {val} --strongly-typed"
                                f"{pg_plugin} --save-inputs {inputs_json} --save-outputs {trt_json}",
     }
+    if fp16_onnx_path is not None:
+        cmds["trtexec_build_fp16"] = build(Path(fp16_onnx_path), engine16)
     if std_onnx_path is not None:
         cmds["polygraphy_ort_compare_std"] = (
             f"polygraphy run {q(std_onnx_path)} --onnxrt --providers cpu --load-inputs {inputs_json} "
@@ -222,6 +236,8 @@ class TrtBundleReport:
     engine_built: bool
     engine_path: Path | None
     engine_reason: str
+    fp16_trt_onnx: Path | None = None
+    fp16_lint_issues: list[LintIssue] = field(default_factory=list)
 
     @property
     def lint_errors(self) -> list[LintIssue]:
@@ -232,28 +248,58 @@ class TrtBundleReport:
         return json.loads(json.dumps(d, default=str))
 
 
+# What the bundle's plugin_src/ holds: the package layout, so that `PYTHONPATH=plugin_src` imports
+# plugins.token_drop.trt.qdp and everything it imports (gpu.py, and the package __init__'s reference/schema).
+_PY_SOURCES = ("__init__.py", "token_drop/__init__.py", "token_drop/gpu.py", "token_drop/reference.py",
+               "token_drop/schema.py")
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "build", "*.template.md")
+
+
+def copy_plugin_sources(dst: str | Path) -> Path:
+    """Copy the plugin sources into ``dst/plugins/token_drop/`` (C++ plugin, CUDA kernel, Python plugin and
+    its imports); returns ``dst/plugins/token_drop``."""
+    src = Path(__file__).resolve().parents[1] / "plugins"
+    dst = Path(dst) / "plugins"
+    for rel in _PY_SOURCES:
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / rel, dst / rel)
+    for sub in ("cuda", "trt"):
+        shutil.copytree(src / "token_drop" / sub, dst / "token_drop" / sub, dirs_exist_ok=True, ignore=_IGNORE)
+    return dst / "token_drop"
+
+
+def _lint_lines(issues: Sequence[LintIssue]) -> str:
+    return "\n".join(f"- [{i.severity}] {i.rule} {i.node} ({i.op_type}): {i.message}" for i in issues) or "- none"
+
+
 def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape = (1, 8),
                      opt_shape: Shape = (1, 128), max_shape: Shape = (8, 512),
                      input_names: Sequence[str] = ("input_ids", "attention_mask"), fp16: bool = False,
                      plugin_lib: str | Path | None = None, build: bool = True,
-                     std_onnx_path: str | Path | None = None) -> TrtBundleReport:
-    """Write a TensorRT bundle: TRT-ready ONNX, plugin sources (cuda/ + trt/), lint.json, BUILD_ENGINE.md,
-    bundle.json; build the engine only when TensorRT is importable, ``build`` is set and lint found no error."""
+                     std_onnx_path: str | Path | None = None,
+                     fp16_onnx_path: str | Path | None = None) -> TrtBundleReport:
+    """Write a TensorRT bundle: TRT-ready ONNX (and its fp16 twin from ``fp16_onnx_path``), plugin sources
+    (``plugin_src/plugins/token_drop/``), lint.json (lint.fp16.json), BUILD_ENGINE.md, bundle.json; build the
+    engine only when TensorRT is importable, ``build`` is set and lint found no error."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = Path(onnx_path)
-    prepared = prepare_trt_onnx(onnx_path, out / f"{onnx_path.name.split('.')[0]}.trt.onnx")
+    stem = onnx_path.name.split('.')[0]
+    prepared = prepare_trt_onnx(onnx_path, out / f"{stem}.trt.onnx")
     issues = lint_for_tensorrt(prepared.path, fp16=fp16)
     lint_path = out / "lint.json"
     lint_path.write_text(json.dumps([asdict(i) for i in issues], indent=2) + "\n")
+    fp16_prepared, fp16_issues = None, []
+    if fp16_onnx_path is not None:
+        fp16_prepared = prepare_trt_onnx(fp16_onnx_path, out / f"{stem}.fp16.trt.onnx")
+        fp16_issues = lint_for_tensorrt(fp16_prepared.path, fp16=True)
+        (out / "lint.fp16.json").write_text(json.dumps([asdict(i) for i in fp16_issues], indent=2) + "\n")
     src_root = Path(__file__).resolve().parents[1] / "plugins" / "token_drop"
     plugin_src = out / "plugin_src"
-    for sub in ("cuda", "trt"):
-        shutil.copytree(src_root / sub, plugin_src / sub, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "build", "*.template.md"))
+    copy_plugin_sources(plugin_src)
     lib_hint = Path(plugin_lib) if plugin_lib else plugin_src / "build" / "libadapler_token_drop_trt.so"
     commands = trt_commands(prepared.path, out, min_shape, opt_shape, max_shape, lib_hint, input_names,
-                            std_onnx_path=std_onnx_path)
+                            std_onnx_path=std_onnx_path, fp16_onnx_path=fp16_prepared.path if fp16_prepared else None)
     errors = [i for i in issues if i.severity == "error"]
     engine_path: Path | None = None
     if not TENSORRT_AVAILABLE:
@@ -263,7 +309,7 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
     elif errors:
         built, reason = False, f"lint found {len(errors)} error(s); see lint.json"
     else:
-        target = out / f"{onnx_path.name.split('.')[0]}.engine"
+        target = out / f"{stem}.engine"
         profile = {n: (tuple(min_shape), tuple(opt_shape), tuple(max_shape)) for n in input_names}
         try:
             engine_path = build_engine(prepared.path, target, [profile], plugin_lib)
@@ -271,16 +317,74 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         except Exception as exc:  # report, do not hide
             built, reason = False, f"TensorRT engine build failed: {type(exc).__name__}: {exc}"
     status = (f"**Engine built**: `{engine_path}` ({reason})." if built else f"**No engine was built.** Reason: {reason}")
-    lint_lines = "\n".join(f"- [{i.severity}] {i.rule} {i.node} ({i.op_type}): {i.message}" for i in issues) or "- none"
+    lint_text = _lint_lines(issues)
+    if fp16_prepared is not None:
+        lint_text += f"\n\n`{fp16_prepared.path.name}` (`lint.fp16.json`):\n\n" + _lint_lines(fp16_issues)
+    missing_fp16 = ("# no fp16 ONNX in this bundle: export one (export.onnx.export_graph(..., fp16=True)) and pass "
+                    "it as fp16_onnx_path")
     doc = out / "BUILD_ENGINE.md"
     template = (src_root / "trt" / "BUILD_ENGINE.template.md").read_text()
     compare_std = commands.get("polygraphy_ort_compare_std", "polygraphy run MODEL.std.onnx --onnxrt --providers cpu "
                                f"--load-inputs {out / 'inputs.json'} --load-outputs {out / 'trt_outputs.json'}")
     doc.write_text(string.Template(template).substitute(
         commands, polygraphy_ort_compare_std=compare_std, model=prepared.path.name, status=status,
-        nodes=prepared.token_drop_nodes, fixed=prepared.attributes_fixed, lint=lint_lines,
+        trtexec_build_fp16=commands.get("trtexec_build_fp16", missing_fp16),
+        fp16_model=f"`{fp16_prepared.path.name}`" if fp16_prepared else "none (no fp16 ONNX was given)",
+        inputs=", ".join(f"`{n}`" for n in input_names),
+        std_model=f"`{std_onnx_path}`" if std_onnx_path else "none given",
+        nodes=prepared.token_drop_nodes, fixed=prepared.attributes_fixed, lint=lint_text,
         removed=", ".join(prepared.functions_removed) or "none"))
     report = TrtBundleReport(out, prepared.path, lint_path, doc, plugin_src, issues, commands,
-                             TENSORRT_AVAILABLE, built, engine_path, reason)
+                             TENSORRT_AVAILABLE, built, engine_path, reason,
+                             fp16_prepared.path if fp16_prepared else None, fp16_issues)
     (out / "bundle.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | None = None, *, fp16: bool = True,
+                                build: bool = True, plugin_lib: str | Path | None = None) -> TrtBundleReport:
+    """TensorRT bundle for a directory written by ``export`` (into ``export_dir/trt`` by default).
+
+    Reads ``export.json``: the real input names (``token_type_ids`` for sentence pairs), the custom-op ONNX
+    (``files.custom``) for TensorRT, the standard-op ONNX (``files.std``) for the ONNX Runtime comparison and
+    ``max_length`` for the profile (T from 1..max_length, opt min(128, max_length), B up to 8). With ``fp16``
+    the bundle also gets an fp16 ONNX for strongly typed fp16 engines: the custom ONNX itself when it is
+    already fp16, else a fresh fp16 export of ``source_checkpoint``.
+    """
+    export_dir = Path(export_dir)
+    meta_path = export_dir / "export.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} not found: pass a directory written by `cli.py export`")
+    meta = json.loads(meta_path.read_text())
+    files = meta.get("files", {})
+    if "custom" not in files:
+        raise FileNotFoundError(f"{meta_path} lists no custom-op ONNX (files.custom): re-export with the custom graph")
+    out = Path(out_dir) if out_dir is not None else export_dir / "trt"
+    out.mkdir(parents=True, exist_ok=True)
+    custom = export_dir / files["custom"]
+    names = list(meta.get("inputs", ("input_ids", "attention_mask")))
+    fp16_path = None
+    if fp16:
+        from .trt_lint import _has_fp16
+
+        fp16_path = custom if _has_fp16(onnx.load(str(custom), load_external_data=False)) else _export_fp16(meta, out)
+    t_max = int(meta.get("max_length", 512))
+    return write_trt_bundle(custom, out, min_shape=(1, 2), opt_shape=(1, min(128, t_max)), max_shape=(8, t_max),
+                            input_names=names, plugin_lib=plugin_lib, build=build,
+                            std_onnx_path=export_dir / files["std"] if "std" in files else None,
+                            fp16_onnx_path=fp16_path)
+
+
+def _export_fp16(meta: Mapping[str, Any], out: Path) -> Path:
+    """An fp16 custom-op ONNX of the export's source checkpoint (export.onnx.export_graph(..., fp16=True))."""
+    from adapler.checkpoint import load_checkpoint
+
+    from .onnx import DEFAULT_OPSET, export_graph
+
+    ckpt = Path(meta.get("source_checkpoint", ""))
+    if not ckpt.exists():
+        raise FileNotFoundError(f"source checkpoint {ckpt} of this export no longer exists: the fp16 ONNX needs it "
+                                "(or pass fp16=False)")
+    model, _ = load_checkpoint(ckpt)
+    return export_graph(model, out / "model.fp16.onnx", std=False, opset=int(meta.get("opset", DEFAULT_OPSET)),
+                        token_types="token_type_ids" in meta.get("inputs", ()), fp16=True)

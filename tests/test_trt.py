@@ -1,18 +1,16 @@
-"""TensorRT preparation: static lint, TRT-ready ONNX, commands, bundle, QDP definition.
+"""TensorRT preparation: static lint, TRT-ready ONNX, commands, TensorRT availability.
 
-Everything except the tests marked "TensorRT only" runs on a CPU-only machine without TensorRT. The
-TensorRT-only tests skip with TENSORRT_UNAVAILABLE_REASON there.
+Bundles: test_trt_bundle.py; the Python plugin against tensorrt.plugin: test_trt_qdp.py; the C++ plugin
+against real TensorRT headers: test_trt_plugin_build.py. Everything except the tests marked "TensorRT only"
+runs on a CPU-only machine without TensorRT; those skip with TENSORRT_UNAVAILABLE_REASON there.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import shlex
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +31,9 @@ from export.trt import (
     lint_for_tensorrt,
     prepare_trt_onnx,
     trt_commands,
-    write_trt_bundle,
 )
 from plugins.token_drop.trt import qdp
 
-ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ATTRS = {"plugin_namespace": "adapler", "plugin_version": "1"}
 needs_trt = pytest.mark.skipif(not TENSORRT_AVAILABLE, reason=TENSORRT_UNAVAILABLE_REASON)
 without_trt = pytest.mark.skipif(TENSORRT_AVAILABLE, reason="TensorRT is installed: unavailability path not testable")
@@ -231,9 +227,19 @@ def test_trt_commands_shapes_and_plugins(tmp_path):
     build = cmds["trtexec_build"]
     for flag in (f"--onnx={tmp_path / 'model.trt.onnx'}", f"--saveEngine={tmp_path / 'model.engine'}",
                  "--minShapes=input_ids:1x8,attention_mask:1x8", "--optShapes=input_ids:4x128,attention_mask:4x128",
-                 "--maxShapes=input_ids:8x512,attention_mask:8x512", f"--staticPlugins={lib}", "--stronglyTyped"):
+                 "--maxShapes=input_ids:8x512,attention_mask:8x512", f"--staticPlugins={lib}", "--skipInference"):
         assert flag in shlex.split(build), flag
-    assert "--fp16" not in build  # TensorRT 11: precision comes from the ONNX
+    # TensorRT 11: always strongly typed (the flag is ignored), no --fp16; precision comes from the ONNX
+    assert "--fp16" not in build and "--stronglyTyped" not in build and "trtexec_build_fp16" not in cmds
+    # TensorRT 10.3: strongly typed on request, or weakly typed with --fp16 on the fp32 ONNX
+    trt10 = shlex.split(cmds["trtexec_build_trt10"])
+    assert "--stronglyTyped" in trt10 and f"--onnx={tmp_path / 'model.trt.onnx'}" in trt10
+    trt10_fp16 = shlex.split(cmds["trtexec_build_trt10_fp16"])
+    assert "--fp16" in trt10_fp16 and f"--saveEngine={tmp_path / 'model.fp16.engine'}" in trt10_fp16
+    fp16 = shlex.split(trt_commands(tmp_path / "model.trt.onnx", tmp_path, (1, 8), (4, 128), (8, 512), lib,
+                                    fp16_onnx_path=tmp_path / "model.fp16.trt.onnx")["trtexec_build_fp16"])
+    assert f"--onnx={tmp_path / 'model.fp16.trt.onnx'}" in fp16 and "--fp16" not in fp16
+    assert f"--saveEngine={tmp_path / 'model.fp16.engine'}" in fp16
     dyn = shlex.split(cmds["trtexec_build_serialized_plugin"])
     assert f"--dynamicPlugins={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
     assert f"--setPluginsToSerialize={lib.with_name('libadapler_token_drop_trt_dyn.so')}" in dyn
@@ -270,44 +276,6 @@ def test_polygraphy_commands_parse(tmp_path, key):
 
 
 # ------------------------------------------------------------------------------------------------
-# bundle
-# ------------------------------------------------------------------------------------------------
-def test_write_trt_bundle(tmp_path):
-    src = good_model(functions=[tokendrop_function()])
-    src_path = tmp_path / "model.custom.onnx"
-    onnx.save(src, str(src_path))
-    report = write_trt_bundle(src_path, tmp_path / "bundle", std_onnx_path=tmp_path / "model.std.onnx")
-    b = tmp_path / "bundle"
-    for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", "plugin_src/cuda/token_drop_kernel.cu",
-                "plugin_src/cuda/token_drop_kernel.h", "plugin_src/trt/token_drop_plugin.cpp",
-                "plugin_src/trt/token_drop_plugin.h", "plugin_src/trt/CMakeLists.txt", "plugin_src/trt/qdp.py"):
-        assert (b / rel).is_file(), rel
-    assert report.trt_onnx == b / "model.trt.onnx" and report.lint_issues == [] and report.lint_errors == []
-    assert json.loads((b / "lint.json").read_text()) == []
-    assert len(onnx.load(str(report.trt_onnx)).functions) == 0
-    doc = (b / "BUILD_ENGINE.md").read_text()
-    assert report.commands["trtexec_build"] in doc and report.commands["polygraphy_ort_compare_std"] in doc
-    assert "TRT_ROOT=" in doc and "$" not in doc.split("## Lint")[0].replace("$ ", "")
-    saved = json.loads((b / "bundle.json").read_text())
-    assert saved["engine_built"] == report.engine_built
-    if not TENSORRT_AVAILABLE:
-        assert report.engine_built is False and report.engine_path is None
-        assert report.engine_reason == TENSORRT_UNAVAILABLE_REASON
-        assert "No engine was built" in doc and "Engine built" not in doc
-        assert not list(b.glob("*.engine"))
-
-
-def test_write_trt_bundle_reports_lint_errors(tmp_path):
-    src_path = tmp_path / "bad.onnx"
-    onnx.save(make_model([oh.make_node("Compress", ["x", "c"], ["y"], name="cmp")], [const("c", [True], np.bool_)]),
-              str(src_path))
-    report = write_trt_bundle(src_path, tmp_path / "b", build=True)
-    assert rules(report.lint_errors) == ["unsupported-op"]
-    assert report.engine_built is False
-    assert "cmp" in (tmp_path / "b" / "BUILD_ENGINE.md").read_text()
-
-
-# ------------------------------------------------------------------------------------------------
 # TensorRT availability
 # ------------------------------------------------------------------------------------------------
 def test_qdp_module_imports_without_tensorrt():
@@ -329,45 +297,6 @@ def test_tensorrt_functions_raise_when_missing(tmp_path):
         build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", [{"input_ids": ((1, 8), (1, 8), (1, 8))}])
     with pytest.raises(TensorRTUnavailable):
         compare_with_ort(tmp_path / "m.engine", tmp_path / "m.onnx", {})
-
-
-def test_qdp_definition_with_fake_tensorrt_plugin(monkeypatch):
-    """Checks only how qdp.py uses the tensorrt.plugin API (as read in NVIDIA's QDP sample); not TensorRT."""
-    registered = {}
-    trt = types.ModuleType("tensorrt")
-    trt.int64, trt.float32 = "int64", "float32"
-    trtp = types.ModuleType("tensorrt.plugin")
-    trtp.TensorDesc, trtp.Tensor = object, object
-
-    class SizeTensor:
-        def __init__(self, opt, upper):
-            self.opt, self.upper = opt, upper
-
-        def expr(self):
-            return ("L", self)
-
-    trtp.size_tensor = SizeTensor
-    trtp.cdiv = lambda a, b: ("cdiv", a, b)
-    trtp.from_shape_expr = lambda shape, dtype: (tuple(shape), dtype)
-    trtp.register = lambda pid: (lambda fn: registered.setdefault(("register", pid), fn))
-    trtp.impl = lambda pid: (lambda fn: registered.setdefault(("impl", pid), fn))
-    trt.plugin = trtp
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
-    spec = importlib.util.spec_from_file_location("_qdp_fake", ROOT / "plugins/token_drop/trt/qdp.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.TENSORRT_AVAILABLE and mod.TENSORRT_UNAVAILABLE_REASON == ""
-    mod.register_qdp()
-    mod.register_qdp()  # idempotent
-    assert set(registered) == {("register", "adapler::TokenDrop"), ("impl", "adapler::TokenDrop")}
-
-    hidden = types.SimpleNamespace(shape_expr=["B", "T", "D"], dtype="float16")
-    other = types.SimpleNamespace(shape_expr=["B", "T"], dtype="float32")
-    hidden_c, mask_c, index, size = registered[("register", "adapler::TokenDrop")](hidden, other, other, other)
-    assert isinstance(size, SizeTensor) and size.opt == ("cdiv", "T", 2) and size.upper == "T"
-    assert hidden_c == (("B", ("L", size), "D"), "float16")
-    assert mask_c == index == (("B", ("L", size)), "int64")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -10,12 +10,16 @@ Design (docs/deploy.md §5.3, NVIDIA sample ``samples/python/quickly_deployable_
   ``.expr()`` is the data-dependent extent. The ONNX node has 3 outputs; the parser maps them to the
   first three plugin outputs (the size tensor is the last one).
 - ``@trtp.impl`` wraps the TensorRT tensors with ``torch.as_tensor(..., device="cuda")``, runs
-  :func:`plugins.token_drop.gpu.token_drop_gpu` on TensorRT's stream, copies into the outputs viewed with
-  the real shapes (``outputs[i].aliased(shape)``) and writes ``L`` into the size tensor.
+  :func:`plugins.token_drop.gpu.token_drop_gpu` on TensorRT's stream (:func:`run_token_drop`) and writes each
+  output **densely** with the real ``L``: ``[B, L, D]`` row-major through :func:`dense_view`, whose CUDA array
+  interface has no strides. ``Tensor.aliased(shape)`` is not used: in ``tensorrt.plugin`` it keeps TensorRT's
+  upper-bound strides (``[B, T, D]``) and only replaces the shape, so with ``B > 1`` rows would land at the
+  wrong offsets. The size tensor (INT32 in ``tensorrt.plugin``) receives ``L``.
 - The impl runs Python at inference time (JIT); an ``aot_impl`` (Triton PTX baked into the engine) is not
   written yet: no NVIDIA sample combines data-dependent shapes with ``aot_impl``.
 
-Not run in CI: TensorRT cannot be installed there. Usage on a TensorRT machine::
+Checked in CI against the real ``tensorrt.plugin`` Python source (``tests/test_trt_qdp.py``, fake native
+core, host memory); never run with TensorRT there. Usage on a TensorRT machine::
 
     from plugins.token_drop.trt.qdp import register_qdp
     register_qdp()   # before parsing the ONNX model (node op_type TokenDrop, plugin_namespace "adapler")
@@ -23,12 +27,17 @@ Not run in CI: TensorRT cannot be installed there. Usage on a TensorRT machine::
 
 # No `from __future__ import annotations`: tensorrt.plugin inspects real annotation objects.
 
+from typing import Any, Callable
+
 __all__ = [
     "PLUGIN_ID",
     "TENSORRT_AVAILABLE",
     "TENSORRT_UNAVAILABLE_REASON",
+    "DenseView",
+    "dense_view",
     "is_registered",
     "register_qdp",
+    "run_token_drop",
 ]
 
 PLUGIN_ID = "adapler::TokenDrop"
@@ -85,21 +94,60 @@ def _define() -> None:
         outputs: Tuple[trtp.Tensor],
         stream: int,
     ) -> None:
-        import torch
+        with _STREAM(stream):
+            run_token_drop(hidden, scores, mask, threshold, outputs, stream, _AS_TENSOR)
 
-        from plugins.token_drop.gpu import token_drop_gpu
 
-        with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-            h = torch.as_tensor(hidden, device="cuda")
-            s = torch.as_tensor(scores, device="cuda")
-            m = torch.as_tensor(mask, device="cuda")
-            thr = torch.as_tensor(threshold, device="cuda")
-            hidden_c, mask_c, index = token_drop_gpu(h, s, m, thr)
-            for i, value in enumerate((hidden_c, mask_c, index)):
-                out = torch.as_tensor(outputs[i].aliased(tuple(value.shape)), device="cuda")
-                out.copy_(value)
-            size = torch.as_tensor(outputs[3], device="cuda").reshape(-1)
-            size.fill_(int(hidden_c.shape[1]))
+class DenseView:
+    """``shape`` elements of ``typestr`` at ``ptr``, row-major: a CUDA array interface without strides."""
+
+    def __init__(self, ptr: int, shape: tuple, typestr: str, stream: int | None):
+        self.ptr, self.shape, self.typestr, self.stream = int(ptr), tuple(int(s) for s in shape), typestr, stream
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        # strides None = C-contiguous (CUDA Array Interface v3); stream 0 is not allowed there, None means "same".
+        return {"shape": self.shape, "typestr": self.typestr, "data": (self.ptr, False), "version": 3,
+                "strides": None, "stream": self.stream or None}
+
+
+def dense_view(tensor: Any, shape: tuple, stream: int | None = None) -> DenseView:
+    """A dense ``shape`` view of a ``tensorrt.plugin.Tensor``'s buffer (its data pointer and dtype)."""
+    import numpy as np
+
+    return DenseView(tensor.data_ptr, shape, np.dtype(trt.nptype(tensor.dtype)).str, stream)
+
+
+def run_token_drop(hidden: Any, scores: Any, mask: Any, threshold: Any, outputs: Any, stream: int | None,
+                   as_tensor: Callable[[Any], Any]) -> int:
+    """The impl's body: TokenDrop on the inputs, dense ``hidden_c``/``mask_c``/``index`` and ``L`` written into
+    ``outputs`` (4 ``tensorrt.plugin.Tensor``); returns ``L``. ``as_tensor`` turns an object with a CUDA array
+    interface into a torch tensor (``torch.as_tensor(x, device="cuda")`` in TensorRT)."""
+    from plugins.token_drop.gpu import token_drop_gpu
+
+    hidden_c, mask_c, index = token_drop_gpu(*(as_tensor(t) for t in (hidden, scores, mask, threshold)))
+    length = int(hidden_c.shape[1])
+    for out, value in zip(outputs[:3], (hidden_c, mask_c, index)):
+        as_tensor(dense_view(out, tuple(value.shape), stream)).copy_(value)
+    as_tensor(dense_view(outputs[3], (), stream)).fill_(length)  # 0-D size tensor
+    return length
+
+
+def _cuda_tensor(obj: Any) -> Any:
+    import torch
+
+    return torch.as_tensor(obj, device="cuda")
+
+
+def _cuda_stream(stream: int) -> Any:
+    import torch
+
+    return torch.cuda.stream(torch.cuda.ExternalStream(stream))
+
+
+# Device binding of the impl, looked up at call time: the CPU test swaps these two for host memory.
+_AS_TENSOR: Callable[[Any], Any] = _cuda_tensor
+_STREAM: Callable[[int], Any] = _cuda_stream
 
 
 def register_qdp() -> None:

@@ -15,6 +15,7 @@
 #include "token_drop_kernel.h"
 
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <new>
@@ -58,6 +59,66 @@ int64_t volume(Dims const& d) noexcept
         v *= d.d[i];
     }
     return v;
+}
+
+//! A kCHAR plugin field as a string. The ONNX parser passes string attributes NUL-terminated with
+//! length = size + 1, the Python API without the NUL: read at most `length` bytes, stop at a NUL.
+std::string fieldString(PluginField const& f)
+{
+    auto const* chars = static_cast<char const*>(f.data);
+    if (chars == nullptr || f.length <= 0)
+    {
+        return {};
+    }
+    auto const n = static_cast<size_t>(f.length);
+    void const* nul = std::memchr(chars, '\0', n);
+    return std::string(chars, nul != nullptr ? static_cast<char const*>(nul) - chars : n);
+}
+
+//! Checks the plugin_version / plugin_namespace fields against this plugin; other fields are ignored.
+bool fieldsMatch(PluginFieldCollection const* fc)
+{
+    if (fc == nullptr || fc->nbFields <= 0)
+    {
+        return true; // nothing to check: the registry lookup already matched name, version, namespace
+    }
+    if (fc->fields == nullptr)
+    {
+        logError("TokenDrop: PluginFieldCollection with nbFields > 0 but no fields");
+        return false;
+    }
+    for (int32_t i = 0; i < fc->nbFields; ++i)
+    {
+        PluginField const& f = fc->fields[i];
+        char const* want = nullptr;
+        if (f.name != nullptr && std::strcmp(f.name, "plugin_version") == 0)
+        {
+            want = kTOKEN_DROP_VERSION;
+        }
+        else if (f.name != nullptr && std::strcmp(f.name, "plugin_namespace") == 0)
+        {
+            want = kTOKEN_DROP_NAMESPACE;
+        }
+        if (want == nullptr)
+        {
+            continue;
+        }
+        if (f.type != PluginFieldType::kCHAR)
+        {
+            std::string const msg = std::string("TokenDrop: field ") + f.name + " must be a string (kCHAR)";
+            logError(msg.c_str());
+            return false;
+        }
+        std::string const got = fieldString(f);
+        if (got != want)
+        {
+            std::string const msg
+                = std::string("TokenDrop: ") + f.name + "='" + got + "' but this plugin is '" + want + "'";
+            logError(msg.c_str());
+            return false;
+        }
+    }
+    return true;
 }
 
 } // namespace
@@ -305,19 +366,30 @@ char const* TokenDropPluginCreator::getPluginNamespace() const noexcept
     return kTOKEN_DROP_NAMESPACE;
 }
 
+TokenDropPluginCreator::TokenDropPluginCreator()
+    : mFields{PluginField("plugin_version", nullptr, PluginFieldType::kCHAR, 0),
+        PluginField("plugin_namespace", nullptr, PluginFieldType::kCHAR, 0)}
+{
+    mFieldNames.nbFields = static_cast<int32_t>(mFields.size());
+    mFieldNames.fields = mFields.data();
+}
+
 PluginFieldCollection const* TokenDropPluginCreator::getFieldNames() noexcept
 {
-    mFieldNames.nbFields = 0;
-    mFieldNames.fields = nullptr;
     return &mFieldNames;
 }
 
 IPluginV3* TokenDropPluginCreator::createPlugin(
-    char const* /*name*/, PluginFieldCollection const* /*fc*/, TensorRTPhase /*phase*/) noexcept
+    char const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase /*phase*/) noexcept
 {
     try
     {
-        // TokenDrop has no attributes; plugin_namespace / plugin_version are consumed by the parser.
+        // TokenDrop has no attributes of its own; the parser forwards plugin_version / plugin_namespace
+        // because getFieldNames() lists them, and a mismatch fails here instead of building silently.
+        if (!fieldsMatch(fc))
+        {
+            return nullptr;
+        }
         return new TokenDropPlugin();
     }
     catch (std::exception const& e)

@@ -15,8 +15,8 @@
  * Name "TokenDrop", version "1", namespace "adapler" (ONNX attributes plugin_namespace /
  * plugin_version select it; see docs/deploy.md section 5.4).
  *
- * Written against the TensorRT 10.x/11.x headers (NvInferRuntime.h). NOT compiled in CI: the
- * TensorRT SDK is not available there (see README.md in this folder).
+ * Compiled in CI against NVIDIA's TensorRT 10.3 and 11.1 headers (tests/test_trt_plugin_build.py);
+ * never run there: that needs the TensorRT runtime and a GPU (see README.md in this folder).
  */
 #ifndef ADAPLER_TOKEN_DROP_PLUGIN_H
 #define ADAPLER_TOKEN_DROP_PLUGIN_H
@@ -27,14 +27,13 @@
 #include <string>
 #include <vector>
 
-// Size-tensor element type. TensorRT 10 headers document INT32 for size tensors; the
-// TensorRT 11 NonZero sample declares INT64. Override with -DADAPLER_SIZE_TENSOR_INT64=0/1.
+// Size-tensor element type. Both supported header sets state the contract in
+// IPluginV3OneBuild::getOutputDataTypes: "The data type for any size tensor outputs must be
+// `DataType::kINT32`" (NvInferRuntime.h, TensorRT 10.3.0 line 832 and 11.1 line 913), so INT32
+// is the default for 10.x and 11.x alike. -DADAPLER_SIZE_TENSOR_INT64=1 selects INT64 (NVIDIA's
+// NonZero sample declares INT64 on some 11.x releases) should a runtime reject INT32.
 #ifndef ADAPLER_SIZE_TENSOR_INT64
-#if defined(NV_TENSORRT_MAJOR) && NV_TENSORRT_MAJOR >= 11
-#define ADAPLER_SIZE_TENSOR_INT64 1
-#else
 #define ADAPLER_SIZE_TENSOR_INT64 0
-#endif
 #endif
 
 namespace adapler
@@ -101,7 +100,9 @@ private:
 class TokenDropPluginCreator : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    TokenDropPluginCreator() = default;
+    TokenDropPluginCreator();
+    TokenDropPluginCreator(TokenDropPluginCreator const&) = delete; // mFieldNames points into mFields
+    TokenDropPluginCreator& operator=(TokenDropPluginCreator const&) = delete;
     ~TokenDropPluginCreator() override = default;
 
     char const* getPluginName() const noexcept override;
@@ -112,7 +113,10 @@ public:
         char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
 
 private:
-    nvinfer1::PluginFieldCollection mFieldNames{}; // empty: unknown ONNX attributes are ignored
+    // plugin_version / plugin_namespace, so that the ONNX parser forwards them and a mismatch is
+    // reported instead of silently accepted; other fields are ignored.
+    std::vector<nvinfer1::PluginField> mFields;
+    nvinfer1::PluginFieldCollection mFieldNames{};
 };
 
 } // namespace trt_plugin

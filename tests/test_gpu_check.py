@@ -1,0 +1,84 @@
+"""bench/gpu_check.sh and bench/gpu_check.py on a CPU-only machine: the GPU steps skip with their reasons,
+the checker's comparison accepts a correct implementation and rejects a wrong one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench import gpu_check
+from plugins.token_drop.gpu import token_drop_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shell_script_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu_check.sh")]).returncode == 0
+
+
+def test_checker_accepts_the_torch_implementation_and_rejects_wrong_ones():
+    cases = gpu_check.ragged_cases(24)
+    assert len(cases) == 27 and {c[0].dtype for c in cases} == {np.dtype(np.float32), np.dtype(np.float16)}
+    assert any(c[0].shape[0] > 1 and c[2].min() == 0 for c in cases)  # ragged: padded rows in a batch
+    good = gpu_check.run_cases(token_drop_torch, cases, "cpu")
+    assert good["passed"] and good["indices_identical"] and good["max_abs_diff_fp32"] == 0.0
+
+    def nudged(*args):
+        h, m, i = token_drop_torch(*args)
+        return h + 1e-5 * (h.dtype == torch.float32), m, i
+
+    def shifted(*args):
+        h, m, i = token_drop_torch(*args)
+        return h, m, torch.where(i > 0, i - 1, i)
+
+    bad = gpu_check.run_cases(nudged, cases, "cpu")
+    assert not bad["passed"] and bad["indices_identical"] and bad["max_abs_diff_fp32"] > gpu_check.ATOL_FP32
+    assert not gpu_check.run_cases(shifted, cases, "cpu")["indices_identical"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: this test covers the CPU-only path")
+def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    rc = gpu_check.main(["--out", str(out), "--work", str(tmp_path / "work"), "--demo-dir", str(tmp_path / "none")])
+    report = json.loads(out.read_text())
+    assert rc == 0 and report["device"] is None and report["environment"]["cuda_available"] is False
+    steps = report["steps"]
+    assert list(steps) == ["kernel_build", "kernel_check", "torch_cuda_timing", "tensorrt_engine"]
+    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
+        assert steps["kernel_build"]["status"] == "ok" and Path(steps["kernel_build"]["library"]).is_file()
+    else:
+        assert steps["kernel_build"]["status"] == "skipped" and "nvcc" in steps["kernel_build"]["reason"]
+    for name in ("kernel_check", "torch_cuda_timing"):
+        assert steps[name]["status"] == "skipped" and steps[name]["reason"] == gpu_check.NO_CUDA
+    assert steps["tensorrt_engine"]["status"] == "skipped"
+    assert steps["tensorrt_engine"]["reason"] == report["environment"]["tensorrt_reason"]
+
+
+def test_timing_step_runs_on_cpu_with_tiny_demo_models(tmp_path, tiny_bert_dir, monkeypatch):
+    """The timing code path (checkpoints, tokenizer, paired timings, speedups) on CPU, before any GPU time."""
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.demo import DEMO_SENTENCES
+    from test_encoder import adapler_model
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    for name in ("adapler", "finetune"):
+        save_checkpoint(adapler_model(2, eta=0.9), tmp_path / name / "best", tokenizer=tok, label_names=["a", "b", "c"],
+                        max_length=32)
+    monkeypatch.setattr(gpu_check, "_texts", lambda n: ((DEMO_SENTENCES * n)[:n], "demo sentences"))
+    with pytest.raises(gpu_check.Skipped, match="demo checkpoints missing"):
+        gpu_check.torch_cuda_timing(tmp_path / "nowhere", device="cpu")
+    out = gpu_check.torch_cuda_timing(tmp_path, batches=(1, 4), n_inputs=2, repeats=2, device="cpu")
+    assert out["device"] == "cpu" and out["max_length"] == 32
+    for b in (1, 4):
+        lat = out[f"batch_{b}"]["latency"]
+        assert set(lat) == {"adapler_pruned", "adapler_dense", "finetune_dense"}
+        assert all(v["n"] == 4 for v in lat.values())  # 2 inputs x 2 repeats, paired
+        assert out[f"batch_{b}"]["speedup_pruned_vs_same_model_dense"]["n_pairs"] == 2
