@@ -30,6 +30,7 @@ def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name
                  ctx: BackendContext, sets: Mapping[tuple[str, int], Sequence[Feed]],
                  flops: Mapping[tuple[str, int], Mapping[str, float]], measure, **timing: Any) -> None:
     """Append one ``results["deployed"]`` entry per input set (batch sizes, then lengths); ``save()`` after each."""
+    from .run import input_stats
     backends = [b for b in BACKENDS if b in factories]
     if not any(b in factories for b in ONLY_HERE):
         return
@@ -62,7 +63,7 @@ def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name
         gc.collect()
         m = measure(fns, feeds, ref, desc=desc, same_precision=same, **timing)
         entry = {"backend": "deployed", "reference": ref, "batch_size" if kind == "batch" else "length": value,
-                 "n_inputs": len(feeds), **{k: v for k, v in timing.items() if k in ("repeats", "warmup", "order")},
+                 **input_stats(feeds), **{k: v for k, v in timing.items() if k in ("repeats", "warmup", "order")},
                  **m, "flops_speedup": {n: flops[key][n.split("@")[0]] for n in fns if not n.startswith(f"{dense_name}@")}}
         if kind == "length":
             entry["batch_size"] = 1

@@ -8,13 +8,14 @@ and nodes it cannot map are counted as ``unattributed``.
 
     PYTHONPATH=. python bench/profile_ort.py EXPORT_DIR --data DATA [--json FILE]
 
-profiles ``model.onnx`` and ``model.std.onnx`` of an export folder on test inputs at batch 1 and 32.
+profiles ``model.onnx``, ``model.std.onnx``, ``model.ort.onnx`` (and its int8 form) of an export folder on test inputs at batch 1 and 32.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -25,20 +26,23 @@ import onnx
 
 
 def node_roles(model_path: str | Path) -> dict[str, str]:
+    """Role of every node: from the dynamo exporter's ``namespace`` metadata, or (``model.ort.onnx``, whose
+    nodes are named ``l<i>.<part>`` by ``export/ort_graph.py``) from the node name."""
     roles = {}
     for node in onnx.load(str(model_path), load_external_data=False).graph.node:
         ns = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
-        if node.op_type == "TokenDrop" or "token_drop" in ns:
+        name = node.name
+        if node.op_type in ("TokenDrop", "ContributionDrop") or "token_drop" in ns:
             role = "selection"
-        elif ".cps." in ns or ".policies." in ns or "selector." in ns:
+        elif ".cps." in ns or ".policies." in ns or "selector." in ns or ".cp." in name or name.endswith(".cast_mask"):
             role = "selection"
-        elif "encoder.layer." in ns:
+        elif "encoder.layer." in ns or re.match(r"l\d+\.", name):
             role = "layers"
-        elif "embeddings" in ns:
+        elif "embeddings" in ns or node.op_type == "EmbedLayerNormalization":
             role = "embeddings"
         else:
             role = "other"
-        roles[node.name] = role
+        roles[name] = role
     return roles
 
 
@@ -69,6 +73,8 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
             continue
         name = e["name"][: -len("_kernel_time")]
+        if name not in roles and name.startswith("fused "):  # ORT's load-time fusion keeps the first node's name
+            name = name[len("fused "):]
         totals[roles.get(name, "unattributed")] += e["dur"]
     # drop the warm-up runs proportionally (profiling records every run)
     scale = repeats / (repeats + 1)
@@ -109,8 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None and args.json.exists():
         raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
     feeds = test_feeds(args.export_dir, args.data, args.single, args.batches)
+    from export.verify import read_export
+    files = read_export(args.export_dir)["files"]
     out = {name: profile_roles(args.export_dir / name, feeds, repeats=args.repeats, threads=args.threads)
-           for name in ("model.onnx", "model.std.onnx")}
+           for key, name in files.items() if key in ("custom", "std", "ort", "ort-int8")}
     text = json.dumps(out, indent=2)
     if args.json is not None:
         args.json.write_text(text)

@@ -73,6 +73,9 @@ def check_schema(results: dict) -> list[str]:
             _check(s, SUMMARY, f"{where}.models.{n}", p)
         for n, s in e.get("speedup", {}).items():
             _check(s, SPEEDUP, f"{where}.speedup.{n}", p)
+    for i, e in enumerate(results.get("deployed", [])):  # optional: files from before the deployed table lack it
+        _check(e, {**(LENGTH if "length" in e else LATENCY), "reference": str, "speedup_same_precision": dict},
+               f"deployed[{i}]", p)
     for i, r in enumerate(results["regressions"]):
         _check(r, REGRESSION, f"regressions[{i}]", p)
     return p

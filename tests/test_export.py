@@ -82,6 +82,33 @@ def test_export_dir_errors(tmp_path, tiny_bert_dir):
     dense = save_checkpoint(type(model)(model.config, 3), tmp_path / "dense", label_names=["a", "b", "c"], max_length=32)
     with pytest.raises(ExportError, match="not a pruned model"):
         write_export_dir(dense, tmp_path / "o3")
+    with pytest.raises(ExportError, match="a quantized export of it prunes nothing"):
+        write_export_dir(dense, tmp_path / "o3", quantize="int8")
+    with pytest.raises(ExportError, match="--quantize 'int4' is not supported; use one of none, int8"):
+        write_export_dir(ckpt, tmp_path / "o4", quantize="int4")
+    with pytest.raises(ExportError, match="--precision 'bf16' is not supported; use one of fp32, fp16"):
+        write_export_dir(ckpt, tmp_path / "o4", precision="bf16")
+    assert not (tmp_path / "o3").exists() and not (tmp_path / "o4").exists()  # refused before writing anything
+
+
+def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+    """--quantize int8: the int8 ORT graph, and verify's whole-split report against fp32."""
+    from transformers import AutoTokenizer
+
+    from adapler.data import load_dataset
+    from export.verify import quantization_report
+    model = adapler_model(2, eta=0.9)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b", "c"], max_length=32)
+    meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8")
+    assert meta["files"] == {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx"}
+    test = load_dataset(sentiment_csv).test
+    rep = quantization_report(tmp_path / "export", test, batch_size=5)
+    assert rep["n_examples"] == len(test) and rep["int8_file"] == "model.ort.int8.onnx"
+    assert 0 <= rep["argmax_agreement"] <= 1 and 0 <= rep["kept_lengths_identical_share"] <= 1
+    assert rep["accuracy_change_points"] == pytest.approx(100 * (rep["accuracy_int8"] - rep["accuracy_fp32"]))
+    assert len(rep["mean_kept_lengths_int8"]) == 4
+    assert rep["max_abs_diff_logits"] > 0  # int8 really changed the arithmetic
 
 
 def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
@@ -93,13 +120,13 @@ def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_c
     ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
                            label_names=["a", "b", "c"], max_length=32)
     meta = write_export_dir(ckpt, tmp_path / "export")
-    assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx"}
+    assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx", "ort": "model.ort.onnx"}
     saved = json.loads((tmp_path / "export" / "export.json").read_text())
     assert saved["opset"] == 23 and saved["token_drop_domain"] == "adapler" and saved["max_length"] == 32
     assert (tmp_path / "export" / "tokenizer" / "tokenizer.json").exists()
     report = verify_export(tmp_path / "export", load_dataset(sentiment_csv).test)
     assert report["max_abs_diff_logits"] <= 1e-4 and report["kept_lengths_identical"]
-    assert report["batch_sizes"] == [1, 1, 1, 8] and set(report["runners"]) == {"ort-custom-op", "ort-std-ops"}
+    assert report["batch_sizes"] == [1, 1, 1, 8] and set(report["runners"]) == {"ort-custom-op", "ort-std-ops", "ort-fused"}
 
 
 def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
@@ -114,9 +141,10 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
     main([str(tmp_path / "export"), "--data", sentiment_csv, "--single", "2", "--batches", "1", "--repeats", "1",
           "--threads", "1", "--json", str(tmp_path / "profile.json")])
     out = json.loads((tmp_path / "profile.json").read_text())
-    assert set(out) == {"model.onnx", "model.std.onnx"}
+    assert set(out) == {"model.onnx", "model.std.onnx", "model.ort.onnx"}
     for prof in out.values():
         assert abs(sum(prof["share"].values()) - 1) < 1e-9
         assert prof["share"]["selection"] > 0 and prof["share"]["layers"] > 0
+    assert prof["share"].get("unattributed", 0) == 0  # every fused-graph node has a role by its name
     with pytest.raises(SystemExit, match="already exists"):
         main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
