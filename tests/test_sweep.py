@@ -45,7 +45,7 @@ def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
     ds, ft = tiny_finetuned(tmp_path)
     seen = []
 
-    def fake_train(data, init, out, cfg, overwrite=False, resume=False):  # stands in for the real trainer
+    def fake_train(data, init, out, cfg, overwrite=False, resume=False, cache_dir=None):  # stands in for the real trainer
         seen.append((cfg.phi, cfg.epochs, resume))
         model, c = load_checkpoint(ft / "best")
         from adapler.checkpoint import load_checkpoint_tokenizer

@@ -15,6 +15,7 @@ from ..api import checkpoint_dir
 from ..checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..evaluate import evaluate
+from ..files import ensure_out_dir, write_json_atomic
 from ..progress import log
 from .baselines import KNOBS, train_baseline
 
@@ -43,7 +44,9 @@ def _train(method: str, value: float, data: Dataset, init: str | Path, run: Path
         if unknown:
             raise ValueError(f"unknown AdapLeR options {sorted(unknown)}")
         cfg = ta.AdapLeRConfig(**{k: v for k, v in train_kwargs.items() if k in fields}, phi=value)
-        ta.train_adapler(data, init, run, cfg, overwrite=bool(train_kwargs.get("overwrite")), resume=resume)
+        # one content-addressed saliency cache for all values, inside the sweep's --out
+        ta.train_adapler(data, init, run, cfg, overwrite=bool(train_kwargs.get("overwrite")), resume=resume,
+                         cache_dir=run.parent / "saliency")
     else:
         train_baseline(method, data, init, run, knob=value, resume=resume, **train_kwargs)
 
@@ -66,7 +69,7 @@ def sweep(method: str, values: list[float], data: Dataset, init: str | Path, out
     """Train and evaluate one model per knob value; returns (and writes) the sweep's result list."""
     if method not in KNOBS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(KNOBS)}")
-    out_root = Path(out_root)
+    out_root = ensure_out_dir(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     path = out_root / f"sweep-{method}.json"
     results: list[dict] = json.loads(path.read_text()) if path.exists() else []
@@ -86,7 +89,5 @@ def sweep(method: str, values: list[float], data: Dataset, init: str | Path, out
             f"{entry['test_accuracy']:.4f}, FLOPs speedup {entry['flops_speedup']:.2f}x")
         results.append(entry)
         results.sort(key=lambda r: r["value"])
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(path)  # atomic: an interrupted sweep never leaves half a file
+        write_json_atomic(path, results)  # an interrupted sweep never leaves half a file
     return results
