@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data import Dataset, Encoded, batches
+from ..errors import check_choice, check_range
 from ..encoder import PrunedBertClassifier
 from ..progress import log, progress_bar
 from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
@@ -41,6 +42,20 @@ class TrBertConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        check_choice("len_denominator (--trbert-len-denominator)", self.len_denominator, ("padded", "real"))
+        check_choice("batch_fill (--trbert-batch-fill)", self.batch_fill, ("masked", "topk"))
+        for name in ("rl_epochs", "joint_epochs", "init_epochs"):
+            check_range(name, getattr(self, name), 0)
+        for name in ("batch_size", "k"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("lr", "policy_lr", "tau", "max_grad_norm"):
+            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("alpha", "weight_decay"):
+            check_range(name, getattr(self, name), 0)
+        for name in ("guide_rate", "warmup_ratio"):
+            check_range(name, getattr(self, name), 0, 1)
 
 
 def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[int], path: Path,
@@ -74,7 +89,8 @@ def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -
 
 def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
                   overwrite: bool = False, resume: bool = False) -> Path:
-    out, state, ckpt, teacher, ft_cfg, tokenizer = setup_from_finetuned(data, init, out, cfg.seed, overwrite, resume)
+    out, state, ckpt, teacher, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg))
     max_length = ft_cfg["max_length"]
     cfgb = teacher.config
     model = with_selector(teacher, PolicySelector(cfgb.hidden_size, cfgb.num_hidden_layers, act=cfgb.hidden_act,
@@ -85,7 +101,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     teacher.eval().requires_grad_(False)
     extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg))
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)
