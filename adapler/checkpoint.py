@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from .encoder import PrunedBertClassifier
 from .errors import CheckpointError, OutputError  # noqa: F401  (re-exported: callers import them from here)
-from .files import ensure_writable, recover_dir, replace_dir  # noqa: F401  (ensure_writable re-exported)
+from .files import aside, discard_aside, ensure_writable, recover_dir, replace_dir  # noqa: F401  (re-exported)
 
 FORMAT = "adapler-checkpoint"
 FORMAT_VERSION = 1
@@ -19,7 +20,7 @@ WEIGHTS = "model.safetensors"
 
 
 def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=None, label_names: list[str],
-                    max_length: int, extra: dict[str, Any] | None = None) -> Path:
+                    max_length: int, extra: dict[str, Any] | None = None, keep_old: bool = False) -> Path:
     """Write atomically: a complete temporary sibling directory (config.json written last, so its presence
     marks completeness) replaces ``path`` via ``replace_dir``, so a crash never loses the previous copy."""
     path = Path(path)
@@ -44,7 +45,7 @@ def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    return replace_dir(tmp, path)
+    return replace_dir(tmp, path, keep_old=keep_old)
 
 
 def is_complete(path: str | Path) -> bool:
@@ -58,6 +59,29 @@ def is_complete(path: str | Path) -> bool:
         return True
     except Exception:  # any unreadable part means incomplete
         return False
+
+
+def match_state(path: str | Path, **want: Any) -> bool:
+    """Make ``path`` the copy whose config.json has the ``want`` values (epoch, phase) that run_state.json
+    names: after a crash between saving a checkpoint and writing the state, the previous copy is still
+    aside (``save_checkpoint(keep_old=True)``) and is put back. True if ``path`` matches afterwards."""
+    path = Path(path)
+
+    def matches(d: Path) -> bool:
+        try:
+            cfg = read_config(d)
+        except CheckpointError:
+            return False
+        return all(cfg.get(k) == v for k, v in want.items())
+
+    if matches(path):
+        return True
+    if aside(path).is_dir() and is_complete(aside(path)) and matches(aside(path)):
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(aside(path), path)
+        return True
+    return False
 
 
 def recover_checkpoint(path: str | Path) -> bool:

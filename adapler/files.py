@@ -82,18 +82,26 @@ def aside(path: Path) -> Path:
     return path.with_name(path.name + ".old")
 
 
-def replace_dir(new: Path, path: Path) -> Path:
+def replace_dir(new: Path, path: Path, keep_old: bool = False) -> Path:
     """Move the complete directory ``new`` to ``path``: the old one is renamed aside first and deleted only
-    after the new one is in place, so a crash at any point leaves a complete copy (``recover_dir``)."""
+    after the new one is in place, so a crash at any point leaves a complete copy (``recover_dir``).
+
+    ``keep_old``: leave the aside copy until ``discard_aside`` (a trainer calls it once run_state.json
+    records the new epoch, so a crash between the two writes can go back to the copy the state names)."""
     old = aside(path)
     if path.exists():
         if old.exists():
             shutil.rmtree(old)
         os.replace(path, old)
     os.replace(new, path)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    if not keep_old:
+        discard_aside(path)
     return path
+
+
+def discard_aside(path: Path) -> None:
+    if aside(path).exists():
+        shutil.rmtree(aside(path), ignore_errors=True)
 
 
 def recover_dir(path: Path, complete) -> bool:

@@ -194,3 +194,39 @@ def test_onnx_session_rejects_inputs_longer_than_positions(tmp_path):
     assert ok[0].shape == (1, 8, 2)
     with pytest.raises(InputTooLong, match="input_ids has 9 tokens but m.onnx has 8 positions"):
         sess.run(None, {"input_ids": np.zeros((1, 9), dtype=np.int64)})
+
+
+def test_resume_after_crash_between_checkpoint_and_state(finetuned_run, sentiment_csv, tmp_path, one_thread,
+                                                        monkeypatch):
+    """Killed after last/ of epoch 2 was saved but before run_state.json said so: --resume starts from the
+    epoch-1 copy the state names instead of training epoch 2 again on top of epoch-2 weights."""
+    import adapler.training.train_adapler as ta
+    data = load_dataset(sentiment_csv, max_train=16)
+    cfg = ta.AdapLeRConfig(epochs=2, batch_size=16, saliency_epochs=1)
+    out = tmp_path / "ad"
+    real_write, real_load = ta.write_state, ta.load_checkpoint
+
+    def die_before_second_state(out_, state):
+        if state["epochs_done"] == 2:
+            raise KeyboardInterrupt
+        real_write(out_, state)
+
+    monkeypatch.setattr(ta, "write_state", die_before_second_state)
+    with pytest.raises(KeyboardInterrupt):
+        ta.train_adapler(data, finetuned_run, out, cfg)
+    monkeypatch.setattr(ta, "write_state", real_write)
+    assert load_checkpoint(out / "last")[1]["epoch"] == 2  # the new copy is in, the state still says 1
+    resumed_from = []
+
+    def recording_load(path, *a, **kw):
+        model, c = real_load(path, *a, **kw)
+        if Path(path).name == "last":
+            resumed_from.append(c["epoch"])
+        return model, c
+
+    monkeypatch.setattr(ta, "load_checkpoint", recording_load)
+    ta.train_adapler(data, finetuned_run, out, cfg, resume=True)
+    assert resumed_from == [1]
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and load_checkpoint(out / "last")[1]["epoch"] == 2
+    assert not any(p.name.endswith((".old", ".tmp")) for p in out.iterdir())

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import discard_aside, load_checkpoint, match_state, save_checkpoint
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_range
@@ -61,6 +61,8 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
     scores: list[dict] = []
     if state:
         done, scores = state["epochs_done"], state["dev_scores"]
+        if scores:  # best/ may already hold an epoch the state does not know yet: go back to its copy
+            match_state(out / "best", epoch=max(scores, key=lambda s: s["dev_accuracy"])["epoch"])
         if done:
             model, _ = load_checkpoint(out / f"epoch-{done}")
         log(f"resuming {out} after epoch {done}")
@@ -90,11 +92,12 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
                         max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
         best = max(scores, key=lambda s: s["dev_accuracy"])
         if best["epoch"] == epoch:
-            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
+            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names, keep_old=True,
                             max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
         write_json_atomic(out / "dev_scores.json", scores)
         write_state(out, {"stage": "finetune", "epochs_done": epoch, "dev_scores": scores, "config": asdict(cfg),
                           "fingerprint": fingerprint})
+        discard_aside(out / "best")  # the state now names the new best/
     return out
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
+                          save_checkpoint)
 from ..data import Dataset, Encoded
 from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
@@ -58,19 +59,26 @@ class PhasedRun:
         self.finished = bool(state.get("finished"))
         self.phase, self.epochs_done = state["phase"], state["epochs_done"]
         self.history, self.best = state["history"], state["best"]
+        if self.best.get("epoch") is not None:
+            match_state(self.out / "best", phase=self.best["phase"], epoch=self.best["epoch"])
         if (self.out / "last").exists():
+            if not match_state(self.out / "last", phase=self.phase, epoch=self.epochs_done):
+                log(f"warning: {self.out / 'last'} is not {self.phase} epoch {self.epochs_done} that run_state.json "
+                    "names and no earlier copy is left; continuing from it")
             self.model, _ = load_checkpoint(self.out / "last")
         log(f"resuming {self.out}: phase {self.phase}, {self.epochs_done} epoch(s) done")
 
     def save(self, name: str, meta: dict) -> None:
         save_checkpoint(self.model, self.out / name, tokenizer=self.tokenizer, label_names=self.data.label_names,
-                        max_length=self.max_length, extra={**self.extra, **meta})
+                        max_length=self.max_length, extra={**self.extra, **meta}, keep_old=True)
 
     def write(self, finished: bool = False) -> None:
         write_json_atomic(self.out / "history.json", self.history)
         write_state(self.out, {"method": self.model.method, "phase": self.phase, "epochs_done": self.epochs_done,
                                "history": self.history, "best": self.best, "config": self.config,
                                "finished": finished, "fingerprint": self.fingerprint})
+        for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
+            discard_aside(self.out / name)
 
     def run(self, phases: list[Phase], td: TrainData, batch_size: int, seed: int) -> Path:
         if self.finished:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
+                          save_checkpoint)
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_choice, check_range
@@ -158,7 +159,12 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     done, history, best = 0, [], {"speedup": 0.0, "epoch": None}
     if state:
         done, history, best = state["epochs_done"], state["history"], state["best"]
+        if best.get("epoch") is not None:
+            match_state(out / "best", epoch=best["epoch"])
         if done:
+            if not match_state(out / "last", epoch=done):
+                log(f"warning: {out / 'last'} is not epoch {done} that run_state.json names and no earlier copy "
+                    "is left; continuing from it")
             model, _ = load_checkpoint(out / "last")
         log(f"resuming {out} after epoch {done}")
     sel: ContributionSelector = model.selector
@@ -227,12 +233,14 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             rule = "max dev speedup within 1 point" if qualified else \
                 "fallback: most accurate epoch so far, none within 1 point of the fine-tuned dev accuracy"
             save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
-                            max_length=max_length, extra={**meta, "selection": rule})
+                            max_length=max_length, extra={**meta, "selection": rule}, keep_old=True)
         save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
-                        max_length=max_length, extra=meta)
+                        max_length=max_length, extra=meta, keep_old=True)
         write_json_atomic(out / "history.json", history)
         write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
                           "config": asdict(cfg), "fingerprint": fingerprint})
+        for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
+            discard_aside(out / name)
     if best["epoch"] is not None and not best.get("qualified", True):
         log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = the most accurate epoch "
             f"({best['epoch']}, dev {best['dev_accuracy']:.4f} at {best['speedup']:.2f}x)")
