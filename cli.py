@@ -1,7 +1,6 @@
 """adapler command line: a thin typer layer over the Python API (every command is a few calls)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from enum import Enum
@@ -311,6 +310,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for t
          overwrite: bool = OverwriteOpt):
     """The main job on the embedded default: fine-tune MiniLM, train AdapLeR, evaluate, show kept tokens."""
     from adapler.demo import run_demo
+    _out_dir(out)
     _run(run_demo, out, overwrite=overwrite)
 
 
@@ -318,7 +318,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for t
 def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run directory with best/)"),
                target: Target = typer.Option(Target.onnx, help="onnx | trt"),
                out: Path = typer.Option(..., help="output directory"),
-               opset: int = typer.Option(23, help="ONNX opset (18-23)"),
+               opset: int = typer.Option(23, min=18, max=23, help="ONNX opset (18-23)"),
                allow_dense: bool = typer.Option(False, help="also export a dense (method 'bert') checkpoint"),
                overwrite: bool = OverwriteOpt):
     """Export to ONNX (model.onnx with adapler::TokenDrop + model.std.onnx) or a TensorRT bundle."""
@@ -343,7 +343,7 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
 @app.command()
 def verify(export_dir: Path = typer.Argument(..., help="directory written by `export`"),
            data: str = DataOpt, split: str = "test", seed: int = 0,
-           atol: float = typer.Option(1e-4, help="max |delta logits| allowed"),
+           atol: float = typer.Option(1e-4, min=0.0, help="max |delta logits| allowed"),
            json_out: Optional[Path] = typer.Option(None, "--json", help="write the report"),
            text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
            label_col: Optional[str] = LabelCol, overwrite: bool = OverwriteOpt):

@@ -8,7 +8,6 @@ resumed phase restarts its optimiser at the right schedule step.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

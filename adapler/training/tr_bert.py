@@ -7,6 +7,7 @@ KD from the fine-tuned model + L_RL).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,8 +63,14 @@ def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[i
                        batch_size: int = 32) -> dict[str, torch.Tensor]:
     """id -> [P, n] heuristic scores from the fine-tuned model, cached in ``path`` (safetensors)."""
     if path.exists():
-        t = load_file(str(path))
-        ids = json.loads(path.with_suffix(".json").read_text())
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            ids = json.loads(meta["ids"]) if "ids" in meta else json.loads(path.with_suffix(".json").read_text())
+            t = load_file(str(path))
+        except Exception:  # unreadable (e.g. an older non-atomic write was interrupted): recompute
+            ids = None
         if ids == enc.ids:
             return {i: v.view(len(points), -1) for i, v in zip(ids, torch.split(t["values"], t["sizes"].tolist()))}
     out: dict[str, torch.Tensor] = {}
@@ -72,8 +79,11 @@ def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[i
         for r, i in enumerate(b.ids):
             out[i] = s[:, r, : int(b.attention_mask[r].sum())].contiguous()
     sizes = torch.tensor([v.numel() for v in out.values()])
-    save_file({"values": torch.cat([v.flatten() for v in out.values()]), "sizes": sizes}, str(path))
-    path.with_suffix(".json").write_text(json.dumps(list(out)))
+    # ids inside the one file, written to a temp name and moved in: values and ids can never disagree
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"values": torch.cat([v.flatten() for v in out.values()]), "sizes": sizes}, str(tmp),
+              metadata={"ids": json.dumps(list(out))})
+    os.replace(tmp, path)
     return out
 
 
