@@ -96,24 +96,24 @@ def run_fingerprint(data: Dataset, config: dict[str, Any], init: str | Path | No
     return fp
 
 
-def _check_resume(out: Path, state: dict, fp: dict[str, Any]) -> None:
-    """One-line OutputError naming the first difference between the interrupted run and this call."""
+def check_resume(out: Path, state: dict, fp: dict[str, Any], action: str = "--resume") -> None:
+    """One-line OutputError naming the first difference between the run in ``out`` and this call."""
     old = state.get("fingerprint")
-    fix = "resume with the same --data and options, or start a new --out"
+    fix = "repeat the same --data and options, or use a new --out"
     if old is None:
         log(f"{out}/run_state.json predates data fingerprints: the data cannot be checked, only the options")
     else:
         if old.get("data") != fp["data"]:
             what = f"{old.get('data_name')} ({old.get('num_labels')} classes, content {old.get('data')})"
             now = f"{fp['data_name']} ({fp['num_labels']} classes, content {fp['data']})"
-            raise OutputError(f"--resume: {out} was trained on other data: {what}, not {now}; {fix}")
+            raise OutputError(f"{action}: {out} was trained on other data: {what}, not {now}; {fix}")
         if old.get("init") != fp.get("init"):
-            raise OutputError(f"--resume: --init holds other weights than the run in {out} started from; "
-                              "pass the same --init, or start a new --out")
+            raise OutputError(f"{action}: --init holds other weights than the run in {out} started from; "
+                              "pass the same --init, or use a new --out")
     before = _plain((old or {}).get("config", state.get("config", {})))
     for key in sorted(set(before) & set(fp["config"])):
         if before[key] != fp["config"][key]:
-            raise OutputError(f"--resume: {key} is {fp['config'][key]!r} but the interrupted run in {out} used "
+            raise OutputError(f"{action}: {key} is {fp['config'][key]!r} but the run in {out} used "
                               f"{before[key]!r}; {fix}")
 
 
@@ -141,7 +141,7 @@ def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise CheckpointError(f"{state_file} is not valid JSON; the run cannot be resumed, start a new --out") from None
         if fingerprint is not None:
-            _check_resume(out, state, fingerprint)
+            check_resume(out, state, fingerprint)
         for p in sorted(out.iterdir()):
             stem, dot, ext = p.name.rpartition(".")
             if dot and ext in ("old", "tmp") and p.is_dir() and recover_checkpoint(out / stem):
