@@ -230,3 +230,13 @@ def test_resume_after_crash_between_checkpoint_and_state(finetuned_run, sentimen
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and load_checkpoint(out / "last")[1]["epoch"] == 2
     assert not any(p.name.endswith((".old", ".tmp")) for p in out.iterdir())
+
+
+def test_bench_cache_trained_on_other_data_is_not_reused(finetuned_run, sentiment_csv, tmp_path):
+    from bench.defaults import default_models
+    cache = tmp_path / "cache"
+    shutil.copytree(finetuned_run / "best", cache / "finetune" / "best")
+    state = {"epochs_done": 2, "config": {"epochs": 2}, "fingerprint": {"data": "not-this-data"}}
+    (cache / "finetune" / "run_state.json").write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="trained on other data"):
+        default_models(cache, (), demo=None, data=load_dataset(sentiment_csv))
