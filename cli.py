@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
+
+from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
+                              Mode, Split, Target, exit_code, parse_settings)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
@@ -18,80 +20,9 @@ DataOpt = typer.Option("vader-movies", "--data", help="built-in name, CSV/TSV/JS
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output")
 
 
-# Choices as Enums: typer refuses anything else as a usage error (exit 2) before any work starts.
-class Method(str, Enum):
-    adapler = "adapler"
-    power_bert = "power-bert"
-    tr_bert = "tr-bert"
-
-
-class Mode(str, Enum):
-    hard = "hard"
-    soft = "soft"
-    dense = "dense"
-
-
-class Split(str, Enum):
-    train = "train"
-    dev = "dev"
-    test = "test"
-
-
-class InitWeights(str, Enum):
-    finetuned = "finetuned"
-    pretrained = "pretrained"
-
-
-class LengthLoss(str, Enum):
-    absolute = "absolute"
-    normalized = "normalized"
-
-
-class BatchFill(str, Enum):
-    masked = "masked"
-    topk = "topk"
-
-
-class LenDenominator(str, Enum):
-    padded = "padded"
-    real = "real"
-
-
-class Target(str, Enum):
-    onnx = "onnx"
-    trt = "trt"
-
-
-# Exit codes (README, "Exit codes"): 0 ok, 1 a check failed (verify parity, bench regressions), 2 usage,
-# 3 data, 4 model/checkpoint/export, 5 output conflict, 6 missing runtime piece, 130 interrupted.
-EXIT_USAGE, EXIT_DATA, EXIT_MODEL, EXIT_OUTPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 2, 3, 4, 5, 6, 130
-
-
 def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     typer.secho(f"error: {msg}", fg="red", err=True)
     raise typer.Exit(code)
-
-
-def _exit_codes() -> list[tuple[type[BaseException], int]]:
-    """(error class, exit code), most specific first: OutputError is a CheckpointError."""
-    from adapler.checkpoint import CheckpointError, OutputError
-    from adapler.data import DataError
-    from adapler.errors import UsageError
-    from adapler.models import ModelError
-    from bench import BenchError
-    from export.onnx import ExportError
-    codes: list[tuple[type[BaseException], int]] = [
-        (OutputError, EXIT_OUTPUT), (FileExistsError, EXIT_OUTPUT), (UsageError, EXIT_USAGE),
-        (BenchError, EXIT_USAGE), (FloatingPointError, EXIT_USAGE), (DataError, EXIT_DATA),
-        (FileNotFoundError, EXIT_DATA), (ModelError, EXIT_MODEL), (CheckpointError, EXIT_MODEL),
-        (ExportError, EXIT_MODEL)]
-    try:
-        from plugins.token_drop.build import PluginBuildError
-        from plugins.token_drop.ort_session import InputTooLong, TokenDropLibraryMissing
-        codes += [(PluginBuildError, EXIT_RUNTIME), (TokenDropLibraryMissing, EXIT_RUNTIME), (InputTooLong, EXIT_DATA)]
-    except ImportError:
-        pass
-    return codes
 
 
 def _run(fn, *args, **kwargs):
@@ -102,10 +33,10 @@ def _run(fn, *args, **kwargs):
         _fail("interrupted; finished epochs and measurements are saved (re-run with --resume to continue)",
               EXIT_INTERRUPTED)
     except Exception as e:
-        for cls, code in _exit_codes():
-            if isinstance(e, cls):
-                _fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__, code)
-        raise  # a bug, not bad input: keep the traceback
+        code = exit_code(e)
+        if code is None:
+            raise  # a bug, not bad input: keep the traceback
+        _fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__, code)
 
 
 def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, max_eval=None, encoding="utf-8"):
@@ -132,46 +63,8 @@ def _config_class(method: str) -> type:
     return PowerBertConfig if method == "power-bert" else TrBertConfig
 
 
-def _parse_value(key: str, raw: str, kind: Any) -> Any:
-    """``raw`` parsed as the field's declared type (int, float, bool, str, or X | None)."""
-    import types
-    import typing
-    args = typing.get_args(kind)
-    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
-        if raw.lower() in ("none", "null"):
-            return None
-        kind = next(a for a in args if a is not type(None))
-    if kind is bool:
-        low = raw.lower()
-        if low in ("true", "1", "yes"):
-            return True
-        if low in ("false", "0", "no"):
-            return False
-        _fail(f"--set {key}={raw}: {key} takes true or false")
-    if kind in (int, float):
-        try:
-            return kind(raw)
-        except ValueError:
-            _fail(f"--set {key}={raw}: {key} takes {'an integer' if kind is int else 'a number'}, e.g. {key}=1")
-    return raw
-
-
 def _parse_settings(items: list[str], config_cls: type, method: str) -> dict:
-    """KEY=VALUE strings -> dict of values parsed by each field's type; keys must be fields of ``config_cls``."""
-    import dataclasses
-    import typing
-    fields = sorted(f.name for f in dataclasses.fields(config_cls))
-    hints = typing.get_type_hints(config_cls)
-    unknown = sorted({item.partition("=")[0] for item in items} - set(fields) - {""})
-    if unknown:
-        _fail(f"unknown {method} option(s) {', '.join(unknown)} in --set; known: {', '.join(fields)}")
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            _fail(f"--set expects KEY=VALUE, got {item!r}")
-        out[key] = _parse_value(key, raw, hints[key])
-    return out
+    return _run(parse_settings, items, config_cls, method)
 
 
 TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: text)")
