@@ -1,6 +1,6 @@
 """Property-based tests (hypothesis): the data loaders round-trip any text, and ``token_drop`` equals the NumPy
-reference on random shapes, masks, scores and thresholds. Derandomised and without an example database, so a
-CI run is reproducible and writes nothing."""
+reference on random shapes, masks, scores and thresholds. Derandomised and without an example database, so every
+run tries the same examples (hypothesis still keeps its own self-ignored .hypothesis/ cache)."""
 import csv
 import io
 import json
