@@ -1,7 +1,6 @@
 """adapler command line: a thin typer layer over the Python API (every command is a few calls)."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
+from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
+                              Mode, Precision, Quantize, Split, Target, exit_code, parse_settings)
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
 
@@ -18,36 +20,23 @@ DataOpt = typer.Option("vader-movies", "--data", help="built-in name, CSV/TSV/JS
 OverwriteOpt = typer.Option(False, "--overwrite", help="replace an existing output")
 
 
-def _fail(msg: str, code: int = 2) -> None:
+def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     typer.secho(f"error: {msg}", fg="red", err=True)
     raise typer.Exit(code)
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    from adapler.checkpoint import CheckpointError
-    from adapler.data import DataError
-    from adapler.models import ModelError
-    extra: list[type[BaseException]] = []
-    try:
-        from plugins.token_drop.build import PluginBuildError
-        from plugins.token_drop.ort_session import TokenDropLibraryMissing
-        extra += [PluginBuildError, TokenDropLibraryMissing]
-    except ImportError:
-        pass
-    from bench import BenchError
-    from export.onnx import ExportError
-    extra += [ExportError, BenchError]
-    return (DataError, ModelError, CheckpointError, FileExistsError, FileNotFoundError, *extra)
-
-
 def _run(fn, *args, **kwargs):
-    """Call the API; known user errors become one line on stderr, Ctrl-C keeps finished work."""
+    """Call the API; known user errors become one line on stderr with their exit code, Ctrl-C keeps finished work."""
     try:
         return fn(*args, **kwargs)
     except KeyboardInterrupt:
-        _fail("interrupted; finished epochs and measurements are saved (re-run with --resume to continue)", 130)
-    except _errors() as e:
-        _fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__)
+        _fail("interrupted; finished epochs and measurements are saved (re-run with --resume to continue)",
+              EXIT_INTERRUPTED)
+    except Exception as e:
+        code = exit_code(e)
+        if code is None:
+            raise  # a bug, not bad input: keep the traceback
+        _fail(str(e).splitlines()[0] if str(e) else e.__class__.__name__, code)
 
 
 def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, max_eval=None, encoding="utf-8"):
@@ -57,6 +46,12 @@ def _data(spec: str, text_col, pair_col, label_col, seed: int, max_train=None, m
               max_train=max_train, max_eval=max_eval, encoding=encoding)
     log(ds.summary())
     return ds
+
+
+def _out_dir(path: Path) -> Path:
+    """--out must be (or become) a directory: checked before any data is loaded or model trained."""
+    from adapler.files import ensure_out_dir
+    return _run(ensure_out_dir, path)
 
 
 def _config_class(method: str) -> type:
@@ -69,30 +64,7 @@ def _config_class(method: str) -> type:
 
 
 def _parse_settings(items: list[str], config_cls: type, method: str) -> dict:
-    """KEY=VALUE strings -> dict with ints, floats and booleans parsed; keys must be fields of ``config_cls``."""
-    import dataclasses
-    fields = sorted(f.name for f in dataclasses.fields(config_cls))
-    unknown = sorted({item.partition("=")[0] for item in items} - set(fields) - {""})
-    if unknown:
-        _fail(f"unknown {method} option(s) {', '.join(unknown)} in --set; known: {', '.join(fields)}")
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            _fail(f"--set expects KEY=VALUE, got {item!r}")
-        low = raw.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-            continue
-        for cast in (int, float):
-            try:
-                out[key] = cast(raw)
-                break
-            except ValueError:
-                pass
-        else:
-            out[key] = raw
-    return out
+    return _run(parse_settings, items, config_cls, method)
 
 
 TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: text)")
@@ -104,92 +76,102 @@ Encoding = typer.Option("utf-8", "--encoding", help="encoding of a local file")
 @app.command()
 def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directory or hub name"),
              data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
-             max_length: int = 64, epochs: int = 3, batch_size: int = 32, lr: float = 5e-5, seed: int = 42,
-             max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+             max_length: int = typer.Option(64, min=4, help="tokens per text (at most the model's positions)"),
+             epochs: int = typer.Option(3, min=1), batch_size: int = typer.Option(32, min=1),
+             lr: float = typer.Option(5e-5, min=0.0), seed: int = 42,
+             max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
              text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
              label_col: Optional[str] = LabelCol, encoding: str = Encoding,
              overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Fine-tune a dense BERT classifier (checkpoint per epoch + dev scores)."""
     from adapler.training.finetune import FinetuneConfig, finetune as run
+    _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    cfg = FinetuneConfig(model=model, max_length=max_length, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = _run(FinetuneConfig, model=model, max_length=max_length, epochs=epochs, batch_size=batch_size, lr=lr,
+               seed=seed)
     out_dir = _run(run, ds, out, cfg, overwrite=overwrite, resume=resume)
     typer.echo(f"fine-tuned checkpoints in {out_dir} (best: {out_dir / 'best'})")
 
 
 @app.command()
-def train(method: str = typer.Option("adapler", help="adapler | power-bert | tr-bert"),
+def train(method: Method = typer.Option(Method.adapler, help="adapler | power-bert | tr-bert"),
           init: Path = typer.Option(..., help="fine-tuned run directory (from `finetune`)"),
           data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
-          epochs: Optional[int] = None, batch_size: int = 32, lr: Optional[float] = None, seed: int = 42,
-          knob: Optional[float] = typer.Option(None, help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
-          gamma: float = typer.Option(0.005, help="AdapLeR CP loss weight"),
-          eta_lr: float = typer.Option(5e-4, help="AdapLeR learning rate of eta/theta"),
-          cp_lr: Optional[float] = typer.Option(None, help="AdapLeR learning rate of the CPs (default: --lr)"),
-          init_weights: str = typer.Option("finetuned", help="AdapLeR: start from finetuned or pretrained weights"),
+          epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
+          lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
+          knob: Optional[float] = typer.Option(None, min=0.0,
+                                               help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
+          gamma: float = typer.Option(0.005, min=0.0, help="AdapLeR CP loss weight"),
+          eta_lr: float = typer.Option(5e-4, min=0.0, help="AdapLeR learning rate of eta/theta"),
+          cp_lr: Optional[float] = typer.Option(None, min=0.0,
+                                                help="AdapLeR learning rate of the CPs (default: --lr)"),
+          init_weights: InitWeights = typer.Option(InitWeights.finetuned,
+                                                   help="AdapLeR: start from finetuned or pretrained weights"),
           theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
-          length_loss: str = typer.Option("absolute", help="AdapLeR: absolute | normalized"),
+          length_loss: LengthLoss = typer.Option(LengthLoss.absolute, help="AdapLeR: absolute | normalized"),
           kl_target_stopgrad: bool = typer.Option(False, help="AdapLeR: stop gradients through the rolled KL target"),
           power_protect_cls: bool = typer.Option(False, help="PoWER-BERT: protect [CLS] in Soft-Extract"),
-          trbert_batch_fill: str = typer.Option("masked", help="TR-BERT batched inference: masked | topk (original)"),
-          trbert_len_denominator: str = typer.Option("padded", help="TR-BERT length reward: padded (original) | real"),
+          trbert_batch_fill: BatchFill = typer.Option(BatchFill.masked,
+                                                      help="TR-BERT batched inference: masked | topk (original)"),
+          trbert_len_denominator: LenDenominator = typer.Option(LenDenominator.padded,
+                                                                help="TR-BERT length reward: padded (original) | real"),
           set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE (e.g. search_epochs=1, saliency_epochs=1); repeatable"),
-          max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+          max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
           overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Train a token-dropping model from a fine-tuned run."""
     import dataclasses
+    settings = _parse_settings(set_, _config_class(method.value), method.value)  # before any data is loaded
+    _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    if method == "adapler":
+    if method is Method.adapler:
         from adapler.training.train_adapler import AdapLeRConfig, train_adapler
-        cfg = AdapLeRConfig(epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma, eta_lr=eta_lr, cp_lr=cp_lr,
-                            phi=0.0005 if knob is None else knob, init=init_weights, theta=theta,
-                            length_loss=length_loss, kl_target_stopgrad=kl_target_stopgrad)
-        cfg = dataclasses.replace(cfg, **_parse_settings(set_, _config_class(method), method))
+        cfg = _run(AdapLeRConfig, epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma,
+                   eta_lr=eta_lr, cp_lr=cp_lr, phi=0.0005 if knob is None else knob, init=init_weights.value,
+                   theta=theta, length_loss=length_loss.value, kl_target_stopgrad=kl_target_stopgrad)
+        cfg = _run(dataclasses.replace, cfg, **settings)
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
-    elif method in ("power-bert", "tr-bert"):
-        from adapler.training.baselines import train_baseline
-        if trbert_batch_fill not in ("masked", "topk") or trbert_len_denominator not in ("padded", "real"):
-            _fail("--trbert-batch-fill must be masked or topk; --trbert-len-denominator padded or real")
-        options = {"protect_cls": power_protect_cls} if method == "power-bert" else \
-            {"batch_fill": trbert_batch_fill, "len_denominator": trbert_len_denominator}
-        options.update(_parse_settings(set_, _config_class(method), method))
-        out_dir = _run(train_baseline, method, ds, init, out, knob=knob, epochs=epochs, lr=lr, batch_size=batch_size,
-                       seed=seed, overwrite=overwrite, resume=resume, **options)
     else:
-        _fail(f"unknown method {method!r}; use adapler, power-bert or tr-bert")
-    typer.echo(f"trained {method} in {out_dir} (selected: {out_dir / 'best'})")
+        from adapler.training.baselines import train_baseline
+        options = {"protect_cls": power_protect_cls} if method is Method.power_bert else \
+            {"batch_fill": trbert_batch_fill.value, "len_denominator": trbert_len_denominator.value}
+        options.update(settings)
+        out_dir = _run(train_baseline, method.value, ds, init, out, knob=knob, epochs=epochs, lr=lr,
+                       batch_size=batch_size, seed=seed, overwrite=overwrite, resume=resume, **options)
+    typer.echo(f"trained {method.value} in {out_dir} (selected: {out_dir / 'best'})")
 
 
 @app.command()
-def sweep(method: str = typer.Option(..., help="adapler | power-bert | tr-bert"),
+def sweep(method: Method = typer.Option(..., help="adapler | power-bert | tr-bert"),
           values: str = typer.Option(..., help="comma-separated knob values (AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha)"),
           init: Path = typer.Option(..., help="fine-tuned run directory"),
           data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
-          epochs: Optional[int] = None, batch_size: int = 32, lr: Optional[float] = None, seed: int = 42,
+          epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
+          lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
           set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE for every run (as in `train`); repeatable"),
-          max_train: Optional[int] = typer.Option(None, help="use a subset of the training split"),
+          max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding):
     """Train one model per knob value and record accuracy and FLOPs speedup per value (JSON)."""
     from adapler.training.sweep import sweep as run_sweep
-    if method not in ("adapler", "power-bert", "tr-bert"):
-        _fail(f"unknown method {method!r}; use adapler, power-bert or tr-bert")
     try:
         knob_values = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
         _fail(f"--values must be comma-separated numbers, got {values!r}")
     if not knob_values:
         _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
-    ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    if any(not v >= 0 or v == float("inf") for v in knob_values):
+        _fail(f"--values must be finite numbers >= 0, got {values!r}")
     kwargs = {"batch_size": batch_size, "seed": seed}
     if epochs is not None:
         kwargs["epochs"] = epochs
     if lr is not None:
         kwargs["lr"] = lr
-    kwargs.update(_parse_settings(set_, _config_class(method), method))
-    results = _run(run_sweep, method, knob_values, ds, init, out, **kwargs)
+    kwargs.update(_parse_settings(set_, _config_class(method.value), method.value))
+    _out_dir(out)
+    ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    results = _run(run_sweep, method.value, knob_values, ds, init, out, **kwargs)
     for r in results:
         typer.echo(f"{r['knob']}={r['value']:g}: test accuracy {r['test_accuracy']:.4f}, "
                    f"FLOPs speedup {r['flops_speedup']:.2f}x")
@@ -197,23 +179,23 @@ def sweep(method: str = typer.Option(..., help="adapler | power-bert | tr-bert")
 
 @app.command()
 def evaluate(ckpt: Path = typer.Argument(..., help="checkpoint directory (or a run directory with best/)"),
-             data: str = DataOpt, split: str = "test", batch_size: int = 32, seed: int = 0,
-             mode: str = typer.Option("hard", help="hard (physical removal), soft (masked) or dense"),
-             max_eval: Optional[int] = None, json_out: Optional[Path] = typer.Option(None, "--json", help="write metrics"),
+             data: str = DataOpt, split: Split = typer.Option(Split.test), batch_size: int = typer.Option(32, min=1),
+             seed: int = 0, mode: Mode = typer.Option(Mode.hard, help="hard (physical removal), soft (masked) or dense"),
+             max_eval: Optional[int] = typer.Option(None, min=1),
+             json_out: Optional[Path] = typer.Option(None, "--json", help="write metrics"),
              text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
              label_col: Optional[str] = LabelCol, encoding: str = Encoding, overwrite: bool = OverwriteOpt):
     """Accuracy, FLOPs speedup, kept length per layer and torch latency of a checkpoint."""
     from adapler.api import evaluate_checkpoint
-    from adapler.checkpoint import ensure_writable
+    from adapler.files import ensure_writable, write_json_atomic
     if json_out is not None:
-        _run(ensure_writable, json_out, overwrite)
+        _run(ensure_writable, json_out, overwrite)  # fail fast; the write below is exclusive as well
     ds = _data(data, text_col, text_pair_col, label_col, seed, None, max_eval, encoding)
-    metrics = _run(evaluate_checkpoint, ckpt, ds, split=split, batch_size=batch_size, mode=mode)
+    metrics = _run(evaluate_checkpoint, ckpt, ds, split=split.value, batch_size=batch_size, mode=mode.value)
     from adapler.report import metrics_table
     metrics_table(metrics)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(metrics, indent=2))
+        _run(write_json_atomic, json_out, metrics, overwrite=overwrite)
 
 
 @app.command()
@@ -221,25 +203,25 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for t
          overwrite: bool = OverwriteOpt):
     """The main job on the embedded default: fine-tune MiniLM, train AdapLeR, evaluate, show kept tokens."""
     from adapler.demo import run_demo
+    _out_dir(out)
     _run(run_demo, out, overwrite=overwrite)
 
 
 @app.command("export")
 def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run directory with best/)"),
-               target: str = typer.Option("onnx", help="onnx | trt"),
+               target: Target = typer.Option(Target.onnx, help="onnx | trt"),
                out: Path = typer.Option(..., help="output directory"),
-               opset: int = typer.Option(23, help="ONNX opset (18-23)"),
+               opset: int = typer.Option(23, min=18, max=23, help="ONNX opset (18-23)"),
                allow_dense: bool = typer.Option(False, help="also export a dense (method 'bert') checkpoint"),
-               quantize: str = typer.Option("none", help="none | int8: also write the dynamic-int8 graph "
-                                            "(encoder MatMul/Attention weights; the selection stays float)"),
-               precision: str = typer.Option("fp32", help="fp32 | fp16: fp16 also writes model.fp16.onnx for GPU runtimes"),
+               quantize: Quantize = typer.Option(Quantize.none, help="int8 also writes the dynamic-int8 graph "
+                                                 "(encoder MatMul/Attention weights; the selection stays float)"),
+               precision: Precision = typer.Option(Precision.fp32, help="fp16 also writes model.fp16.onnx for GPU runtimes"),
                overwrite: bool = OverwriteOpt):
     """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
-    if target not in ("onnx", "trt"):
-        _fail(f"unknown target {target!r}; use onnx or trt")
     from export.onnx import write_export_dir
+    _out_dir(out)
     meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
-                quantize=quantize, precision=precision)
+                quantize=quantize.value, precision=precision.value)
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")
@@ -259,7 +241,7 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
 @app.command()
 def verify(export_dir: Path = typer.Argument(..., help="directory written by `export`"),
            data: str = DataOpt, split: str = "test", seed: int = 0,
-           atol: float = typer.Option(1e-4, help="max |delta logits| allowed"),
+           atol: float = typer.Option(1e-4, min=0.0, help="max |delta logits| allowed"),
            json_out: Optional[Path] = typer.Option(None, "--json", help="write the report"),
            text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
            label_col: Optional[str] = LabelCol, overwrite: bool = OverwriteOpt):
@@ -284,7 +266,8 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
                    f"max |delta logits| {quant['max_abs_diff_logits']:.3f}, kept lengths identical for "
                    f"{100 * quant['kept_lengths_identical_share']:.1f} % of examples")
     if json_out is not None:
-        json_out.write_text(json.dumps(report, indent=2))
+        from adapler.files import write_json_atomic
+        _run(write_json_atomic, json_out, report, overwrite=overwrite)
     if not ok:
         raise typer.Exit(1)
 
@@ -297,10 +280,10 @@ def bench(baseline: str = typer.Option("power-bert", help="power-bert | tr-bert 
           batch_sizes: str = typer.Option("1,32", "--batch-sizes", help="comma-separated batch sizes"),
           compare: Optional[Path] = typer.Option(None, "--compare", help="flag regressions against an older results.json"),
           out: Path = typer.Option(Path("runs/bench/results"), "--out", help="results directory"),
-          threads: Optional[int] = typer.Option(None, help="torch and ORT intra-op threads"),
-          latency_examples: int = typer.Option(256, "--latency-examples",
+          threads: Optional[int] = typer.Option(None, min=1, help="torch and ORT intra-op threads"),
+          latency_examples: int = typer.Option(256, "--latency-examples", min=1,
                                                help="test examples timed per batch size (fewer for long inputs)"),
-          repeats: int = typer.Option(3, help="timed passes over the inputs (median taken)"),
+          repeats: int = typer.Option(3, min=1, help="timed passes over the inputs (median taken)"),
           lengths: str = typer.Option("16,32,64,128,256", "--lengths",
                                       help="batch-1 latency-vs-length points, comma-separated, or 'none'"),
           overwrite: bool = OverwriteOpt):
@@ -323,9 +306,32 @@ def build_plugins(force: bool = typer.Option(False, help="rebuild even if up to 
     typer.echo(f"ONNX Runtime custom-op library: {path}")
 
 
-def main() -> None:
+def run_cli(args: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code. Usage errors (bad option, value out of range, unknown choice)
+    become one ``error:`` line with exit code 2 instead of click's usage box."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    app()
+    ce = sys.modules[typer.BadParameter.__module__]  # click's exceptions (typer may vendor its own click)
+    no_args = getattr(ce, "NoArgsIsHelpError", ())
+    try:
+        rv = app(args=args, standalone_mode=False, prog_name="cli.py")
+    except no_args as e:  # bare `cli.py`: show the help
+        typer.echo(e.ctx.get_help())
+        return 0
+    except ce.UsageError as e:
+        hint = f" (see python cli.py {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent else ""
+        typer.secho(f"error: {e.format_message()}{hint}", fg="red", err=True)
+        return EXIT_USAGE
+    except ce.ClickException as e:
+        typer.secho(f"error: {e.format_message()}", fg="red", err=True)
+        return e.exit_code
+    except (typer.Abort, getattr(ce, "Abort", typer.Abort)):
+        typer.secho("error: interrupted", fg="red", err=True)
+        return EXIT_INTERRUPTED
+    return rv if isinstance(rv, int) else 0
+
+
+def main() -> None:
+    sys.exit(run_cli())
 
 
 if __name__ == "__main__":

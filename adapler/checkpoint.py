@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,29 +11,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .encoder import PrunedBertClassifier
+from .errors import CheckpointError, OutputError  # noqa: F401  (re-exported: callers import them from here)
+from .files import aside, discard_aside, ensure_writable, recover_dir, replace_dir  # noqa: F401  (re-exported)
 
 FORMAT = "adapler-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 
 
-class CheckpointError(ValueError):
-    """One-line problem with a checkpoint directory: names the file and the mismatch."""
-
-
-def ensure_writable(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace existing results unless ``overwrite``; never deletes anything itself."""
-    path = Path(path)
-    occupied = any(path.iterdir()) if path.is_dir() else path.exists()
-    if occupied:
-        if not overwrite:
-            raise CheckpointError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
-    return path
-
-
 def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=None, label_names: list[str],
-                    max_length: int, extra: dict[str, Any] | None = None) -> Path:
-    """Write atomically: a temporary sibling directory renamed into place, so a crash never leaves half a file."""
+                    max_length: int, extra: dict[str, Any] | None = None, keep_old: bool = False) -> Path:
+    """Write atomically: a complete temporary sibling directory (config.json written last, so its presence
+    marks completeness) replaces ``path`` via ``replace_dir``, so a crash never loses the previous copy."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     if tmp.exists():
@@ -50,15 +40,54 @@ def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=
         "backbone": model.config.to_dict(),
         **(extra or {}),
     }
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+    (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return replace_dir(tmp, path, keep_old=keep_old)
+
+
+def is_complete(path: str | Path) -> bool:
+    """A checkpoint directory whose config.json parses and whose weights header is readable."""
+    path = Path(path)
+    try:
+        read_config(path)
+        from safetensors import safe_open
+        with safe_open(str(path / WEIGHTS), "pt") as f:
+            f.keys()
+        return True
+    except Exception:  # any unreadable part means incomplete
+        return False
+
+
+def match_state(path: str | Path, **want: Any) -> bool:
+    """Make ``path`` the copy whose config.json has the ``want`` values (epoch, phase) that run_state.json
+    names: after a crash between saving a checkpoint and writing the state, the previous copy is still
+    aside (``save_checkpoint(keep_old=True)``) and is put back. True if ``path`` matches afterwards."""
+    path = Path(path)
+
+    def matches(d: Path) -> bool:
+        try:
+            cfg = read_config(d)
+        except CheckpointError:
+            return False
+        return all(cfg.get(k) == v for k, v in want.items())
+
+    if matches(path):
+        return True
+    if aside(path).is_dir() and is_complete(aside(path)) and matches(aside(path)):
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(aside(path), path)
+        return True
+    return False
+
+
+def recover_checkpoint(path: str | Path) -> bool:
+    """Restore ``path`` after a save interrupted between moving the old copy aside and moving the new one in
+    (or after an older version deleted it first): True if a complete copy was put back."""
+    return recover_dir(Path(path), is_complete)
 
 
 def read_config(path: str | Path) -> dict:
@@ -72,11 +101,22 @@ def read_config(path: str | Path) -> dict:
         cfg = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{cfg_path} must hold a JSON object, got {type(cfg).__name__}")
     if cfg.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path} is not an adapler checkpoint (missing \"format\": \"{FORMAT}\")")
     for key in ("method", "num_labels", "label_names", "max_length", "backbone"):
         if key not in cfg:
             raise CheckpointError(f"{cfg_path} lacks the key {key!r}")
+    from .models import bert_config_problem
+    problem = bert_config_problem(cfg["backbone"])
+    if problem:
+        raise CheckpointError(f"{cfg_path}: backbone {problem}")
+    for key, ok in (("num_labels", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                    ("label_names", lambda v: isinstance(v, list)),
+                    ("max_length", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2)):
+        if not ok(cfg[key]):
+            raise CheckpointError(f"{cfg_path}: {key} is malformed ({cfg[key]!r})")
     return cfg
 
 

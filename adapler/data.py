@@ -3,10 +3,12 @@ Face datasets, seeded stratified splits, and tokenisation into padded tensors. S
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -42,6 +44,15 @@ class Dataset:
     @property
     def is_pair(self) -> bool:
         return any(e.text_pair is not None for e in self.train)
+
+    def fingerprint(self, splits: Sequence[str] = ("train", "dev")) -> str:
+        """Hash of the label names and every example's content (text, pair, label, in order): equal only
+        for the same data, whatever the file is called or where it lies."""
+        h = hashlib.sha256(json.dumps(self.label_names).encode())
+        for name in splits:
+            for e in self.split(name):
+                h.update(json.dumps([name, e.text, e.text_pair, e.label], ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
 
     def split(self, name: str) -> list[Example]:
         if name not in ("train", "dev", "test"):
@@ -110,6 +121,17 @@ def _subsample(rows: list[Example], k: int | None, seed: int) -> list[Example]:
 _EXTS = (".csv", ".tsv", ".jsonl", ".json")
 
 
+def _lift_csv_field_limit() -> None:
+    """The csv module refuses fields over 128 KiB; long documents are truncated at tokenisation instead."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # C long is 32-bit on some platforms
+            limit //= 2
+
+
 def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     data = path.read_bytes()
     try:
@@ -122,6 +144,7 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
         raise DataError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 or --encoding latin-1") from None
     records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() in (".csv", ".tsv"):
+        _lift_csv_field_limit()
         tsv = path.suffix.lower() == ".tsv"  # TSV as in GLUE: no quoting, quotes are literal text
         reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
                             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)

@@ -4,7 +4,6 @@ Every stage caches its output under ``out`` and is skipped when already finished
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from rich.table import Table
 from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from .data import load_dataset
 from .evaluate import evaluate
+from .files import write_json_atomic
 from .progress import log
 
 console = Console()
@@ -105,5 +105,5 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: Qui
     tok = load_checkpoint_tokenizer(out / "adapler" / "best")
     for text in DEMO_SENTENCES:
         console.print(kept_tokens_table(model, tok, text, cfg["max_length"]))
-    (out / "demo_results.json").write_text(json.dumps(rows, indent=2))
+    write_json_atomic(out / "demo_results.json", rows)
     return rows

@@ -40,13 +40,46 @@ def resolve_model(name: str | os.PathLike | None) -> str:
         if not cfg.exists():
             raise ModelError(f"{cfg} not found: --model must be a Hugging Face BERT checkpoint directory")
         try:
-            model_type = json.loads(cfg.read_text()).get("model_type")
+            config = json.loads(cfg.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ModelError(f"{cfg} is not valid JSON ({e.__class__.__name__})") from None
-        if model_type != "bert":
-            raise ModelError(f"{path} is a {model_type!r} model, not a BERT checkpoint (model_type must be 'bert')")
+        if not isinstance(config, dict):
+            raise ModelError(f"{cfg} must hold a JSON object, got {type(config).__name__}")
+        if config.get("model_type") != "bert":
+            raise ModelError(f"{path} is a {config.get('model_type')!r} model, not a BERT checkpoint "
+                             "(model_type must be 'bert')")
+        problem = bert_config_problem(config)
+        if problem:
+            raise ModelError(f"{cfg}: {problem}")
+        if not any(path.glob("*.safetensors")):
+            pickled = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            raise ModelError(f"{path} has no model.safetensors" + (f" (only pickle weights: {', '.join(pickled)})"
+                             if pickled else "") + "; adapler never unpickles weights: convert them to safetensors "
+                             "(e.g. save_pretrained(..., safe_serialization=True) in a trusted environment)")
         return str(path)
     return name  # hub id: transformers resolves it (needs network unless cached)
+
+
+# BertConfig fields that must be positive integers for the encoder to be built at all
+_POSITIVE_INTS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size",
+                  "max_position_embeddings")
+
+
+def bert_config_problem(config: object) -> str | None:
+    """What makes a BERT config dict unusable (wrong type, non-positive size, heads not dividing the hidden
+    size), or None. Checked before transformers sees it, whose errors are tracebacks."""
+    if not isinstance(config, dict):
+        return f"config must be a JSON object, got {type(config).__name__}"
+    for key in _POSITIVE_INTS:
+        v = config.get(key)
+        if v is None:
+            continue  # BertConfig's default applies
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            return f"{key} must be a positive integer, got {v!r}"
+    hidden, heads = config.get("hidden_size", 768), config.get("num_attention_heads", 12)
+    if hidden % heads:
+        return f"hidden_size {hidden} is not divisible by num_attention_heads {heads}"
+    return None
 
 
 def load_tokenizer(name: str):
@@ -64,7 +97,7 @@ def load_bert(name: str):
         config = BertConfig.from_pretrained(name)
         if getattr(config, "model_type", "bert") != "bert":
             raise ModelError(f"{name} is a {config.model_type!r} model, not BERT")
-        bert = BertModel.from_pretrained(name)
+        bert = BertModel.from_pretrained(name, use_safetensors=True)  # never unpickle
     except OSError as e:
         raise ModelError(f"cannot load BERT weights from {name}: {str(e).splitlines()[0]} "
                          "(offline? use a local directory or the default model)") from None

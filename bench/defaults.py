@@ -59,6 +59,19 @@ def finished(run: str | Path) -> bool:
     return state.get("epochs_done", 0) >= state.get("config", {}).get("epochs", float("inf"))
 
 
+def _cached(run: Path, lazy: "_Lazy") -> bool:
+    """``finished(run)``, and then only if it was trained on the data of this bench: a model of the cache
+    trained on other data must not stand in silently (the error names the fixes)."""
+    if not finished(run):
+        return False
+    trained_on = (json.loads((run / "run_state.json").read_text()).get("fingerprint") or {}).get("data")
+    if trained_on is not None and trained_on != lazy.get().fingerprint():
+        from adapler.checkpoint import OutputError
+        raise OutputError(f"{run} was trained on other data than {lazy.get().name}; pass --ckpt/--baseline-ckpt, "
+                          f"or delete {run} to retrain it")
+    return True
+
+
 def _named(paths: list[str | Path]) -> dict[str, Path]:
     from adapler.api import checkpoint_dir
     from adapler.checkpoint import read_config
@@ -146,7 +159,7 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
         log(f"dense model: reusing {dense_run}")
     if dense_run is None:
         dense_run = cache / "finetune"
-        if not finished(dense_run):
+        if not _cached(dense_run, lazy):
             train_dense(dense_run, lazy.get(), preset)
     # run directories (not best/) where possible: AdapLeR's trainer reads dev_scores.json next to best/
     init = dense_run.parent if dense_run.name == "best" and (dense_run.parent / "run_state.json").exists() else dense_run
@@ -159,7 +172,7 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
             pruned["adapler"] = checkpoint_dir(demo / "adapler")
         else:
             run = cache / "adapler"
-            if not finished(run):
+            if not _cached(run, lazy):
                 train_adapler_quick(init, run, lazy.get(), preset)
             pruned["adapler"] = checkpoint_dir(run)
         pruned = {"adapler": pruned.pop("adapler"), **pruned}
@@ -167,7 +180,7 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
         if method in pruned:
             continue
         run = cache / method
-        if not finished(run):
+        if not _cached(run, lazy):
             train_baseline_quick(method, init, run, lazy.get(), preset)
         pruned[method] = checkpoint_dir(run)
     models.update(pruned)

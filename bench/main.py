@@ -68,7 +68,8 @@ def bench_command(baseline: str = "power-bert", *, ckpt: str | Path | None = Non
     from .compare import load_results
     from .defaults import default_data, default_models, parse_baseline
     from .run import run_bench
-    out = Path(out)
+    from adapler.files import ensure_out_dir
+    out = ensure_out_dir(out)
     if (out / "results.json").exists() and not overwrite:
         raise FileExistsError(f"{out / 'results.json'} already exists; pass --overwrite to replace it or choose "
                               "another --out")
@@ -80,5 +81,6 @@ def bench_command(baseline: str = "power-bert", *, ckpt: str | Path | None = Non
     ds = default_data(data)
     models = default_models(cache, baselines, data=ds, ckpt=ckpt, baseline_ckpts=tuple(baseline_ckpts))
     sweeps = sweeps if sweeps is not None else find_sweeps(cache, "runs/sweep")
+    # exports (hundreds of MB) go under --out, run_bench's default, not into the current directory
     return run_bench(models, ds, batch_sizes=tuple(batch_sizes), compare=compare, out_dir=out, overwrite=overwrite,
-                     sweeps=sweeps, export_cache=Path(cache) / "exports", **options)
+                     sweeps=sweeps, **options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, ensure_writable, read_config
+from ..checkpoint import WEIGHTS, CheckpointError, OutputError, ensure_writable, read_config, recover_checkpoint
 from ..data import Dataset, Encoded, batches, encode
+from ..errors import UsageError
+from ..files import ensure_out_dir, write_json_atomic
 from ..progress import log, progress_bar
+
+MIN_MAX_LENGTH = 4  # [CLS] + a token + [SEP] (+ one for a pair): below this nothing is left to classify
 
 
 def seed_everything(seed: int) -> None:
@@ -65,23 +71,93 @@ class TrainData:
         return list(batches(self.train, batch_size, shuffle=True, seed=seed))
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool) -> tuple[Path, dict | None]:
-    """(out dir, existing run state or None). Refuses to clobber a finished or foreign directory."""
-    out = Path(out)
+def check_max_length(max_length: int, positions: int, model: str) -> None:
+    """The max length must fit the backbone's position table (beyond it the embeddings fail with a size error)."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < MIN_MAX_LENGTH:
+        raise UsageError(f"max length must be an integer >= {MIN_MAX_LENGTH}, got {max_length!r}")
+    if max_length > positions:
+        raise UsageError(f"max length {max_length} exceeds the {positions} positions of {model}; "
+                         f"use --max-length {positions} or less")
+
+
+def _plain(obj: Any) -> Any:
+    """JSON round trip, so fresh configs compare equal to ones read back from run_state.json."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def run_fingerprint(data: Dataset, config: dict[str, Any], init: str | Path | None = None) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: the data's content, the options, the --init
+    weights. Stored in run_state.json; ``prepare_out_dir`` compares it on --resume."""
+    fp: dict[str, Any] = {"data": data.fingerprint(), "data_name": data.name, "num_labels": data.num_labels,
+                          "config": _plain(config)}
+    if init is not None:
+        from .saliency import file_sha256
+        fp["init"] = file_sha256(init_path(init) / WEIGHTS)[:16]
+    return fp
+
+
+def check_resume(out: Path, state: dict, fp: dict[str, Any], action: str = "--resume") -> None:
+    """One-line OutputError naming the first difference between the run in ``out`` and this call."""
+    old = state.get("fingerprint")
+    fix = "repeat the same --data and options, or use a new --out"
+    if old is None:
+        log(f"{out}/run_state.json predates data fingerprints: the data cannot be checked, only the options")
+    else:
+        if old.get("data") != fp["data"]:
+            what = f"{old.get('data_name')} ({old.get('num_labels')} classes, content {old.get('data')})"
+            now = f"{fp['data_name']} ({fp['num_labels']} classes, content {fp['data']})"
+            raise OutputError(f"{action}: {out} was trained on other data: {what}, not {now}; {fix}")
+        if old.get("init") != fp.get("init"):
+            raise OutputError(f"{action}: --init holds other weights than the run in {out} started from; "
+                              "pass the same --init, or use a new --out")
+    before = _plain((old or {}).get("config", state.get("config", {})))
+    for key in sorted(set(before) & set(fp["config"])):
+        if before[key] != fp["config"][key]:
+            raise OutputError(f"{action}: {key} is {fp['config'][key]!r} but the run in {out} used "
+                              f"{before[key]!r}; {fix}")
+
+
+# What a trainer writes into its --out (with .tmp/.old siblings of interrupted saves); --overwrite removes
+# exactly these, so stale epochs of an older, longer run cannot mix with the new one and foreign files stay.
+_RUN_OUTPUT = re.compile(r"(epoch-\d+|best|last|saliency|heuristic\.safetensors|heuristic\.json|run_state\.json|"
+                         r"history\.json|dev_scores\.json)(\.tmp|\.old)?")
+
+
+def _clear_run(out: Path) -> None:
+    for p in out.iterdir():
+        if _RUN_OUTPUT.fullmatch(p.name):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,
+                    fingerprint: dict[str, Any] | None = None) -> tuple[Path, dict | None]:
+    """(out dir, existing run state or None). Refuses to clobber a finished or foreign directory; on resume,
+    refuses other data or options (``fingerprint``) and restores checkpoints an interrupted save left aside."""
+    out = ensure_out_dir(out)
     state_file = out / "run_state.json"
     if resume and state_file.exists():
-        return out, json.loads(state_file.read_text())
+        try:
+            state = json.loads(state_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{state_file} is not valid JSON; the run cannot be resumed, start a new --out") from None
+        if fingerprint is not None:
+            check_resume(out, state, fingerprint)
+        for p in sorted(out.iterdir()):
+            stem, dot, ext = p.name.rpartition(".")
+            if dot and ext in ("old", "tmp") and p.is_dir() and recover_checkpoint(out / stem):
+                log(f"recovered {out / stem} from {p.name} (an interrupted save)")
+        return out, state
     if resume:
         raise CheckpointError(f"--resume: {state_file} not found; nothing to resume in {out}")
     ensure_writable(out, overwrite)
+    if overwrite and out.is_dir():
+        _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     return out, None
 
 
 def write_state(out: Path, state: dict[str, Any]) -> None:
-    tmp = out / "run_state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    tmp.replace(out / "run_state.json")
+    write_json_atomic(out / "run_state.json", state)
 
 
 def train_epoch(model: nn.Module, batches_: list[Encoded], step_fn: Callable[[Encoded], dict[str, float]],

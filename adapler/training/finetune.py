@@ -8,13 +8,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import discard_aside, load_checkpoint, match_state, save_checkpoint
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
+from ..errors import check_range
 from ..evaluate import evaluate
+from ..files import write_json_atomic
 from ..models import load_bert, load_tokenizer, resolve_model
 from ..progress import log
-from .common import TrainData, linear_warmup, param_groups, prepare_out_dir, seed_everything, train_epoch, write_state
+from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, linear_warmup, param_groups, prepare_out_dir,
+                     run_fingerprint, seed_everything, train_epoch, write_state)
 
 
 @dataclass
@@ -28,6 +31,15 @@ class FinetuneConfig:
     warmup_ratio: float = 0.06
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        # epochs 0 would "succeed" without a best/ checkpoint; the rest fail late with tracebacks
+        check_range("--epochs", self.epochs, 1)
+        check_range("--max-length", self.max_length, MIN_MAX_LENGTH)
+        check_range("--batch-size", self.batch_size, 1)
+        check_range("--lr", self.lr, 0, strict_lo=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+
 
 def dense_from_pretrained(model_name: str, num_labels: int) -> tuple[PrunedBertClassifier, object, str]:
     path = resolve_model(model_name)
@@ -40,13 +52,17 @@ def dense_from_pretrained(model_name: str, num_labels: int) -> tuple[PrunedBertC
 def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: bool = False,
              resume: bool = False) -> Path:
     """Writes ``out/epoch-<k>/`` per epoch, ``out/best/`` (best dev accuracy) and ``out/dev_scores.json``."""
-    out, state = prepare_out_dir(out, overwrite, resume)
     seed_everything(cfg.seed)
     model, tokenizer, source = dense_from_pretrained(cfg.model, data.num_labels)
+    check_max_length(cfg.max_length, model.config.max_position_embeddings, source)  # before --out is created
+    fingerprint = run_fingerprint(data, asdict(cfg))
+    out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
     done = 0
     scores: list[dict] = []
     if state:
         done, scores = state["epochs_done"], state["dev_scores"]
+        if scores:  # best/ may already hold an epoch the state does not know yet: go back to its copy
+            match_state(out / "best", epoch=max(scores, key=lambda s: s["dev_accuracy"])["epoch"])
         if done:
             model, _ = load_checkpoint(out / f"epoch-{done}")
         log(f"resuming {out} after epoch {done}")
@@ -76,10 +92,12 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
                         max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
         best = max(scores, key=lambda s: s["dev_accuracy"])
         if best["epoch"] == epoch:
-            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
+            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names, keep_old=True,
                             max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
-        (out / "dev_scores.json").write_text(json.dumps(scores, indent=2))
-        write_state(out, {"stage": "finetune", "epochs_done": epoch, "dev_scores": scores, "config": asdict(cfg)})
+        write_json_atomic(out / "dev_scores.json", scores)
+        write_state(out, {"stage": "finetune", "epochs_done": epoch, "dev_scores": scores, "config": asdict(cfg),
+                          "fingerprint": fingerprint})
+        discard_aside(out / "best")  # the state now names the new best/
     return out
 
 

@@ -8,19 +8,21 @@ resumed phase restarts its optimiser at the right schedule step.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
+                          save_checkpoint)
 from ..data import Dataset, Encoded
 from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
+from ..files import write_json_atomic
 from ..progress import log
-from .common import TrainData, init_path, prepare_out_dir, seed_everything, train_epoch, write_state
+from .common import (TrainData, init_path, load_init, prepare_out_dir, run_fingerprint, seed_everything, train_epoch,
+                     write_state)
 
 
 @dataclass
@@ -48,6 +50,7 @@ class PhasedRun:
     history: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"epoch": None, "phase": None, "dev_accuracy": -1.0})
     finished: bool = False
+    fingerprint: dict | None = None  # of data, options and --init; checked on --resume
 
     def resume_from(self, state: dict | None) -> None:
         if not state:
@@ -55,19 +58,26 @@ class PhasedRun:
         self.finished = bool(state.get("finished"))
         self.phase, self.epochs_done = state["phase"], state["epochs_done"]
         self.history, self.best = state["history"], state["best"]
+        if self.best.get("epoch") is not None:
+            match_state(self.out / "best", phase=self.best["phase"], epoch=self.best["epoch"])
         if (self.out / "last").exists():
+            if not match_state(self.out / "last", phase=self.phase, epoch=self.epochs_done):
+                log(f"warning: {self.out / 'last'} is not {self.phase} epoch {self.epochs_done} that run_state.json "
+                    "names and no earlier copy is left; continuing from it")
             self.model, _ = load_checkpoint(self.out / "last")
         log(f"resuming {self.out}: phase {self.phase}, {self.epochs_done} epoch(s) done")
 
     def save(self, name: str, meta: dict) -> None:
         save_checkpoint(self.model, self.out / name, tokenizer=self.tokenizer, label_names=self.data.label_names,
-                        max_length=self.max_length, extra={**self.extra, **meta})
+                        max_length=self.max_length, extra={**self.extra, **meta}, keep_old=True)
 
     def write(self, finished: bool = False) -> None:
-        (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
+        write_json_atomic(self.out / "history.json", self.history)
         write_state(self.out, {"method": self.model.method, "phase": self.phase, "epochs_done": self.epochs_done,
                                "history": self.history, "best": self.best, "config": self.config,
-                               "finished": finished})
+                               "finished": finished, "fingerprint": self.fingerprint})
+        for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
+            discard_aside(self.out / name)
 
     def run(self, phases: list[Phase], td: TrainData, batch_size: int, seed: int) -> Path:
         if self.finished:
@@ -109,15 +119,19 @@ class PhasedRun:
         return self.out
 
 
-def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed: int, overwrite: bool, resume: bool):
-    """(out, saved state or None, checkpoint dir, fine-tuned model, its config, tokenizer) for a new or resumed run."""
-    out, state = prepare_out_dir(out, overwrite, resume)
-    seed_everything(seed)
+def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed: int, overwrite: bool, resume: bool,
+                         config: dict):
+    """(out, saved state or None, checkpoint dir, fine-tuned model, its config, tokenizer, run fingerprint) for a
+    new or resumed run. ``config``: the trainer's options, which a resume must repeat."""
     ckpt = init_path(init)
+    ft_num_labels = load_init(init)["num_labels"]
+    if ft_num_labels != data.num_labels:  # before --out is created or a resumed run is touched
+        raise CheckpointError(f"{ckpt} predicts {ft_num_labels} classes but {data.name} has {data.num_labels}")
+    fingerprint = run_fingerprint(data, config, init)
+    out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
+    seed_everything(seed)
     ft_model, ft_cfg = load_checkpoint(ckpt)
-    if ft_model.num_labels != data.num_labels:
-        raise CheckpointError(f"{ckpt} predicts {ft_model.num_labels} classes but {data.name} has {data.num_labels}")
-    return out, state, ckpt, ft_model, ft_cfg, load_checkpoint_tokenizer(ckpt)
+    return out, state, ckpt, ft_model, ft_cfg, load_checkpoint_tokenizer(ckpt), fingerprint
 
 
 def with_selector(ft_model: PrunedBertClassifier, selector) -> PrunedBertClassifier:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import Dataset, Encoded, encode
+from ..errors import check_range
 from ..progress import log
 from ..selectors.power_bert import AttentionTopKSelector, retention_from_r
 from .common import TrainData, linear_warmup, param_groups
@@ -56,6 +57,16 @@ class PowerBertConfig:
     protect_cls: bool = False
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        for name in ("search_epochs", "retrain_epochs"):
+            check_range(name, getattr(self, name), 0)
+        check_range("batch_size", self.batch_size, 1)
+        for name in ("lr", "lr_soft"):
+            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("lam", "weight_decay"):
+            check_range(name, getattr(self, name), 0)
+        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+
 
 def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
     """Sum of the learning rate over ``linear_warmup``'s schedule: the most an Adam-driven r can move."""
@@ -66,13 +77,14 @@ def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
 
 def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: PowerBertConfig,
                      overwrite: bool = False, resume: bool = False) -> Path:
-    out, state, ckpt, ft_model, ft_cfg, tokenizer = setup_from_finetuned(data, init, out, cfg.seed, overwrite, resume)
+    out, state, ckpt, ft_model, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg))
     max_length = ft_cfg["max_length"]
     L = ft_model.num_layers
     model = with_selector(ft_model, AttentionTopKSelector(L, max_length, protect_cls=cfg.protect_cls))
     extra = {"stage": "power-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "power_bert": asdict(cfg)}
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg))
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)

@@ -1,4 +1,4 @@
-"""Stage 2: gradient x input saliency targets (method.md §1.8), cached and keyed by example id.
+"""Stage 2: gradient x input saliency targets, cached under a content hash and looked up by example id.
 
 sal_t = || d logit_gold / d e_t  (.)  e_t ||_2 with e the embedding output, on the training split,
 averaged over the best fine-tuning epochs. No normalisation.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -27,14 +28,32 @@ def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> 
     return (grad * emb).norm(dim=-1).detach() * attention_mask.float()
 
 
-def cache_key(checkpoints: list[Path], examples: list[Example], max_length: int) -> str:
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """The tokenizer's full definition (vocabulary, normaliser, special tokens) as a hash."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
+
+
+def cache_key(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int) -> str:
+    """Content address of the targets: the weights' bytes, the tokenizer, the max length and every example's
+    id, texts and label (order-free). Paths, file names and mtimes play no part, so a different file
+    with the same name and line count never reuses targets, and a copied checkpoint still does."""
     h = hashlib.sha256()
     for c in checkpoints:
-        h.update(str(Path(c).resolve()).encode())
-        h.update(str((Path(c) / "model.safetensors").stat().st_mtime_ns).encode())
+        h.update(file_sha256(Path(c) / "model.safetensors").encode())
+    h.update(tokenizer_fingerprint(tokenizer).encode())
     h.update(str(max_length).encode())
-    for e in examples:
-        h.update(e.id.encode())
+    for row in sorted(json.dumps([e.id, e.text, e.text_pair, e.label], ensure_ascii=False) for e in examples):
+        h.update(row.encode())
     return h.hexdigest()[:16]
 
 
@@ -42,7 +61,7 @@ def compute_saliencies(checkpoints: list[Path], examples: list[Example], tokeniz
                        cache_dir: str | Path, batch_size: int = 32) -> dict[str, torch.Tensor]:
     """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``."""
     cache_dir = Path(cache_dir)
-    key = cache_key(checkpoints, examples, max_length)
+    key = cache_key(checkpoints, examples, tokenizer, max_length)
     path = cache_dir / f"saliency-{key}.safetensors"
     if path.exists():
         log(f"saliency targets: reusing {path}")
@@ -69,7 +88,7 @@ def _save(path: Path, sal: dict[str, torch.Tensor], meta: dict) -> None:
     ids = list(sal)
     lengths = torch.tensor([len(sal[i]) for i in ids])
     flat = torch.cat([sal[i] for i in ids]) if ids else torch.zeros(0)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: concurrent runs may share a cache
     save_file({"values": flat, "lengths": lengths}, str(tmp),
               metadata={"ids": json.dumps(ids), "meta": json.dumps(meta)})
     tmp.replace(path)

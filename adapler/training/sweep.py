@@ -15,8 +15,10 @@ from ..api import checkpoint_dir
 from ..checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..evaluate import evaluate
+from ..files import ensure_out_dir, write_json_atomic
 from ..progress import log
-from .baselines import KNOBS, train_baseline
+from .baselines import KNOBS, baseline_config, train_baseline
+from .common import check_resume, run_fingerprint
 
 
 def run_name(method: str, value: float) -> str:
@@ -34,16 +36,26 @@ def _finished(run: Path, method: str) -> bool:
     return bool(state.get("finished"))
 
 
+def _config(method: str, value: float, train_kwargs: dict[str, Any]):
+    """The config the run for ``value`` trains with."""
+    if method == "adapler":
+        from .train_adapler import AdapLeRConfig
+        fields = {f.name for f in dataclasses.fields(AdapLeRConfig)}
+        unknown = set(train_kwargs) - fields - {"overwrite"}
+        if unknown:
+            raise ValueError(f"unknown AdapLeR options {sorted(unknown)}")
+        return AdapLeRConfig(**{k: v for k, v in train_kwargs.items() if k in fields}, phi=value)
+    return baseline_config(method, knob=value, **{k: v for k, v in train_kwargs.items() if k != "overwrite"})
+
+
 def _train(method: str, value: float, data: Dataset, init: str | Path, run: Path, resume: bool,
            train_kwargs: dict[str, Any]) -> None:
     if method == "adapler":
         from . import train_adapler as ta
-        fields = {f.name for f in dataclasses.fields(ta.AdapLeRConfig)}
-        unknown = set(train_kwargs) - fields - {"overwrite"}
-        if unknown:
-            raise ValueError(f"unknown AdapLeR options {sorted(unknown)}")
-        cfg = ta.AdapLeRConfig(**{k: v for k, v in train_kwargs.items() if k in fields}, phi=value)
-        ta.train_adapler(data, init, run, cfg, overwrite=bool(train_kwargs.get("overwrite")), resume=resume)
+        cfg = _config(method, value, train_kwargs)
+        # one content-addressed saliency cache for all values, inside the sweep's --out
+        ta.train_adapler(data, init, run, cfg, overwrite=bool(train_kwargs.get("overwrite")), resume=resume,
+                         cache_dir=run.parent / "saliency")
     else:
         train_baseline(method, data, init, run, knob=value, resume=resume, **train_kwargs)
 
@@ -66,17 +78,21 @@ def sweep(method: str, values: list[float], data: Dataset, init: str | Path, out
     """Train and evaluate one model per knob value; returns (and writes) the sweep's result list."""
     if method not in KNOBS:
         raise ValueError(f"unknown method {method!r}; use one of {', '.join(KNOBS)}")
-    out_root = Path(out_root)
+    out_root = ensure_out_dir(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     path = out_root / f"sweep-{method}.json"
     results: list[dict] = json.loads(path.read_text()) if path.exists() else []
     train_kwargs.pop("resume", None)  # decided per run below
     for value in values:
         value = float(value)
+        run = out_root / run_name(method, value)
+        state_file = run / "run_state.json"
+        if state_file.exists():  # done or begun before: only reused for the same data, options and --init
+            fp = run_fingerprint(data, dataclasses.asdict(_config(method, value, train_kwargs)), init)
+            check_resume(run, json.loads(state_file.read_text()), fp, action=f"sweep {KNOBS[method]}={value:g}")
         if any(r["value"] == value for r in results):
             log(f"sweep {method}: {KNOBS[method]}={value:g} already done")
             continue
-        run = out_root / run_name(method, value)
         if not _finished(run, method):
             resume = (run / "run_state.json").exists()
             log(f"sweep {method}: {'resuming' if resume else 'training'} {KNOBS[method]}={value:g} in {run}")
@@ -86,7 +102,5 @@ def sweep(method: str, values: list[float], data: Dataset, init: str | Path, out
             f"{entry['test_accuracy']:.4f}, FLOPs speedup {entry['flops_speedup']:.2f}x")
         results.append(entry)
         results.sort(key=lambda r: r["value"])
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(path)  # atomic: an interrupted sweep never leaves half a file
+        write_json_atomic(path, results)  # an interrupted sweep never leaves half a file
     return results

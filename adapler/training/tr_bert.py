@@ -7,6 +7,7 @@ KD from the fine-tuned model + L_RL).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..data import Dataset, Encoded, batches
+from ..errors import check_choice, check_range
 from ..encoder import PrunedBertClassifier
 from ..progress import log, progress_bar
 from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
@@ -42,13 +44,33 @@ class TrBertConfig:
     max_grad_norm: float = 1.0
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        check_choice("len_denominator (--trbert-len-denominator)", self.len_denominator, ("padded", "real"))
+        check_choice("batch_fill (--trbert-batch-fill)", self.batch_fill, ("masked", "topk"))
+        for name in ("rl_epochs", "joint_epochs", "init_epochs"):
+            check_range(name, getattr(self, name), 0)
+        for name in ("batch_size", "k"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("lr", "policy_lr", "tau", "max_grad_norm"):
+            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("alpha", "weight_decay"):
+            check_range(name, getattr(self, name), 0)
+        for name in ("guide_rate", "warmup_ratio"):
+            check_range(name, getattr(self, name), 0, 1)
+
 
 def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[int], path: Path,
                        batch_size: int = 32) -> dict[str, torch.Tensor]:
     """id -> [P, n] heuristic scores from the fine-tuned model, cached in ``path`` (safetensors)."""
     if path.exists():
-        t = load_file(str(path))
-        ids = json.loads(path.with_suffix(".json").read_text())
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            ids = json.loads(meta["ids"]) if "ids" in meta else json.loads(path.with_suffix(".json").read_text())
+            t = load_file(str(path))
+        except Exception:  # unreadable (e.g. an older non-atomic write was interrupted): recompute
+            ids = None
         if ids == enc.ids:
             return {i: v.view(len(points), -1) for i, v in zip(ids, torch.split(t["values"], t["sizes"].tolist()))}
     out: dict[str, torch.Tensor] = {}
@@ -57,8 +79,11 @@ def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[i
         for r, i in enumerate(b.ids):
             out[i] = s[:, r, : int(b.attention_mask[r].sum())].contiguous()
     sizes = torch.tensor([v.numel() for v in out.values()])
-    save_file({"values": torch.cat([v.flatten() for v in out.values()]), "sizes": sizes}, str(path))
-    path.with_suffix(".json").write_text(json.dumps(list(out)))
+    # ids inside the one file, written to a temp name and moved in: values and ids can never disagree
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"values": torch.cat([v.flatten() for v in out.values()]), "sizes": sizes}, str(tmp),
+              metadata={"ids": json.dumps(list(out))})
+    os.replace(tmp, path)
     return out
 
 
@@ -74,7 +99,8 @@ def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -
 
 def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
                   overwrite: bool = False, resume: bool = False) -> Path:
-    out, state, ckpt, teacher, ft_cfg, tokenizer = setup_from_finetuned(data, init, out, cfg.seed, overwrite, resume)
+    out, state, ckpt, teacher, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg))
     max_length = ft_cfg["max_length"]
     cfgb = teacher.config
     model = with_selector(teacher, PolicySelector(cfgb.hidden_size, cfgb.num_hidden_layers, act=cfgb.hidden_act,
@@ -85,7 +111,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     teacher.eval().requires_grad_(False)
     extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg))
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)

@@ -14,14 +14,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
+                          save_checkpoint)
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
+from ..errors import check_choice, check_range
 from ..evaluate import evaluate
+from ..files import write_json_atomic
 from ..models import load_bert
 from ..progress import log
 from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
-from .common import TrainData, init_path, linear_warmup, param_groups, prepare_out_dir, seed_everything, train_epoch, write_state
+from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, init_path, linear_warmup, load_init, param_groups, prepare_out_dir,
+                     run_fingerprint, seed_everything, train_epoch, write_state)
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
 
@@ -44,6 +48,21 @@ class AdapLeRConfig:
     saliency_epochs: int = 3
     max_length: int | None = None  # default: the fine-tuned checkpoint's
     seed: int = 42
+
+    def __post_init__(self) -> None:
+        # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
+        # bad values at once (e.g. length_loss "foo" used to train as "absolute")
+        check_choice("init (--init-weights)", self.init, ("finetuned", "pretrained"))
+        check_choice("length_loss (--length-loss)", self.length_loss, ("absolute", "normalized"))
+        for name in ("epochs", "batch_size", "saliency_epochs"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("lr", "eta_lr") + (("cp_lr",) if self.cp_lr is not None else ()):
+            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("gamma", "phi", "weight_decay"):
+            check_range(name, getattr(self, name), 0)
+        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+        if self.max_length is not None:
+            check_range("max_length", self.max_length, MIN_MAX_LENGTH)
 
 
 def better_epoch(best: dict, qualified: bool, accuracy: float, speedup: float) -> bool:
@@ -108,32 +127,44 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
     elif cfg.init == "pretrained":
         bert, _ = load_bert(ft_cfg["source_model"])
         model.bert.load_state_dict(bert.state_dict())
-    else:
-        raise ValueError(f"--init-weights must be finetuned or pretrained, got {cfg.init!r}")
     return model, ft_cfg
 
 
 def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeRConfig,
-                  overwrite: bool = False, resume: bool = False) -> Path:
-    """Writes ``out/last/`` every epoch (resume point), ``out/best/`` (selected), ``out/history.json``."""
+                  overwrite: bool = False, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
+    """Writes ``out/last/`` every epoch (resume point), ``out/best/`` (selected), ``out/history.json``.
+
+    Saliency targets are cached under ``cache_dir`` (default ``out/saliency``; a sweep shares one), keyed by
+    content, so nothing is written outside the run's own directories."""
     init = Path(init)
-    out, state = prepare_out_dir(out, overwrite, resume)
-    seed_everything(cfg.seed)
     ckpt = init_path(init)
+    ft_cfg = load_init(init)
+    if ft_cfg["num_labels"] != data.num_labels:
+        raise CheckpointError(f"{ckpt} predicts {ft_cfg['num_labels']} classes but {data.name} has {data.num_labels}")
+    max_length = cfg.max_length or ft_cfg["max_length"]
+    check_max_length(max_length, ft_cfg["backbone"].get("max_position_embeddings", 512), str(ckpt))
+    fingerprint = run_fingerprint(data, asdict(cfg), init)
+    out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
+    seed_everything(cfg.seed)
     model, ft_cfg = build_adapler_model(ckpt, cfg)
     tokenizer = load_checkpoint_tokenizer(ckpt)
-    max_length = cfg.max_length or ft_cfg["max_length"]
     best_ft = max(s["dev_accuracy"] for s in json.loads((init / "dev_scores.json").read_text())) \
         if (init / "dev_scores.json").exists() else ft_cfg.get("dev_accuracy")
     if best_ft is None:
         best_ft = evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev")["accuracy"]
     epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
-    sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length, init / "saliency")
+    sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
+                             out / "saliency" if cache_dir is None else cache_dir)
 
     done, history, best = 0, [], {"speedup": 0.0, "epoch": None}
     if state:
         done, history, best = state["epochs_done"], state["history"], state["best"]
+        if best.get("epoch") is not None:
+            match_state(out / "best", epoch=best["epoch"])
         if done:
+            if not match_state(out / "last", epoch=done):
+                log(f"warning: {out / 'last'} is not epoch {done} that run_state.json names and no earlier copy "
+                    "is left; continuing from it")
             model, _ = load_checkpoint(out / "last")
         log(f"resuming {out} after epoch {done}")
     sel: ContributionSelector = model.selector
@@ -202,12 +233,14 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             rule = "max dev speedup within 1 point" if qualified else \
                 "fallback: most accurate epoch so far, none within 1 point of the fine-tuned dev accuracy"
             save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
-                            max_length=max_length, extra={**meta, "selection": rule})
+                            max_length=max_length, extra={**meta, "selection": rule}, keep_old=True)
         save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
-                        max_length=max_length, extra=meta)
-        (out / "history.json").write_text(json.dumps(history, indent=2))
+                        max_length=max_length, extra=meta, keep_old=True)
+        write_json_atomic(out / "history.json", history)
         write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
-                          "config": asdict(cfg)})
+                          "config": asdict(cfg), "fingerprint": fingerprint})
+        for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
+            discard_aside(out / name)
     if best["epoch"] is not None and not best.get("qualified", True):
         log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = the most accurate epoch "
             f"({best['epoch']}, dev {best['dev_accuracy']:.4f} at {best['speedup']:.2f}x)")

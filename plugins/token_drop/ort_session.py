@@ -15,13 +15,53 @@ from plugins.token_drop.schema import DOMAIN, OP_TYPE
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["TokenDropLibraryMissing", "create_session", "model_uses_token_drop", "session_options"]
+__all__ = ["InputTooLong", "TokenDropLibraryMissing", "create_session", "max_positions", "model_uses_token_drop",
+           "session_options"]
 
 LibrarySpec = Union[str, os.PathLike, None, Literal["auto"]]
 
 
 class TokenDropLibraryMissing(RuntimeError):
     """The model contains adapler::TokenDrop but no custom-op library is available."""
+
+
+class InputTooLong(ValueError):
+    """An input longer than the model's position table (ORT itself fails with an opaque broadcast error)."""
+
+
+def max_positions(model) -> int | None:
+    """Rows of the BERT position-embedding table of an ``onnx.ModelProto`` (None if it has none)."""
+    for init in model.graph.initializer:
+        if "position_embeddings" in init.name and len(init.dims) == 2:
+            return int(init.dims[0])
+    return None
+
+
+_SESSION_CLASS = None
+
+
+def _session_class():
+    """``onnxruntime.InferenceSession`` whose ``run`` refuses inputs longer than the position table."""
+    global _SESSION_CLASS
+    if _SESSION_CLASS is None:
+        import onnxruntime as ort
+
+        class CheckedSession(ort.InferenceSession):
+            positions: int | None = None
+            model_name: str = ""
+
+            def run(self, output_names, input_feed, run_options=None):
+                if self.positions is not None:
+                    for name, value in input_feed.items():
+                        shape = getattr(value, "shape", ())
+                        if len(shape) == 2 and shape[1] > self.positions:
+                            raise InputTooLong(
+                                f"{name} has {shape[1]} tokens but {self.model_name} has {self.positions} positions; "
+                                f"truncate inputs to at most {self.positions} tokens (tokenizer max_length)")
+                return super().run(output_names, input_feed, run_options)
+
+        _SESSION_CLASS = CheckedSession
+    return _SESSION_CLASS
 
 
 def _missing_message(model_path: str | os.PathLike) -> str:
@@ -39,7 +79,10 @@ def model_uses_token_drop(path: str | os.PathLike) -> bool:
     """
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    return _uses_token_drop(onnx.load(str(path), load_external_data=False))
+
+
+def _uses_token_drop(model) -> bool:
 
     def graph_uses(graph) -> bool:
         for node in graph.node:
@@ -109,18 +152,23 @@ def create_session(
         spinning: keep ORT's intra-op spin-waiting (off by default, see :func:`session_options`).
         profile: enable ORT's profiler (``session.end_profiling()`` writes the JSON).
 
+    The session's ``run`` raises ``InputTooLong`` for inputs longer than the model's position table.
+
     Raises:
         TokenDropLibraryMissing: the model uses adapler::TokenDrop and no library is available.
         FileNotFoundError: an explicit ``library`` path does not exist.
     """
-    import onnxruntime as ort
+    import onnx
 
     options = session_options(threads=threads, spinning=spinning, profile=profile)
-    if model_uses_token_drop(model_path):
+    model = onnx.load(str(model_path), load_external_data=False)  # graph only: op check + position table
+    if _uses_token_drop(model):
         path = _resolve_library(library)
         if path is None:
             raise TokenDropLibraryMissing(_missing_message(model_path))
         options.register_custom_ops_library(str(path))
-    return ort.InferenceSession(
+    session = _session_class()(
         str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
     )
+    session.positions, session.model_name = max_positions(model), Path(model_path).name
+    return session
