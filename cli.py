@@ -245,14 +245,13 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
            json_out: Optional[Path] = typer.Option(None, "--json", help="write the report"),
            text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
            label_col: Optional[str] = LabelCol, overwrite: bool = OverwriteOpt):
-    """Compare torch, ORT + custom op and ORT standard ops on real inputs (Polygraphy Comparator)."""
+    """Compare torch with every ORT graph of the export on real inputs (Polygraphy Comparator); int8: accuracy change."""
     from adapler.checkpoint import ensure_writable
-    from export.verify import verify_export
+    from export.verify import quantization_report, verify_export
     if json_out is not None:
         _run(ensure_writable, json_out, overwrite)
-    from export.verify import quantization_report
     ds = _data(data, text_col, text_pair_col, label_col, seed, None, None)
-    examples = ds.split(split)
+    examples = _run(ds.split, split)
     report = _run(verify_export, export_dir, examples[:64], atol=atol)
     ok = report["max_abs_diff_logits"] <= atol and report["kept_lengths_identical"]
     typer.echo(f"max |delta logits| = {report['max_abs_diff_logits']:.2e} (atol {atol}), kept lengths identical: "
