@@ -91,7 +91,7 @@ def load_tokenizer(name: str):
 
 
 def load_bert(name: str):
-    """(BertModel, BertConfig, state dict of a classifier head or None) for a resolved model name."""
+    """(BertModel, BertConfig) for a resolved model name."""
     from transformers import BertConfig, BertModel
     try:
         config = BertConfig.from_pretrained(name)

@@ -2,10 +2,10 @@
 
 Small composable steps in the style of Polygraphy (docs/deploy.md §5-§7); the lint lives in trt_lint.py:
 
-    issues = lint_for_tensorrt("model.custom.onnx", fp16=False)     # CPU only, no TensorRT needed
-    prepare_trt_onnx("model.custom.onnx", "bundle/model.trt.onnx")  # plugin attrs on, no local function
+    issues = lint_for_tensorrt("model.onnx", fp16=False)            # CPU only, no TensorRT needed
+    prepare_trt_onnx("model.onnx", "bundle/model.trt.onnx")         # plugin attrs on, no local function
     cmds = trt_commands("bundle/model.trt.onnx", "bundle", (1, 8), (1, 128), (8, 512), "libadapler_token_drop_trt.so")
-    report = write_trt_bundle("model.custom.onnx", "bundle")         # all of the above + engine if TensorRT exists
+    report = write_trt_bundle("model.onnx", "bundle")                # all of the above + engine if TensorRT exists
     report = write_trt_bundle_for_export("export_dir")               # the same for an `export` directory (export.json)
 
 Engine building and TRT-vs-ORT comparison use TensorRT through Polygraphy and raise

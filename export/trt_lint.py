@@ -1,6 +1,6 @@
 """Static TensorRT-readiness lint of an ONNX model (docs/deploy.md §6): no TensorRT needed.
 
-    issues = lint_for_tensorrt("model.custom.onnx", fp16=False)   # [] when TensorRT's parser should take it
+    issues = lint_for_tensorrt("model.onnx", fp16=False)          # [] when TensorRT's parser should take it
 """
 
 from __future__ import annotations

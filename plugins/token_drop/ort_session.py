@@ -96,8 +96,8 @@ def _uses_token_drop(model) -> bool:
 
     if graph_uses(model.graph):
         return True
-    # A model-local function body may call the op too (the *.fn.onnx artefact holds a function
-    # named adapler.TokenDrop *and* nodes of that domain, which the check above already sees).
+    # A model-local function body may call the op too (a hand-made graph could hold one; this
+    # project's exports have no local functions, docs/deploy.md §3.6).
     return any(node.domain == DOMAIN for fn in model.functions for node in fn.node)
 
 
@@ -112,7 +112,7 @@ def session_options(
         options.intra_op_num_threads = int(threads)
     if not spinning:
         # Spinning intra-op pools of two sessions timed alternately fight over the cores
-        # (docs/deploy.md, benchmarking pitfalls); sleeping threads cost little per run.
+        # (docs/deploy.md §8, benchmarking pitfalls); sleeping threads cost little per run.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if profile:
         options.enable_profiling = True
