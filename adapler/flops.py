@@ -1,4 +1,4 @@
-"""The project's one FLOPs counter (method.md §1.15, "project convention").
+"""The project's one FLOPs counter (docs/method.md §1.15, "Project convention").
 
 Analytic, from the model's real shapes; multiply-add = 2 FLOPs; embeddings, LayerNorm, softmax and
 biases ignored. Every method is counted on unpadded lengths with its predictor overhead included:

@@ -9,7 +9,7 @@ from typing import Any
 
 SCHEMA = "adapler-bench"
 SCHEMA_VERSION = 1
-NOISE_FLOOR = 0.03  # docs/deploy.md: the same model timed against itself differs by up to ~3 % at the median
+NOISE_FLOOR = 0.03  # docs/deploy.md §8: the same model timed against itself differs by up to ~3 % at the median
 
 # --------------------------------------------------------------------------------------------- schema
 # Key -> type(s) of every documented key; check_schema() checks results against it, bench/README.md explains it.

@@ -1,4 +1,4 @@
-"""Paired, interleaved timing (docs/deploy.md, "Benchmarking pitfalls").
+"""Paired, interleaved timing (docs/deploy.md §8, "Benchmarking pitfalls").
 
 Every input is run untimed once in every backend (the first run on a new shape pays for allocation),
 then timed ``repeats`` times per backend in ABBA order: the backend order flips at every repetition

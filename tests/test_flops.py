@@ -46,7 +46,7 @@ def test_pruned_matches_flop_counter_including_predictors(seed):
 
 
 def test_minilm_coefficients_from_spec():
-    # method.md table: all-MiniLM-L6-v2 F_dense(64) = 1.40 G, F_dense(512) = 13.3 G (C = 2)
+    # docs/method.md §1.15 table: all-MiniLM-L6-v2 F_dense(64) = 1.40 G, F_dense(512) = 13.3 G (C = 2)
     dims = Dims(d=384, f=1536, L=6, C=2)
     assert dense_flops(torch.tensor([64]), dims).item() == pytest.approx(1.40e9, rel=0.01)
     assert dense_flops(torch.tensor([512]), dims).item() == pytest.approx(13.3e9, rel=0.01)

@@ -1,6 +1,6 @@
 """AdapLeR's token selector: one Contribution Predictor (CP) per layer and a learned threshold.
 
-Spec: method.md §1.3-1.6 and §1.14. Before layer l, CP_l scores the alive tokens (a distribution over
+Spec: docs/method.md §1.3-1.6 and §1.14. Before layer l, CP_l scores the alive tokens (a distribution over
 them, [CLS] included); a token is removed when its score is below delta = eta_l / n_alive. In soft
 mode (training, masked evaluation) removal is the soft function S added to the attention bias;
 in hard mode the tokens are physically dropped with ``token_drop``.
@@ -48,7 +48,7 @@ def soft_removal(x: Tensor, delta: Tensor, lam: float) -> Tensor:
 
 
 def masked_distribution(z: Tensor, weights: Tensor) -> Tensor:
-    """softmax over the full row, re-weighted by ``weights`` and renormalised (spec §1.3)."""
+    """softmax over the full row, re-weighted by ``weights`` and renormalised (docs/method.md §1.3)."""
     p = z.softmax(dim=-1) * weights
     return p / (p.sum(dim=-1, keepdim=True) + 1e-15)
 
@@ -60,7 +60,7 @@ class ContributionSelector(TokenSelector):
                  init_std: float = 0.02, eta_init: float = ETA_INIT):
         super().__init__()
         self.cps = nn.ModuleList(ContributionPredictor(d_model, cp_hidden, act, init_std) for _ in range(num_layers))
-        # eta and theta are trained by their own optimiser (gradient routing in training/adapler.py).
+        # eta and theta are trained by their own optimiser (gradient routing in adapler/training/train_adapler.py).
         self.eta = nn.Parameter(torch.full((num_layers,), float(eta_init)))
         self.theta = nn.Parameter(torch.ones(max(num_layers - 1, 1)))
         self.cp_hidden = cp_hidden
@@ -81,7 +81,7 @@ class ContributionSelector(TokenSelector):
             state.aux["a"] = a
             state.alive = a + _cls_one(a)
             state.aux["cp_outputs"] = []
-            # theta_PR: constant 1, but its gradient trains theta (faithful quirk, spec §1.10).
+            # theta_PR: constant 1, but its gradient trains theta (faithful quirk, docs/method.md §1.10).
             state.aux["theta_pr"] = torch.ones_like(self.theta).requires_grad_(torch.is_grad_enabled())
 
     def before_layer(self, layer: int, state: EncoderState) -> None:

@@ -1,4 +1,4 @@
-"""PoWER-BERT's selector: attention significance and a fixed per-layer retention (method.md §2).
+"""PoWER-BERT's selector: attention significance and a fixed per-layer retention (docs/method.md §2).
 
 In every layer j, after the attention sub-layer (Add & LayerNorm) and before the FFN, tokens are
 ranked by the attention they receive, ``Sig(k) = sum_i A[i, k] - A[k, k]`` (head-mean ``A``):
@@ -9,7 +9,7 @@ ranked by the attention they receive, ``Sig(k) = sum_i A[i, k] - A[k, k]`` (head
 - hard mode (re-training and inference, §2.5): keep ``[CLS]`` + the top (l_j - 1) of positions
   1..T-1, restore the original order, and gather (mask included). Shapes are static per layer.
 - soft mode once the configuration is fixed (``retention`` set): the same Hard Extract, masked instead
-  of gathered (full length, removed keys get the NEG bias): the "masked evaluation" of §5.
+  of gathered (full length, removed keys get the NEG bias): the "masked evaluation" of docs/method.md §5.
 
 [ours] Padding *queries* are left out of the sum as well as padding keys: the original always pads to
 N, our batches are padded to their longest row, so this makes scores independent of batch padding.

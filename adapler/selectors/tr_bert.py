@@ -1,4 +1,4 @@
-"""TR-BERT's selector: policy networks at two selection points (method.md §3).
+"""TR-BERT's selector: policy networks at two selection points (docs/method.md §3).
 
 ``p_t = sigmoid(W2 GELU(W1 h_t + b1) + b2) * mask_t`` scores the tokens alive before layer 1 and
 before layer ``mid = L // 2`` (one point when ``mid == 1``, e.g. a 3-layer encoder: a limitation we
@@ -12,7 +12,7 @@ report, not patch). Removal is physical in every mode:
   top-m for guided rows (imitation warm-up, §3.5); the batch is compacted with ``drop(a, 0.5)``. The
   per-example ``select_loss`` (negative log-probability) and kept counts go to ``state.aux``.
 - soft mode in eval: the threshold rule as a mask (full length, removed keys get the NEG bias), the
-  "masked evaluation" of §5; its logits equal hard/masked.
+  "masked evaluation" of docs/method.md §5; its logits equal hard/masked.
 
 The REINFORCE arithmetic (§3.4) lives here too, as plain functions, so it can be tested exactly.
 """

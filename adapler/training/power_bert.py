@@ -1,4 +1,4 @@
-"""PoWER-BERT trainer (method.md §2.6) from a fine-tuned run: ``search`` then ``retrain``.
+"""PoWER-BERT trainer (docs/method.md §2.6) from a fine-tuned run: ``search`` then ``retrain``.
 
 ``search`` is the Soft-Extract configuration search, ``retrain`` fine-tunes with Hard Extract.
 Collapse guard (IBM/PoWER-BERT#10: every r drifts to 0 because the L1 term is unconstrained and the

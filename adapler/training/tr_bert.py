@@ -1,4 +1,4 @@
-"""TR-BERT trainer (method.md §3.4-3.6) from a fine-tuned run.
+"""TR-BERT trainer (docs/method.md §3.4-3.6) from a fine-tuned run.
 
 Phases: optional ``init`` (``init_epochs``: policies fitted to heuristic rank targets, the original's
 IMDB step), ``rl`` (policy nets only, BERT frozen, imitation warm-up) then ``joint`` (all parameters,

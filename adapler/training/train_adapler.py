@@ -1,4 +1,4 @@
-"""Stage 3: AdapLeR training (method.md §1.7-1.13).
+"""Stage 3: AdapLeR training (docs/method.md §1.7-1.13).
 
 Two optimisers over disjoint parameters from one forward pass:
   model (BERT, CPs, pooler, classifier) <- CE + gamma * L_CP
