@@ -36,8 +36,8 @@ class QuickPreset:
     cp_lr: float = 1e-3  # fresh CPs need more than BERT's 3e-5 to learn anything in 64 steps
     baseline_epochs: int = 1  # PoWER-BERT re-training / TR-BERT RL epochs (train_baseline's ``epochs``)
     baseline_options: dict[str, dict[str, Any]] = field(
-        # PoWER-BERT's r can only fall by about lr_soft per step: 32 search steps need lr_soft 0.05 (measured on
-        # the preset: 1.43x FLOPs at +1.8 points vs the dense model; at 5e-3 the configuration stays full length).
+        # PoWER-BERT's r can only fall by about lr_soft per step: 32 search steps need lr_soft 0.05; at 5e-3 the
+        # configuration stays full length (docs/results.md, "make demo").
         default_factory=lambda: {"power-bert": {"search_epochs": 1, "lr_soft": 0.05}, "tr-bert": {"k": 4}})
 
 

@@ -1,15 +1,10 @@
 """PoWER-BERT trainer (docs/method.md §2.6) from a fine-tuned run: ``search`` then ``retrain``.
 
 ``search`` is the Soft-Extract configuration search, ``retrain`` fine-tunes with Hard Extract.
-Collapse guard (IBM/PoWER-BERT#10: every r drifts to 0 because the L1 term is unconstrained and the
-LayerNorm after the FFN undoes most of a token's down-scaling, so CE barely resists). Under Adam a
-coordinate whose gradient is dominated by the penalty moves by ~LR_SOFT_EXTRACT per step whatever
-LAMBDA is, so how far r can fall is bounded by the search's "drift budget" D = sum of the r learning
-rate over the search (~ lr_soft * steps / 2 with the linear schedule); LAMBDA only decides which ranks
-resist (those whose CE gradient outweighs LAMBDA * j). Hence:
-  1. a short search (``search_epochs=2``) with D near 1 (a warning is logged when D < 0.75: r cannot
-     fall far enough to shorten typical inputs; or D > 3: expect collapse), r clipped to [0, 1] after
-     every step;
+Collapse guard against IBM/PoWER-BERT#10 (why it takes these steps: docs/method.md §2.7-2.8):
+  1. a short search (``search_epochs``); a warning is logged when the drift budget D (``drift_budget``: the
+     sum of r's learning rate over the search) is below 0.75 (r cannot fall far enough to shorten typical
+     inputs) or above 3 (expect collapse); r is clipped to [0, 1] after every step;
   2. l_j = max(1, int(sum r_j)) made non-increasing over layers (``retention_from_r``);
   3. sum r_j per layer and the implied l_j are logged every epoch (history.json); if the deepest layer
      is left with fewer than ``COLLAPSE_FRACTION`` of the dev set's mean length the run says so
@@ -35,16 +30,12 @@ COLLAPSE_FRACTION = 0.25
 
 @dataclass
 class PowerBertConfig:
-    """Defaults calibrated on all-MiniLM-L6-v2, max length 64, vader-movies (8.4k train, mean length 26).
+    """Defaults calibrated on all-MiniLM-L6-v2, max length 64, vader-movies (docs/results.md §2a, "PoWER-BERT
+    calibration").
 
-    The penalty's gradient on each r_j[k] is LAMBDA * j whatever N is, so N = max_length needs no
-    rescaling of LAMBDA; what matters is LAMBDA * j against the CE gradient on r (measured at r = 1:
-    mean ~1e-3, spread ~1e-2 in layers 1-3, ~1e-4 deeper, 0 beyond rank 0 in the last layer). With
-    D ~ 1.3, LAMBDA = 1e-3 gave l = [43, 34, 20, 8, 5, 2] (1.7x dev FLOPs speedup before re-training,
-    dev accuracy unchanged) and 3e-3 gave [31, 20, 10, 4, 2, 1] (2.3x, -8 points before re-training);
-    1e-4 barely moves the first layers. LR_SOFT_EXTRACT = 5e-3 (within the original's 1e-4..1e-2): at
-    1e-3 two epochs of 265 steps give D ~ 0.25, r cannot drop below ~0.75 and no l_j gets under the
-    mean length, i.e. no speedup. For a train set n times larger, divide lr_soft by n.
+    ``lam`` (LAMBDA) is the trade-off knob; its penalty gradient on r_j[k] is LAMBDA * j whatever the max
+    length, so it needs no rescaling with length. ``lr_soft`` sets the drift budget (docs/method.md §2.7):
+    for a training set n times larger, divide it by n.
     """
     lam: float = 1e-3  # LAMBDA, the knob
     search_epochs: int = 2
