@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -81,11 +82,17 @@ def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True
         # CP nodes: named "l<i>.cp.*" in model.ort.onnx, ".../cps.<i>/..." in the dynamo export
         cp = {n.name for n in graph.node if ".cp." in n.name or "cps." in n.name}
         kwargs = {"op_types_to_quantize": list(QUANT_OP_TYPES), "nodes_to_exclude": sorted(cp | is_opset23_attention)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
-                         # custom ops (TokenDrop, ContributionDrop) have no shape inference: their outputs are float
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **kwargs)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a "consider pre-processing" advice on the root logger
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8,
+                             # custom ops (TokenDrop, ContributionDrop) have no shape inference: their outputs are float
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}, **kwargs)
+    finally:
+        root.setLevel(level)
     return dst
 
 
