@@ -35,6 +35,18 @@ def test_controller_raises_pressure_below_target_and_lowers_it_above():
     assert c.value == pytest.approx(at_aim)  # on the aim: unchanged
 
 
+def test_calibration_maps_batch_speedups_to_dev():
+    """When dev runs twice as fast as the training batches suggest, half the batch speedup is on the aim."""
+    c = KnobController(target=2.0, value=1e-2)
+    for _ in range(200):
+        c.update(1.0)
+    assert c.calibrate(2.0) == pytest.approx(2.0)
+    before = c.value
+    c.update(1.0 * TARGET_MARGIN)
+    assert c.value == pytest.approx(before)
+    assert c.calibrate(100.0) == 2.0  # one noisy evaluation moves it at most 2x
+
+
 def test_controller_is_clipped_and_bounded_per_step():
     c = KnobController(target=4.0, value=1.0, gain=0.05, lo=0.5, hi=1.5)
     for _ in range(100):

@@ -48,18 +48,31 @@ class KnobController:
     """Lagrange-multiplier style control of a loss weight: after each step, ``value *= exp(gain * e)`` with
     e = (aim - speedup) / aim clipped to [-1, 1], aim = target x TARGET_MARGIN. Below the aim the length
     pressure grows, above it shrinks; multiplicative so that it covers the decades between datasets
-    (vader-movies wanted phi 1e-2, pang-lee 1.5e-3) in a few hundred steps."""
+    (vader-movies wanted phi 1e-2, pang-lee 1.5e-3) in a few hundred steps.
+
+    Training batches are not what selection measures (soft counts or sampled actions on training texts vs
+    hard removal on dev), so ``calibrate`` after each dev evaluation sets ``calibration`` = dev speedup /
+    recent batch speedup, and later steps compare ``speedup x calibration`` with the aim."""
     target: float
     value: float
     gain: float = 0.05
     lo: float = 1e-6
     hi: float = 100.0
+    calibration: float = 1.0
+    recent: float | None = None  # moving average of the raw batch speedup (about the last 20 steps)
 
     def update(self, speedup: float) -> float:
+        self.recent = speedup if self.recent is None else 0.95 * self.recent + 0.05 * speedup
         aim = self.target * TARGET_MARGIN
-        err = max(-1.0, min(1.0, (aim - speedup) / aim))
+        err = max(-1.0, min(1.0, (aim - speedup * self.calibration) / aim))
         self.value = min(self.hi, max(self.lo, self.value * math.exp(self.gain * err)))
         return self.value
+
+    def calibrate(self, dev_speedup: float) -> float:
+        """Ratio of the dev speedup to the recent batches' (clipped to [0.5, 2]: one evaluation is noisy)."""
+        if self.recent:
+            self.calibration = max(0.5, min(2.0, dev_speedup / self.recent))
+        return self.calibration
 
 
 def batch_speedup(model, attention_mask: Tensor, kept_lengths: Tensor) -> float:

@@ -125,9 +125,11 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     rule = selection_rule(init, teacher, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
     run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
     run.resume_from(state)
-    # alpha continues from where an interrupted run left it
-    last_alpha = next((r["alpha"] for r in reversed(run.history) if "alpha" in r), cfg.alpha)
-    ctrl = None if cfg.target_speedup is None else KnobController(cfg.target_speedup, last_alpha, cfg.target_gain)
+    # alpha and the calibration continue from where an interrupted run left them
+    last = next((r for r in reversed(run.history) if "alpha" in r), {})
+    ctrl = None if cfg.target_speedup is None else KnobController(
+        cfg.target_speedup, last.get("alpha", cfg.alpha), cfg.target_gain,
+        calibration=last.get("speedup_calibration", 1.0))
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)
     K = cfg.k
@@ -218,6 +220,8 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
 
     def record_alpha(row: dict) -> None:
         row["alpha"] = cfg.alpha if ctrl is None else ctrl.value
+        if ctrl is not None:  # sampled actions in training vs the p >= 0.5 threshold on dev
+            row["speedup_calibration"] = ctrl.calibrate(row["dev_flops_speedup"])
 
     # seed slots 0 and 1 for rl and joint whether or not the optional init phase runs
     phases = [Phase("init", cfg.init_epochs, rank_init, finish=unfreeze, seed_index=2),

@@ -181,9 +181,10 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     start = done * steps_per_epoch
     scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
     step_no = start
-    # phi continues from where an interrupted run left it
-    ctrl = None if cfg.target_speedup is None else \
-        KnobController(cfg.target_speedup, history[-1].get("phi", cfg.phi) if history else cfg.phi, cfg.target_gain)
+    # phi and the calibration continue from where an interrupted run left them
+    last = history[-1] if history else {}
+    ctrl = None if cfg.target_speedup is None else KnobController(
+        cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0))
 
     def step(b) -> dict[str, float]:
         nonlocal step_no
@@ -230,6 +231,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         row = {"epoch": epoch, **logs, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
                "eta": [round(float(v), 5) for v in sel.eta.detach()], "dev_mean_kept_lengths": dev["mean_kept_lengths"],
                "phi": cfg.phi if ctrl is None else ctrl.value}
+        if ctrl is not None:
+            row["speedup_calibration"] = ctrl.calibrate(dev["flops_speedup"])
         history.append(row)
         log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
             f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}, phi {row['phi']:.3g}")
