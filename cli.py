@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer
 
 from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
-                              Mode, Precision, Quantize, Split, Target, exit_code, parse_settings)
+                              Mode, Precision, Preset, Quantize, Split, Target, exit_code, parse_settings)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
@@ -102,9 +102,12 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
           knob: Optional[float] = typer.Option(None, min=0.0,
                                                help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
           gamma: float = typer.Option(0.005, min=0.0, help="AdapLeR CP loss weight"),
-          eta_lr: float = typer.Option(5e-4, min=0.0, help="AdapLeR learning rate of eta/theta"),
+          eta_lr: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR learning rate of eta/theta "
+                                                 "(default: from --preset)"),
           cp_lr: Optional[float] = typer.Option(None, min=0.0,
-                                                help="AdapLeR learning rate of the CPs (default: --lr)"),
+                                                help="AdapLeR learning rate of the CPs (default: from --preset)"),
+          preset: Preset = typer.Option(Preset.auto, help="AdapLeR defaults for --knob, --eta-lr, --cp-lr: auto "
+                                        "(scaled to the data's length and steps) | paper (the released settings)"),
           init_weights: InitWeights = typer.Option(InitWeights.finetuned,
                                                    help="AdapLeR: start from finetuned or pretrained weights"),
           theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
@@ -140,7 +143,7 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
     if method is Method.adapler:
         from adapler.training.train_adapler import AdapLeRConfig, train_adapler
         cfg = _run(AdapLeRConfig, epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma,
-                   eta_lr=eta_lr, cp_lr=cp_lr, phi=0.0005 if knob is None else knob, init=init_weights.value,
+                   eta_lr=eta_lr, cp_lr=cp_lr, phi=knob, preset=preset.value, init=init_weights.value,
                    theta=theta, length_loss=length_loss.value, kl_target_stopgrad=kl_target_stopgrad, **targets)
         cfg = _run(dataclasses.replace, cfg, **settings)
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)

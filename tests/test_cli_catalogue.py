@@ -96,6 +96,7 @@ def model_dir(root: Path, config, files: dict | None = None) -> Path:
      "drop --knob or drop --target-speedup"),
     (["train", "--method", "tr-bert", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "2",
       "--set", "alpha=0.5"], "drop --set alpha="),
+    (["train", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--preset", "fast"], "--preset"),
     (["finetune", "--model", "{bert}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "2"],
      "No such option: --target-speedup"),  # a dense model has no knob to steer
 ])

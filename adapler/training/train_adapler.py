@@ -9,7 +9,7 @@ multiplicative controller on the training batches' FLOPs speedup.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -39,12 +39,13 @@ class AdapLeRConfig:
     epochs: int = 5
     batch_size: int = 32
     lr: float = 3e-5
-    eta_lr: float = 5e-4
-    cp_lr: float | None = None  # None: same as lr (faithful); [ours] raise it for short runs (fresh CPs)
+    eta_lr: float | None = None  # None: from ``preset`` (resolve_defaults)
+    cp_lr: float | None = None  # None: from ``preset``; paper = lr, auto = 1e-3 (fresh CPs in short runs)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     gamma: float = 0.005  # CP (KL) loss weight, README SST-2
-    phi: float = 0.0005  # length loss weight, README SST-2: the trade-off knob
+    phi: float | None = None  # length loss weight, the trade-off knob; None: from ``preset``
+    preset: str = "auto"  # auto: phi and eta_lr scaled to the data's length and steps | paper: README SST-2
     init: str = "finetuned"  # finetuned | pretrained  [ours: finetuned by default, see docs]
     theta: bool = True  # faithful theta/theta_PR quirk
     length_loss: str = "absolute"  # absolute | normalized
@@ -61,17 +62,41 @@ class AdapLeRConfig:
         # bad values at once (e.g. length_loss "foo" used to train as "absolute")
         check_choice("init (--init-weights)", self.init, ("finetuned", "pretrained"))
         check_choice("length_loss (--length-loss)", self.length_loss, ("absolute", "normalized"))
+        check_choice("preset (--preset)", self.preset, PRESETS)
         for name in ("epochs", "batch_size", "saliency_epochs"):
             check_range(name, getattr(self, name), 1)
-        for name in ("lr", "eta_lr") + (("cp_lr",) if self.cp_lr is not None else ()):
-            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("lr", "eta_lr", "cp_lr"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0, strict_lo=True)
         for name in ("gamma", "phi", "weight_decay"):
-            check_range(name, getattr(self, name), 0)
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0)
         check_range("warmup_ratio", self.warmup_ratio, 0, 1)
         if self.max_length is not None:
             check_range("max_length", self.max_length, MIN_MAX_LENGTH)
         check_target_fields(self.target_speedup, self.max_accuracy_drop)
         check_range("target_gain", self.target_gain, 0, strict_lo=True)
+
+
+PRESETS = ("auto", "paper")
+PHI_TOKENS = 0.3  # auto: phi = PHI_TOKENS / mean training length (docs/design.md, "Defaults")
+ETA_DRIFT = 1.0  # auto: eta_lr such that Adam can move eta about this far over the run
+ETA_LR_RANGE = (5e-4, 1e-2)
+AUTO_CP_LR = 1e-3
+
+
+def resolve_defaults(cfg: AdapLeRConfig, mean_length: float, total_steps: int, num_layers: int) -> AdapLeRConfig:
+    """``cfg`` with phi, eta_lr and cp_lr filled where None. ``paper``: the released SST-2 settings (phi 5e-4,
+    eta_lr 5e-4, CPs at BERT's lr). ``auto``: phi inversely proportional to the mean training length (the
+    absolute length loss counts tokens), eta_lr from the run's step count (Adam moves eta ~eta_lr per step)."""
+    if cfg.preset == "paper":
+        fill = {"phi": 5e-4, "eta_lr": 5e-4, "cp_lr": cfg.lr}
+    else:
+        from .power_bert import drift_budget  # the same schedule sum bounds how far eta can move
+        phi = PHI_TOKENS * num_layers if cfg.length_loss == "normalized" else PHI_TOKENS / max(1.0, mean_length)
+        eta_lr = ETA_DRIFT / max(drift_budget(1.0, total_steps, cfg.warmup_ratio), 1e-12)
+        fill = {"phi": phi, "eta_lr": min(ETA_LR_RANGE[1], max(ETA_LR_RANGE[0], eta_lr)), "cp_lr": AUTO_CP_LR}
+    return replace(cfg, **{k: v for k, v in fill.items() if getattr(cfg, k) is None})
 
 
 def lambda_at(step: int, epoch: int, epochs: int) -> float:
@@ -144,6 +169,14 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         L = ft_cfg["backbone"].get("num_hidden_layers", 12)
         check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
                         list(range(L)))
+    td = TrainData.make(data, tokenizer, max_length)
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    given = cfg
+    cfg = resolve_defaults(cfg, float(td.train.attention_mask.sum(1).float().mean()), total_steps,
+                           ft_cfg["backbone"].get("num_hidden_layers", 12))
+    if given != cfg:
+        log(f"AdapLeR {cfg.preset} defaults: phi {cfg.phi:.3g}, eta_lr {cfg.eta_lr:.3g}, cp_lr {cfg.cp_lr:.3g}")
     fingerprint = run_fingerprint(data, asdict(cfg), init)
     out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
     seed_everything(cfg.seed)
@@ -168,14 +201,11 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             model, _ = load_checkpoint(out / "last")
         log(f"resuming {out} after epoch {done}")
     sel: ContributionSelector = model.selector
-    td = TrainData.make(data, tokenizer, max_length)
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
     groups = param_groups([(n, p) for n, p in model_params if not n.startswith("selector.cps.")], cfg.weight_decay)
     cp_groups = param_groups([(n, p) for n, p in model_params if n.startswith("selector.cps.")], cfg.weight_decay)
     for g in cp_groups:
-        g["lr"] = cfg.cp_lr or cfg.lr
+        g["lr"] = cfg.cp_lr
     opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
     eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
     start = done * steps_per_epoch
