@@ -38,14 +38,14 @@ def training_table(out: Path) -> None:
     phased = any("phase" in r for r in rows)
     t = Table(title=f"{best.get('method', '?')} in {out} (dev)",
               caption=f"selected: {best.get('selection', '?')}")
-    for name in (["phase"] if phased else []) + ["epoch", "accuracy", "FLOPs speedup", "knob", "kept length per layer",
+    for name in (["phase"] if phased else []) + ["epoch", "accuracy", "FLOPs speedup", "knob", "kept per layer",
                                                  "selected"]:
-        t.add_column(name, justify="left" if name in ("phase", "kept length per layer") else "right")
+        t.add_column(name, justify="left" if name in ("phase", "kept per layer") else "right")
     for r in rows:
         chosen = r.get("epoch") == best.get("epoch") and r.get("phase") == best.get("phase")
         knob = next((f"{k} {r[k]:.3g}" for k in ("phi", "alpha") if isinstance(r.get(k), (int, float))), "")
         if r.get("retention"):
-            knob = "retention " + " ".join(map(str, r["retention"]))
+            knob = "l " + " ".join(map(str, r["retention"]))  # PoWER-BERT's per-layer retention
         cells = ([r.get("phase", "")] if phased else []) + [
             str(r["epoch"]), f"{100 * r['dev_accuracy']:.2f} %", f"{r['dev_flops_speedup']:.2f}x", knob,
             " ".join(f"{v:.1f}" for v in r.get("dev_mean_kept_lengths", [])), "<-" if chosen else ""]

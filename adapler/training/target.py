@@ -172,8 +172,7 @@ class SelectionRule:
         name = _epoch_name(row)
         if self.target_speedup is not None:
             return (f"target speedup {self.target_speedup:g}x not reached on dev; {where} is the closest checkpoint: "
-                    f"{name} at {speedup:.2f}x (dev accuracy {100 * acc:.2f} %); raise --epochs or the learning "
-                    "rate of the knob to go further")
+                    f"{name} at {speedup:.2f}x (dev accuracy {100 * acc:.2f} %); more --epochs let the knob go further")
         return (f"no epoch within {self.max_accuracy_drop:g} point(s) of the fine-tuned dev accuracy "
                 f"{100 * self.finetuned_accuracy:.2f} %; {where} is the most accurate: {name} "
                 f"({100 * acc:.2f} % at {speedup:.2f}x)")
