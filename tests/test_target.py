@@ -203,3 +203,26 @@ def test_auto_defaults_follow_length_and_steps():
     assert (paper.phi, paper.eta_lr, paper.cp_lr) == (5e-4, 5e-4, 3e-5)
     with pytest.raises(UsageError, match="preset"):
         AdapLeRConfig(preset="fast")
+
+
+def test_resumed_adapler_run_continues_phi_and_calibration(finetuned_run, sentiment_csv, tmp_path, monkeypatch):
+    """An interrupted target run restarts its controller from the last history row, not from the start phi."""
+    from adapler.data import load_dataset
+    from adapler.training import train_adapler as ta
+    data = load_dataset(sentiment_csv)
+    cfg = AdapLeRConfig(epochs=2, batch_size=16, saliency_epochs=1, target_speedup=1.5)
+    out = ta.train_adapler(data, finetuned_run, tmp_path / "ad", cfg)
+    state = json.loads((out / "run_state.json").read_text())
+    state["epochs_done"], state["history"] = 1, state["history"][:1]
+    state["history"][0].update(phi=0.123, speedup_calibration=1.7)
+    (out / "run_state.json").write_text(json.dumps(state))
+    started = []
+
+    class Recording(ta.KnobController):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append((self.value, self.calibration))
+
+    monkeypatch.setattr(ta, "KnobController", Recording)
+    ta.train_adapler(data, finetuned_run, out, cfg, resume=True)
+    assert started == [(0.123, 1.7)]
