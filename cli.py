@@ -11,7 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import typer
 
 from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
-                              Mode, Precision, Quantize, Split, Target, exit_code, parse_settings)
+                              Mode, Precision, Preset, Quantize, Split, Target, exit_code, parse_settings)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
@@ -102,9 +102,12 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
           knob: Optional[float] = typer.Option(None, min=0.0,
                                                help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
           gamma: float = typer.Option(0.005, min=0.0, help="AdapLeR CP loss weight"),
-          eta_lr: float = typer.Option(5e-4, min=0.0, help="AdapLeR learning rate of eta/theta"),
+          eta_lr: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR learning rate of eta/theta "
+                                                 "(default: from --preset)"),
           cp_lr: Optional[float] = typer.Option(None, min=0.0,
-                                                help="AdapLeR learning rate of the CPs (default: --lr)"),
+                                                help="AdapLeR learning rate of the CPs (default: from --preset)"),
+          preset: Preset = typer.Option(Preset.auto, help="AdapLeR defaults for --knob, --eta-lr, --cp-lr: auto "
+                                        "(scaled to the data's length and steps) | paper (the released settings)"),
           init_weights: InitWeights = typer.Option(InitWeights.finetuned,
                                                    help="AdapLeR: start from finetuned or pretrained weights"),
           theta: bool = typer.Option(True, help="AdapLeR: faithful theta/theta_PR re-weighting of the [CLS] target"),
@@ -115,6 +118,12 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
                                                       help="TR-BERT batched inference: masked | topk (original)"),
           trbert_len_denominator: LenDenominator = typer.Option(LenDenominator.padded,
                                                                 help="TR-BERT length reward: padded (original) | real"),
+          target_speedup: Optional[float] = typer.Option(
+              None, "--target-speedup", help="steer the knob to this dev FLOPs speedup; best/ = the most accurate "
+              "epoch at or above it"),
+          max_accuracy_drop: float = typer.Option(
+              1.0, "--max-accuracy-drop", help="best/ = the fastest epoch within this many points of the fine-tuned "
+              "dev accuracy (without --target-speedup)"),
           set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE (e.g. search_epochs=1, saliency_epochs=1); repeatable"),
           max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
@@ -122,23 +131,32 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
           overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Train a token-dropping model from a fine-tuned run."""
     import dataclasses
+
+    from adapler.training.baselines import KNOB_FIELDS
+    from adapler.training.target import check_knob_free, check_target_fields
     settings = _parse_settings(set_, _config_class(method.value), method.value)  # before any data is loaded
+    _run(check_target_fields, target_speedup, max_accuracy_drop)
+    _run(check_knob_free, target_speedup, knob, settings, KNOB_FIELDS[method.value])
+    targets = {"target_speedup": target_speedup, "max_accuracy_drop": max_accuracy_drop}
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
     if method is Method.adapler:
         from adapler.training.train_adapler import AdapLeRConfig, train_adapler
         cfg = _run(AdapLeRConfig, epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma,
-                   eta_lr=eta_lr, cp_lr=cp_lr, phi=0.0005 if knob is None else knob, init=init_weights.value,
-                   theta=theta, length_loss=length_loss.value, kl_target_stopgrad=kl_target_stopgrad)
+                   eta_lr=eta_lr, cp_lr=cp_lr, phi=knob, preset=preset.value, init=init_weights.value,
+                   theta=theta, length_loss=length_loss.value, kl_target_stopgrad=kl_target_stopgrad, **targets)
         cfg = _run(dataclasses.replace, cfg, **settings)
         out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     else:
         from adapler.training.baselines import train_baseline
         options = {"protect_cls": power_protect_cls} if method is Method.power_bert else \
             {"batch_fill": trbert_batch_fill.value, "len_denominator": trbert_len_denominator.value}
+        options.update(targets)
         options.update(settings)
         out_dir = _run(train_baseline, method.value, ds, init, out, knob=knob, epochs=epochs, lr=lr,
                        batch_size=batch_size, seed=seed, overwrite=overwrite, resume=resume, **options)
+    from adapler.report import training_table
+    training_table(out_dir)
     typer.echo(f"trained {method.value} in {out_dir} (selected: {out_dir / 'best'})")
 
 

@@ -40,6 +40,11 @@ class LengthLoss(str, Enum):
     normalized = "normalized"
 
 
+class Preset(str, Enum):
+    auto = "auto"
+    paper = "paper"
+
+
 class BatchFill(str, Enum):
     masked = "masked"
     topk = "topk"

@@ -88,12 +88,32 @@ def model_dir(root: Path, config, files: dict | None = None) -> Path:
     (["sweep", "--method", "adapler", "--values", "-1", "--init", "{run}", "--data", "{csv}", "--out", "{out}"], "--values"),
     (["export", "{run}", "--target", "tensorflow", "--out", "{out}"], "--target"),
     (["nosuch-command"], "No such command"),
+    (["train", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "0.5"],
+     "target_speedup (--target-speedup"),
+    (["train", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--max-accuracy-drop", "-1"],
+     "max_accuracy_drop (--max-accuracy-drop"),
+    (["train", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "2", "--knob", "0.01"],
+     "drop --knob or drop --target-speedup"),
+    (["train", "--method", "tr-bert", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "2",
+      "--set", "alpha=0.5"], "drop --set alpha="),
+    (["train", "--init", "{run}", "--data", "{csv}", "--out", "{out}", "--preset", "fast"], "--preset"),
+    (["finetune", "--model", "{bert}", "--data", "{csv}", "--out", "{out}", "--target-speedup", "2"],
+     "No such option: --target-speedup"),  # a dense model has no knob to steer
 ])
 def test_usage_errors(env, capsys, args, fragment):
     out = env["tmp"] / "out"
     subst = {"run": env["run"], "csv": env["csv"], "out": out, "bert": env["bert"]}
     check(env, capsys, [a.format(**subst) for a in args], 2, fragment, out=out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["adapler", "power-bert", "tr-bert"])
+def test_unreachable_target_speedup(env, capsys, method):
+    """A target beyond what keeping only [CLS] would give on the dev lengths: refused before any training."""
+    out = env["tmp"] / "out"
+    check(env, capsys, ["train", "--method", method, "--init", env["run"], "--data", env["csv"], "--out", out,
+                        "--target-speedup", "40"], 2, "--target-speedup 40 is above what the dev inputs allow",
+          out=out)
 
 
 # ------------------------------------------------------------------ bad models and checkpoints: exit 4

@@ -7,7 +7,8 @@ import torch
 from adapler.checkpoint import CheckpointError, load_checkpoint
 from adapler.data import load_dataset
 from adapler.training.saliency import compute_saliencies
-from adapler.training.train_adapler import AdapLeRConfig, better_epoch, cp_kl_loss, lambda_at, train_adapler
+from adapler.training.target import SelectionRule
+from adapler.training.train_adapler import AdapLeRConfig, cp_kl_loss, lambda_at, train_adapler
 
 
 def test_finetune_writes_epochs_and_scores(finetuned_run):
@@ -98,14 +99,10 @@ def test_sentence_pairs_end_to_end(tiny_bert_dir, tmp_path):
 
 def test_epoch_selection_rule():
     """Max dev speedup within 1 point; until an epoch qualifies, the most accurate one is kept."""
-    best = {"speedup": 0.0, "epoch": None}
-    history = [(0.80, 5.8, False), (0.77, 8.4, False), (0.81, 3.0, True), (0.805, 4.0, True), (0.83, 2.0, True),
-               (0.79, 9.0, False)]
-    chosen = []
-    for epoch, (acc, speedup, qualified) in enumerate(history, 1):
-        if better_epoch(best, qualified, acc, speedup):
-            best = {"speedup": speedup, "epoch": epoch, "qualified": qualified, "dev_accuracy": acc}
-        chosen.append(best["epoch"])
+    rule = SelectionRule(finetuned_accuracy=0.814)  # within 1 point: dev accuracy >= 0.804
+    history = [(0.80, 5.8), (0.77, 8.4), (0.81, 3.0), (0.805, 4.0), (0.83, 2.0), (0.79, 9.0)]
+    rows, chosen = [], []
+    for epoch, (acc, speedup) in enumerate(history, 1):
+        rows.append({"epoch": epoch, "dev_accuracy": acc, "dev_flops_speedup": speedup})
+        chosen.append(rows[rule.pick(rows)]["epoch"])
     assert chosen == [1, 1, 3, 4, 4, 4]
-    # a run state from before the fallback existed holds only qualified epochs
-    assert not better_epoch({"speedup": 2.0, "epoch": 1}, False, 0.9, 9.0)

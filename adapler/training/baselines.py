@@ -11,10 +11,11 @@ from ..data import Dataset
 from .power_bert import COLLAPSE_FRACTION, PowerBertConfig, drift_budget, train_power_bert
 from .tr_bert import TrBertConfig, compute_heuristics, train_tr_bert
 
-__all__ = ["KNOBS", "COLLAPSE_FRACTION", "PowerBertConfig", "TrBertConfig", "baseline_config", "compute_heuristics",
+__all__ = ["KNOBS", "KNOB_FIELDS", "COLLAPSE_FRACTION", "PowerBertConfig", "TrBertConfig", "baseline_config", "compute_heuristics",
            "drift_budget", "train_baseline", "train_power_bert", "train_tr_bert"]
 
 KNOBS = {"power-bert": "lambda", "tr-bert": "alpha", "adapler": "phi"}
+KNOB_FIELDS = {"power-bert": "lam", "tr-bert": "alpha", "adapler": "phi"}  # the config field --knob sets
 
 
 def baseline_config(method: str, knob: float | None = None, epochs: int | None = None, lr: float | None = None,

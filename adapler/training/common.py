@@ -184,3 +184,16 @@ def load_init(init: str | Path) -> dict:
 def init_path(init: str | Path) -> Path:
     init = Path(init)
     return init / "best" if (init / "best").exists() else init
+
+
+def finetuned_dev_accuracy(init: str | Path, ft_cfg: dict) -> float | None:
+    """The fine-tuned run's best dev accuracy (dev_scores.json, else its config.json); None if neither says."""
+    scores = Path(init) / "dev_scores.json"
+    if scores.exists():
+        return max(s["dev_accuracy"] for s in json.loads(scores.read_text()))
+    return ft_cfg.get("dev_accuracy")
+
+
+def dev_lengths(data: Dataset, tokenizer, max_length: int) -> torch.Tensor:
+    """Real token counts of the dev split: what a speedup target is measured on."""
+    return encode(data.dev, tokenizer, max_length).attention_mask.sum(dim=1)

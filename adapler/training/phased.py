@@ -2,8 +2,8 @@
 
 A run is a list of phases, each some epochs. It is resumable at phase/epoch granularity: ``out/last/``
 is written after every epoch and phase change, ``run_state.json`` says which phase and epoch that is,
-``history.json`` has one row per epoch (train losses + hard-mode dev metrics), ``out/best/`` is the best
-dev-accuracy epoch of the final phase. Optimiser state is not saved (as in the AdapLeR trainer): a
+``history.json`` has one row per epoch (train losses + hard-mode dev metrics), ``out/best/`` is the epoch of
+the final phase that the run's ``SelectionRule`` (target.py) prefers. Optimiser state is not saved (as in the AdapLeR trainer): a
 resumed phase restarts its optimiser at the right schedule step.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
 
 from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
                           save_checkpoint)
@@ -21,8 +22,9 @@ from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
 from ..files import write_json_atomic
 from ..progress import log
-from .common import (TrainData, init_path, load_init, prepare_out_dir, run_fingerprint, seed_everything, train_epoch,
-                     write_state)
+from .common import (TrainData, dev_lengths, finetuned_dev_accuracy, init_path, load_init, prepare_out_dir,
+                     run_fingerprint, seed_everything, train_epoch, write_state)
+from .target import SelectionRule, find_row
 
 
 @dataclass
@@ -51,6 +53,7 @@ class PhasedRun:
     best: dict = field(default_factory=lambda: {"epoch": None, "phase": None, "dev_accuracy": -1.0})
     finished: bool = False
     fingerprint: dict | None = None  # of data, options and --init; checked on --resume
+    rule: SelectionRule | None = None  # None: the most accurate epoch of the final phase
 
     def resume_from(self, state: dict | None) -> None:
         if not state:
@@ -104,9 +107,10 @@ class PhasedRun:
                     f"{dev['flops_speedup']:.2f}x, kept {[round(v, 1) for v in dev['mean_kept_lengths']]}")
                 meta = {"phase": ph.name, "epoch": epoch, "dev_accuracy": dev["accuracy"],
                         "dev_flops_speedup": dev["flops_speedup"]}
-                if ph.name in select and dev["accuracy"] > self.best["dev_accuracy"]:
+                if ph.name in select and self._better(row):
                     self.best = {"epoch": epoch, "phase": ph.name, "dev_accuracy": dev["accuracy"]}
-                    self.save("best", {**meta, "selection": f"best dev accuracy of phase {ph.name}"})
+                    self.save("best", {**meta, **(self.rule.record(row) if self.rule else
+                                                  {"selection": f"best dev accuracy of phase {ph.name}"})})
                 self.epochs_done = epoch
                 self.save("last", meta)
                 self.write()
@@ -115,18 +119,35 @@ class PhasedRun:
             self.write()
         if self.best["epoch"] is None:  # no training epochs at all: the initial model is the result
             self.save("best", {"selection": "no training epochs"})
+        elif self.rule is not None:
+            note = self.rule.closing_note(self._best_row(), str(self.out / "best"))
+            if note:
+                log(note)
         self.write(finished=True)
         return self.out
 
+    def _best_row(self) -> dict | None:
+        return None if self.best.get("epoch") is None else find_row(self.history, self.best["epoch"], self.best["phase"])
+
+    def _better(self, row: dict) -> bool:
+        best = self._best_row()
+        if self.rule is None:
+            return best is None or row["dev_accuracy"] > best["dev_accuracy"]
+        return self.rule.better(row, best)
+
 
 def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed: int, overwrite: bool, resume: bool,
-                         config: dict):
+                         config: dict, reachable: Callable[[dict, Tensor], None] | None = None):
     """(out, saved state or None, checkpoint dir, fine-tuned model, its config, tokenizer, run fingerprint) for a
-    new or resumed run. ``config``: the trainer's options, which a resume must repeat."""
+    new or resumed run. ``config``: the trainer's options, which a resume must repeat. ``reachable(init config,
+    dev lengths)`` raises if a speedup target cannot be met."""
     ckpt = init_path(init)
-    ft_num_labels = load_init(init)["num_labels"]
+    init_cfg = load_init(init)
+    ft_num_labels = init_cfg["num_labels"]
     if ft_num_labels != data.num_labels:  # before --out is created or a resumed run is touched
         raise CheckpointError(f"{ckpt} predicts {ft_num_labels} classes but {data.name} has {data.num_labels}")
+    if reachable is not None:  # a speedup target the dev lengths cannot allow is refused before any output
+        reachable(init_cfg, dev_lengths(data, load_checkpoint_tokenizer(ckpt), init_cfg["max_length"]))
     fingerprint = run_fingerprint(data, config, init)
     out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
     seed_everything(seed)
@@ -139,3 +160,12 @@ def with_selector(ft_model: PrunedBertClassifier, selector) -> PrunedBertClassif
     model = PrunedBertClassifier(ft_model.config, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
     model.load_state_dict(ft_model.state_dict(), strict=False)  # selector parameters stay freshly initialised
     return model
+
+
+def selection_rule(init: str | Path, ft_model: PrunedBertClassifier, ft_cfg: dict, data: Dataset, tokenizer,
+                   max_accuracy_drop: float, target_speedup: float | None) -> SelectionRule:
+    """The rule for ``best/``, relative to the fine-tuned run's dev accuracy (measured if it never recorded it)."""
+    acc = finetuned_dev_accuracy(init, ft_cfg)
+    if acc is None:
+        acc = evaluate(ft_model, data.dev, tokenizer, ft_cfg["max_length"], mode="dense", desc="fine-tuned dev")["accuracy"]
+    return SelectionRule(acc, max_accuracy_drop, target_speedup)

@@ -9,21 +9,27 @@ Collapse guard against IBM/PoWER-BERT#10 (why it takes these steps: docs/method.
   3. sum r_j per layer and the implied l_j are logged every epoch (history.json); if the deepest layer
      is left with fewer than ``COLLAPSE_FRACTION`` of the dev set's mean length the run says so
      (``"collapsed": true`` in the history row and in the checkpoint config) instead of hiding it.
+With ``target_speedup`` the searched retention is scaled (``retention_for_speedup``) to the least pruned
+configuration whose dev FLOPs speedup reaches the target: the retention fixes the speedup exactly.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
-from ..data import Dataset, Encoded, encode
+from ..data import Dataset, Encoded
 from ..errors import check_range
+from ..flops import Dims, dense_flops, pruned_flops
 from ..progress import log
 from ..selectors.power_bert import AttentionTopKSelector, retention_from_r
-from .common import TrainData, linear_warmup, param_groups
-from .phased import Phase, PhasedRun, setup_from_finetuned, with_selector
+from .common import TrainData, dev_lengths, linear_warmup, param_groups
+from .phased import Phase, PhasedRun, selection_rule, setup_from_finetuned, with_selector
+from .target import check_reachable, check_target_fields, dims_of_config
 
 COLLAPSE_FRACTION = 0.25
 
@@ -47,6 +53,8 @@ class PowerBertConfig:
     warmup_ratio: float = 0.1
     protect_cls: bool = False
     seed: int = 42
+    target_speedup: float | None = None  # scale the searched retention to this dev FLOPs speedup
+    max_accuracy_drop: float = 1.0  # points below the fine-tuned dev accuracy that selection accepts
 
     def __post_init__(self) -> None:
         for name in ("search_epochs", "retrain_epochs"):
@@ -57,6 +65,30 @@ class PowerBertConfig:
         for name in ("lam", "weight_decay"):
             check_range(name, getattr(self, name), 0)
         check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+        check_target_fields(self.target_speedup, self.max_accuracy_drop)
+
+
+def retention_speedup(retention: list[int], lengths: Tensor, dims: Dims) -> float:
+    """Dev FLOPs speedup of a fixed retention: a row of n tokens keeps min(l_j, n) after layer j."""
+    n = lengths.double()
+    kept = torch.minimum(n[:, None], torch.tensor(retention, dtype=torch.float64)[None])
+    return float(dense_flops(n, dims).sum() / pruned_flops(n, kept, dims, [], drops_after_attention=True).sum())
+
+
+def retention_for_speedup(shape: list[int], lengths: Tensor, dims: Dims, target: float, max_length: int) -> list[int]:
+    """The least pruned retention min(max_length, max(1, ceil(c * shape_j))) whose speedup is >= ``target``
+    (bisection on c; the speedup falls as c grows). Scaling keeps the searched shape, so the layers the
+    search found important stay relatively long; a non-increasing shape stays non-increasing."""
+    def config(c: float) -> list[int]:
+        return [min(max_length, max(1, math.ceil(c * v))) for v in shape]
+
+    lo, hi = 0.0, max_length / max(1, min(shape))  # config(lo): every l_j = 1; config(hi): every l_j = max_length
+    if retention_speedup(config(hi), lengths, dims) >= target:
+        return config(hi)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if retention_speedup(config(mid), lengths, dims) >= target else (lo, mid)
+    return config(lo)
 
 
 def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
@@ -68,18 +100,23 @@ def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
 
 def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: PowerBertConfig,
                      overwrite: bool = False, resume: bool = False) -> Path:
+    def reachable(init_cfg: dict, lengths: Tensor) -> None:  # PoWER-BERT has no predictor; layer 0 may drop
+        check_reachable(cfg.target_speedup, lengths, dims_of_config(init_cfg), [], drops_after_attention=True)
+
     out, state, ckpt, ft_model, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
-        data, init, out, cfg.seed, overwrite, resume, asdict(cfg))
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None)
     max_length = ft_cfg["max_length"]
     L = ft_model.num_layers
     model = with_selector(ft_model, AttentionTopKSelector(L, max_length, protect_cls=cfg.protect_cls))
     extra = {"stage": "power-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "power_bert": asdict(cfg)}
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint)
+    rule = selection_rule(init, ft_model, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)
-    dev_len = float(encode(data.dev, tokenizer, max_length).attention_mask.sum(1).float().mean())
+    dev_n = dev_lengths(data, tokenizer, max_length)
+    dev_len = float(dev_n.float().mean())
 
     def search(start_epoch: int):
         sel: AttentionTopKSelector = run.model.selector
@@ -121,7 +158,13 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
     def fix_retention() -> None:
         sel: AttentionTopKSelector = run.model.selector
         if sel.retention is None:
-            sel.set_retention(retention_from_r(sel.r, sel.protect_cls))
+            retention = retention_from_r(sel.r, sel.protect_cls)
+            if cfg.target_speedup is not None:
+                scaled = retention_for_speedup(retention, dev_n, Dims.of(run.model), cfg.target_speedup, max_length)
+                log(f"PoWER-BERT: searched retention {retention} scaled to {scaled} for {cfg.target_speedup:g}x "
+                    f"({retention_speedup(scaled, dev_n, Dims.of(run.model)):.2f}x on dev)")
+                retention = scaled
+            sel.set_retention(retention)
         run.extra["retention"] = sel.retention
         run.extra["collapsed"] = sel.retention[-1] < COLLAPSE_FRACTION * dev_len
         log(f"PoWER-BERT configuration (max length {max_length}): {sel.retention}")
@@ -146,5 +189,5 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
         return step
 
     phases = [Phase("search", cfg.search_epochs, search, search_row, fix_retention),
-              Phase("retrain", cfg.retrain_epochs, retrain)]
+              Phase("retrain", cfg.retrain_epochs, retrain, lambda row: row.update(retention=run.model.selector.retention))]
     return run.run(phases, td, cfg.batch_size, cfg.seed)

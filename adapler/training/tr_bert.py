@@ -2,7 +2,8 @@
 
 Phases: optional ``init`` (``init_epochs``: policies fitted to heuristic rank targets, the original's
 IMDB step), ``rl`` (policy nets only, BERT frozen, imitation warm-up) then ``joint`` (all parameters,
-KD from the fine-tuned model + L_RL).
+KD from the fine-tuned model + L_RL). With ``target_speedup``, alpha is steered after every RL and joint step
+by ``KnobController`` (target.py) on the sampled batch's FLOPs speedup.
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from ..errors import check_choice, check_range
 from ..encoder import PrunedBertClassifier
 from ..progress import log, progress_bar
 from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
-                                 reinforce_loss, rewards)
+                                 reinforce_loss, rewards, selection_points)
 from .common import TrainData, linear_warmup, param_groups
-from .phased import Phase, PhasedRun, setup_from_finetuned, with_selector
+from .phased import Phase, PhasedRun, selection_rule, setup_from_finetuned, with_selector
+from .target import KnobController, batch_speedup, check_reachable, check_target_fields, dims_of_config
 
 
 @dataclass
@@ -43,6 +45,9 @@ class TrBertConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     seed: int = 42
+    target_speedup: float | None = None  # steer alpha towards this dev FLOPs speedup (alpha is the start value)
+    max_accuracy_drop: float = 1.0  # points below the fine-tuned dev accuracy that selection accepts
+    target_gain: float = 0.05  # controller step: alpha *= exp(gain * relative speedup error) per step
 
     def __post_init__(self) -> None:
         check_choice("len_denominator (--trbert-len-denominator)", self.len_denominator, ("padded", "real"))
@@ -51,7 +56,8 @@ class TrBertConfig:
             check_range(name, getattr(self, name), 0)
         for name in ("batch_size", "k"):
             check_range(name, getattr(self, name), 1)
-        for name in ("lr", "policy_lr", "tau", "max_grad_norm"):
+        check_target_fields(self.target_speedup, self.max_accuracy_drop)
+        for name in ("lr", "policy_lr", "tau", "max_grad_norm", "target_gain"):
             check_range(name, getattr(self, name), 0, strict_lo=True)
         for name in ("alpha", "weight_decay"):
             check_range(name, getattr(self, name), 0)
@@ -99,8 +105,13 @@ def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -
 
 def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
                   overwrite: bool = False, resume: bool = False) -> Path:
+    def reachable(init_cfg: dict, lengths: torch.Tensor) -> None:  # layers before the first policy keep everything
+        points = selection_points(init_cfg["backbone"].get("num_hidden_layers", 12))
+        check_reachable(cfg.target_speedup, lengths, dims_of_config(init_cfg), points,
+                        first_drop_layer=points[0] if points else init_cfg["backbone"].get("num_hidden_layers", 12))
+
     out, state, ckpt, teacher, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
-        data, init, out, cfg.seed, overwrite, resume, asdict(cfg))
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None)
     max_length = ft_cfg["max_length"]
     cfgb = teacher.config
     model = with_selector(teacher, PolicySelector(cfgb.hidden_size, cfgb.num_hidden_layers, act=cfgb.hidden_act,
@@ -111,8 +122,14 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     teacher.eval().requires_grad_(False)
     extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint)
+    rule = selection_rule(init, teacher, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
+    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
     run.resume_from(state)
+    # alpha and the calibration continue from where an interrupted run left them
+    last = next((r for r in reversed(run.history) if "alpha" in r), {})
+    ctrl = None if cfg.target_speedup is None else KnobController(
+        cfg.target_speedup, last.get("alpha", cfg.alpha), cfg.target_gain,
+        calibration=last.get("speedup_calibration", 1.0))
     td = TrainData.make(data, tokenizer, max_length)
     steps = -(-len(data.train) // cfg.batch_size)
     K = cfg.k
@@ -154,7 +171,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
                 else:
                     loss_sample = F.cross_entropy(o.logits, b.labels.repeat(K), reduction="none")
                 length = length_term(o.aux, cfg.len_denominator)
-                reward = rewards(loss_sample.detach(), length, cfg.alpha)
+                reward = rewards(loss_sample.detach(), length, cfg.alpha if ctrl is None else ctrl.value)
                 l_rl, _ = reinforce_loss(reward, o.aux["select_loss"], K)
                 loss = l_rl + (loss_sample.mean() if joint else 0.0)
                 opt.zero_grad()
@@ -163,8 +180,12 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
                 opt.step()
                 sched.step()
                 counter["step"] += 1
-                return {"l_rl": l_rl.item(), "reward": reward.mean().item(), "length_term": length.mean().item(),
+                logs = {"l_rl": l_rl.item(), "reward": reward.mean().item(), "length_term": length.mean().item(),
                         ("kd" if joint else "ce"): loss_sample.mean().item(), "guided": float(guided)}
+                if ctrl is not None:  # the sampled actions' kept lengths: the speedup the policy is choosing now
+                    logs["train_speedup"] = batch_speedup(m, b.attention_mask.repeat(K, 1), o.kept_lengths)
+                    ctrl.update(logs["train_speedup"])
+                return logs
             return step
         return setup
 
@@ -197,8 +218,13 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     def unfreeze() -> None:
         run.model.requires_grad_(True)
 
+    def record_alpha(row: dict) -> None:
+        row["alpha"] = cfg.alpha if ctrl is None else ctrl.value
+        if ctrl is not None:  # sampled actions in training vs the p >= 0.5 threshold on dev
+            row["speedup_calibration"] = ctrl.calibrate(row["dev_flops_speedup"])
+
     # seed slots 0 and 1 for rl and joint whether or not the optional init phase runs
     phases = [Phase("init", cfg.init_epochs, rank_init, finish=unfreeze, seed_index=2),
-              Phase("rl", cfg.rl_epochs, make_stage(False), finish=unfreeze, seed_index=0),
-              Phase("joint", cfg.joint_epochs, make_stage(True), finish=unfreeze, seed_index=1)]
+              Phase("rl", cfg.rl_epochs, make_stage(False), record_alpha, unfreeze, seed_index=0),
+              Phase("joint", cfg.joint_epochs, make_stage(True), record_alpha, unfreeze, seed_index=1)]
     return run.run(phases, td, cfg.batch_size, cfg.seed)

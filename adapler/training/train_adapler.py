@@ -3,12 +3,13 @@
 Two optimisers over disjoint parameters from one forward pass:
   model (BERT, CPs, pooler, classifier) <- CE + gamma * L_CP
   eta, theta                            <- CE + phi * L_len     (theta via the theta_PR quirk)
-Checkpoint selection: highest dev FLOPs speedup with dev accuracy within 1 point of the fine-tuned model.
+Checkpoint selection (target.py): the fastest epoch within ``max_accuracy_drop`` points of the fine-tuned dev
+accuracy, or with ``target_speedup`` the most accurate epoch at or above it; phi is then steered per step by a
+multiplicative controller on the training batches' FLOPs speedup.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -24,10 +25,13 @@ from ..files import write_json_atomic
 from ..models import load_bert
 from ..progress import log
 from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
-from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, init_path, linear_warmup, load_init, param_groups, prepare_out_dir,
-                     run_fingerprint, seed_everything, train_epoch, write_state)
+from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
+                     linear_warmup, load_init, param_groups, prepare_out_dir, run_fingerprint, seed_everything,
+                     train_epoch, write_state)
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
+from .target import (KnobController, SelectionRule, batch_speedup, check_reachable, check_target_fields,
+                     dims_of_config, find_row)
 
 
 @dataclass
@@ -35,12 +39,13 @@ class AdapLeRConfig:
     epochs: int = 5
     batch_size: int = 32
     lr: float = 3e-5
-    eta_lr: float = 5e-4
-    cp_lr: float | None = None  # None: same as lr (faithful); [ours] raise it for short runs (fresh CPs)
+    eta_lr: float | None = None  # None: from ``preset`` (resolve_defaults)
+    cp_lr: float | None = None  # None: from ``preset``; paper = lr, auto = 1e-3 (fresh CPs in short runs)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     gamma: float = 0.005  # CP (KL) loss weight, README SST-2
-    phi: float = 0.0005  # length loss weight, README SST-2: the trade-off knob
+    phi: float | None = None  # length loss weight, the trade-off knob; None: from ``preset``
+    preset: str = "auto"  # auto: phi and eta_lr scaled to the data's length and steps | paper: README SST-2
     init: str = "finetuned"  # finetuned | pretrained  [ours: finetuned by default, see docs]
     theta: bool = True  # faithful theta/theta_PR quirk
     length_loss: str = "absolute"  # absolute | normalized
@@ -48,34 +53,50 @@ class AdapLeRConfig:
     saliency_epochs: int = 3
     max_length: int | None = None  # default: the fine-tuned checkpoint's
     seed: int = 42
+    target_speedup: float | None = None  # steer phi towards this dev FLOPs speedup (phi is then the start value)
+    max_accuracy_drop: float = 1.0  # points below the fine-tuned dev accuracy that selection accepts
+    target_gain: float = 0.05  # controller step: phi *= exp(gain * relative speedup error) per step
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
         # bad values at once (e.g. length_loss "foo" used to train as "absolute")
         check_choice("init (--init-weights)", self.init, ("finetuned", "pretrained"))
         check_choice("length_loss (--length-loss)", self.length_loss, ("absolute", "normalized"))
+        check_choice("preset (--preset)", self.preset, PRESETS)
         for name in ("epochs", "batch_size", "saliency_epochs"):
             check_range(name, getattr(self, name), 1)
-        for name in ("lr", "eta_lr") + (("cp_lr",) if self.cp_lr is not None else ()):
-            check_range(name, getattr(self, name), 0, strict_lo=True)
+        for name in ("lr", "eta_lr", "cp_lr"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0, strict_lo=True)
         for name in ("gamma", "phi", "weight_decay"):
-            check_range(name, getattr(self, name), 0)
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0)
         check_range("warmup_ratio", self.warmup_ratio, 0, 1)
         if self.max_length is not None:
             check_range("max_length", self.max_length, MIN_MAX_LENGTH)
+        check_target_fields(self.target_speedup, self.max_accuracy_drop)
+        check_range("target_gain", self.target_gain, 0, strict_lo=True)
 
 
-def better_epoch(best: dict, qualified: bool, accuracy: float, speedup: float) -> bool:
-    """Selection: the highest dev speedup among epochs within 1 point of the fine-tuned model; until one
-    qualifies, the most accurate epoch so far is kept (then higher speedup breaks ties)."""
-    if best["epoch"] is None:
-        return True
-    best_qualified = best.get("qualified", True)  # run states written before the fallback only held qualified epochs
-    if qualified != best_qualified:
-        return qualified
-    if qualified:
-        return speedup > best["speedup"]
-    return (accuracy, speedup) > (best.get("dev_accuracy", -1.0), best["speedup"])
+PRESETS = ("auto", "paper")
+PHI_TOKENS = 0.3  # auto: phi = PHI_TOKENS / mean training length (docs/design.md, "Defaults")
+ETA_DRIFT = 1.0  # auto: eta_lr such that Adam can move eta about this far over the run
+ETA_LR_RANGE = (5e-4, 1e-2)
+AUTO_CP_LR = 1e-3
+
+
+def resolve_defaults(cfg: AdapLeRConfig, mean_length: float, total_steps: int, num_layers: int) -> AdapLeRConfig:
+    """``cfg`` with phi, eta_lr and cp_lr filled where None. ``paper``: the released SST-2 settings (phi 5e-4,
+    eta_lr 5e-4, CPs at BERT's lr). ``auto``: phi inversely proportional to the mean training length (the
+    absolute length loss counts tokens), eta_lr from the run's step count (Adam moves eta ~eta_lr per step)."""
+    if cfg.preset == "paper":
+        fill = {"phi": 5e-4, "eta_lr": 5e-4, "cp_lr": cfg.lr}
+    else:
+        from .power_bert import drift_budget  # the same schedule sum bounds how far eta can move
+        phi = PHI_TOKENS * num_layers if cfg.length_loss == "normalized" else PHI_TOKENS / max(1.0, mean_length)
+        eta_lr = ETA_DRIFT / max(drift_budget(1.0, total_steps, cfg.warmup_ratio), 1e-12)
+        fill = {"phi": phi, "eta_lr": min(ETA_LR_RANGE[1], max(ETA_LR_RANGE[0], eta_lr)), "cp_lr": AUTO_CP_LR}
+    return replace(cfg, **{k: v for k, v in fill.items() if getattr(cfg, k) is None})
 
 
 def lambda_at(step: int, epoch: int, epochs: int) -> float:
@@ -143,19 +164,31 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         raise CheckpointError(f"{ckpt} predicts {ft_cfg['num_labels']} classes but {data.name} has {data.num_labels}")
     max_length = cfg.max_length or ft_cfg["max_length"]
     check_max_length(max_length, ft_cfg["backbone"].get("max_position_embeddings", 512), str(ckpt))
+    tokenizer = load_checkpoint_tokenizer(ckpt)
+    if cfg.target_speedup is not None:  # before --out is touched: an unreachable target is bad input
+        L = ft_cfg["backbone"].get("num_hidden_layers", 12)
+        check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
+                        list(range(L)))
+    td = TrainData.make(data, tokenizer, max_length)
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    given = cfg
+    cfg = resolve_defaults(cfg, float(td.train.attention_mask.sum(1).float().mean()), total_steps,
+                           ft_cfg["backbone"].get("num_hidden_layers", 12))
+    if given != cfg:
+        log(f"AdapLeR {cfg.preset} defaults: phi {cfg.phi:.3g}, eta_lr {cfg.eta_lr:.3g}, cp_lr {cfg.cp_lr:.3g}")
     fingerprint = run_fingerprint(data, asdict(cfg), init)
     out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
     seed_everything(cfg.seed)
     model, ft_cfg = build_adapler_model(ckpt, cfg)
-    tokenizer = load_checkpoint_tokenizer(ckpt)
-    best_ft = max(s["dev_accuracy"] for s in json.loads((init / "dev_scores.json").read_text())) \
-        if (init / "dev_scores.json").exists() else ft_cfg.get("dev_accuracy")
+    best_ft = finetuned_dev_accuracy(init, ft_cfg)
     if best_ft is None:
         best_ft = evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev")["accuracy"]
     epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
     sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
                              out / "saliency" if cache_dir is None else cache_dir)
 
+    rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
     done, history, best = 0, [], {"speedup": 0.0, "epoch": None}
     if state:
         done, history, best = state["epochs_done"], state["history"], state["best"]
@@ -168,19 +201,20 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             model, _ = load_checkpoint(out / "last")
         log(f"resuming {out} after epoch {done}")
     sel: ContributionSelector = model.selector
-    td = TrainData.make(data, tokenizer, max_length)
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
     model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
     groups = param_groups([(n, p) for n, p in model_params if not n.startswith("selector.cps.")], cfg.weight_decay)
     cp_groups = param_groups([(n, p) for n, p in model_params if n.startswith("selector.cps.")], cfg.weight_decay)
     for g in cp_groups:
-        g["lr"] = cfg.cp_lr or cfg.lr
+        g["lr"] = cfg.cp_lr
     opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
     eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
     start = done * steps_per_epoch
     scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
     step_no = start
+    # phi and the calibration continue from where an interrupted run left them
+    last = history[-1] if history else {}
+    ctrl = None if cfg.target_speedup is None else KnobController(
+        cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0))
 
     def step(b) -> dict[str, float]:
         nonlocal step_no
@@ -194,7 +228,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         if cfg.length_loss == "normalized":
             lengths = lengths / (b.attention_mask.sum(dim=1).float() * model.num_layers)
         len_loss = lengths.mean()
-        combined = ce + cfg.phi * len_loss
+        combined = ce + (cfg.phi if ctrl is None else ctrl.value) * len_loss
         theta_pr = o.aux["theta_pr"]
         g_eta, g_thpr = torch.autograd.grad(combined, [sel.eta, theta_pr], retain_graph=True, allow_unused=True)
         opt.zero_grad()
@@ -212,7 +246,11 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             s.step()
         sel.clip_eta()
         step_no += 1
-        return {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
+        logs = {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
+        if ctrl is not None:  # soft kept counts: the batch's speedup as training sees it
+            logs["train_speedup"] = batch_speedup(model, b.attention_mask, o.kept_lengths)
+            ctrl.update(logs["train_speedup"])
+        return logs
 
     extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
@@ -221,19 +259,20 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         sel.lam = HARD_LAMBDA
         dev = evaluate(model, data.dev, tokenizer, max_length, mode="hard", desc="dev")
         row = {"epoch": epoch, **logs, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
-               "eta": [round(float(v), 5) for v in sel.eta.detach()], "dev_mean_kept_lengths": dev["mean_kept_lengths"]}
+               "eta": [round(float(v), 5) for v in sel.eta.detach()], "dev_mean_kept_lengths": dev["mean_kept_lengths"],
+               "phi": cfg.phi if ctrl is None else ctrl.value}
+        if ctrl is not None:
+            row["speedup_calibration"] = ctrl.calibrate(dev["flops_speedup"])
         history.append(row)
         log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
-            f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}")
-        meta = {**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"]}
-        qualified = dev["accuracy"] > best_ft - 0.01
-        if better_epoch(best, qualified, dev["accuracy"], dev["flops_speedup"]):
-            best = {"speedup": dev["flops_speedup"], "epoch": epoch, "qualified": qualified,
-                    "dev_accuracy": dev["accuracy"]}
-            rule = "max dev speedup within 1 point" if qualified else \
-                "fallback: most accurate epoch so far, none within 1 point of the fine-tuned dev accuracy"
+            f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}, phi {row['phi']:.3g}")
+        meta = {**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
+                "phi": row["phi"]}
+        if best["epoch"] is None or rule.better(row, find_row(history, best["epoch"])):
+            best = {"speedup": dev["flops_speedup"], "epoch": epoch,
+                    "qualified": rule.qualified(dev["accuracy"], dev["flops_speedup"]), "dev_accuracy": dev["accuracy"]}
             save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
-                            max_length=max_length, extra={**meta, "selection": rule}, keep_old=True)
+                            max_length=max_length, extra={**meta, **rule.record(row)}, keep_old=True)
         save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
                         max_length=max_length, extra=meta, keep_old=True)
         write_json_atomic(out / "history.json", history)
@@ -241,7 +280,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                           "config": asdict(cfg), "fingerprint": fingerprint})
         for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
             discard_aside(out / name)
-    if best["epoch"] is not None and not best.get("qualified", True):
-        log(f"no epoch reached dev accuracy within 1 point of {best_ft:.4f}; out/best = the most accurate epoch "
-            f"({best['epoch']}, dev {best['dev_accuracy']:.4f} at {best['speedup']:.2f}x)")
+    note = rule.closing_note(find_row(history, best["epoch"]), str(out / "best"))
+    if note:
+        log(note)
     return out
