@@ -72,5 +72,11 @@ def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name
             log(f"{desc}: {ref} {m['models'][ref]['median_ms']:.2f} ms; " +
                 ", ".join(f"{n} {v['median_of_ratios']:.2f}x" for n, v in m["speedup"].items()))
         save()
+    lengths = [e for e in results["deployed"] if "length" in e]
+    if lengths:  # the per-call cost no token saving can remove (weights streamed, node launches)
+        from .run import fixed_cost
+        results["fixed_cost"]["deployed"] = {
+            n: fixed_cost([(e["length"], e["models"][n]["median_ms"]) for e in lengths]) for n in fns}
+        save()
     for fn in fns.values():
         release(fn)

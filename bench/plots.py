@@ -97,6 +97,7 @@ def plot_latency_vs_length(results: dict, path: str | Path) -> Path | None:
         dense = rows[0].get("reference", results["config"]["dense_name"])
         top, bottom = axes[0][j], axes[1][j]
         names = list(dict.fromkeys(n for e in rows for n in e["models"]))
+        flops_drawn: set[str] = set()  # the FLOPs speedup is the model's, whatever the runtime form: one line each
         for n in names:
             pts = [(e["length"], e["models"][n]["median_ms"]) for e in rows if n in e["models"]]
             model, _, form = n.partition("@")
@@ -110,8 +111,9 @@ def plot_latency_vs_length(results: dict, path: str | Path) -> Path | None:
             fl = [(e["length"], e["flops_speedup"][n]) for e in rows if n in e["flops_speedup"]]
             if sp:
                 bottom.plot(*zip(*sp), "-", marker="o", ms=3, color=col, label=f"{n} latency")
-            if fl:
-                bottom.plot(*zip(*fl), ":", marker="x", ms=3, color=col, label=f"{n} FLOPs")
+            if fl and model not in flops_drawn:
+                flops_drawn.add(model)
+                bottom.plot(*zip(*fl), ":", marker="x", ms=3, color=col, label=f"{model} FLOPs")
         top.set_xscale("log", base=2)
         top.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         top.set_ylim(bottom=0)
