@@ -274,14 +274,13 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
     ok = report["max_abs_diff_logits"] <= atol and report["kept_lengths_identical"]
     typer.echo(f"max |delta logits| = {report['max_abs_diff_logits']:.2e} (atol {atol}), kept lengths identical: "
                f"{report['kept_lengths_identical']} -> {'PASSED' if ok else 'FAILED'}")
-    quant = _run(quantization_report, export_dir, examples)
-    if quant is not None:  # int8 is lossy by design: reported, not held to atol
-        report["int8"] = quant
-        typer.echo(f"int8 ({quant['int8_file']}) vs fp32 on {quant['n_examples']} {split} examples: accuracy "
-                   f"{100 * quant['accuracy_fp32']:.2f} % -> {100 * quant['accuracy_int8']:.2f} % "
-                   f"({quant['accuracy_change_points']:+.2f} points), argmax agreement {100 * quant['argmax_agreement']:.1f} %, "
-                   f"max |delta logits| {quant['max_abs_diff_logits']:.3f}, kept lengths identical for "
-                   f"{100 * quant['kept_lengths_identical_share']:.1f} % of examples")
+    for name, q in _run(quantization_report, export_dir, examples).items():  # lossy by design: reported, not held to atol
+        report[name] = q
+        typer.echo(f"{name} ({q['file']}) vs fp32 on {q['n_examples']} {split} examples: accuracy "
+                   f"{100 * q['accuracy_fp32']:.2f} % -> {100 * q['accuracy']:.2f} % "
+                   f"({q['accuracy_change_points']:+.2f} points), argmax agreement {100 * q['argmax_agreement']:.1f} %, "
+                   f"max |delta logits| {q['max_abs_diff_logits']:.3f}, kept lengths identical for "
+                   f"{100 * q['kept_lengths_identical_share']:.1f} % of examples")
     if json_out is not None:
         from adapler.files import write_json_atomic
         _run(write_json_atomic, json_out, report, overwrite=overwrite)

@@ -103,12 +103,34 @@ def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentim
     meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8")
     assert meta["files"] == {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx"}
     test = load_dataset(sentiment_csv).test
-    rep = quantization_report(tmp_path / "export", test, batch_size=5)
-    assert rep["n_examples"] == len(test) and rep["int8_file"] == "model.ort.int8.onnx"
+    reports = quantization_report(tmp_path / "export", test, batch_size=5)
+    assert set(reports) == {"int8"}
+    rep = reports["int8"]
+    assert rep["n_examples"] == len(test) and rep["file"] == "model.ort.int8.onnx"
     assert 0 <= rep["argmax_agreement"] <= 1 and 0 <= rep["kept_lengths_identical_share"] <= 1
-    assert rep["accuracy_change_points"] == pytest.approx(100 * (rep["accuracy_int8"] - rep["accuracy_fp32"]))
-    assert len(rep["mean_kept_lengths_int8"]) == 4
+    assert rep["accuracy_change_points"] == pytest.approx(100 * (rep["accuracy"] - rep["accuracy_fp32"]))
+    assert len(rep["mean_kept_lengths"]) == 4
     assert rep["max_abs_diff_logits"] > 0  # int8 really changed the arithmetic
+
+
+def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+    """--precision fp16: a float16 TokenDrop graph next to model.onnx; verify compares it on the whole split."""
+    import onnx
+    from transformers import AutoTokenizer
+
+    from adapler.data import load_dataset
+    from export.verify import quantization_report
+    model = adapler_model(2, eta=0.9)
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b", "c"], max_length=32)
+    meta = write_export_dir(ckpt, tmp_path / "export", std=False, ort=False, precision="fp16")
+    assert meta["files"] == {"custom": "model.onnx", "fp16": "model.fp16.onnx"}
+    graph = onnx.load(str(tmp_path / "export" / "model.fp16.onnx")).graph
+    floats = {i.data_type for i in graph.initializer if len(i.dims) == 2} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    assert floats == {onnx.TensorProto.FLOAT16}  # every weight matrix is float16
+    rep = quantization_report(tmp_path / "export", load_dataset(sentiment_csv).test, batch_size=5)["fp16"]
+    assert rep["max_abs_diff_logits"] < 0.05 and rep["argmax_agreement"] > 0.9
+    assert next(model.parameters()).dtype == torch.float32  # the export did not convert the caller's model
 
 
 def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
