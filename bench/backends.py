@@ -167,14 +167,18 @@ def export_dir(spec: ModelSpec, ctx: BackendContext, graph: str) -> Path | Skip:
 
 
 def _ort(spec: ModelSpec, ctx: BackendContext, graph: str) -> Backend | Skip:
-    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     d = export_dir(spec, ctx, graph)
     if isinstance(d, Skip):
         return d
     path = d / json.loads((d / "export.json").read_text())["files"][graph]
+    return _session_backend(path, ctx, library="auto" if graph == "custom" else None)
+
+
+def _session_backend(path: Path, ctx: BackendContext, library: str | None = "auto") -> Backend | Skip:
+    """An ORT CPU session on ``path`` as a backend (the TokenDrop library registered when the graph needs it)."""
+    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     try:
-        sess = create_session(path, library="auto" if graph == "custom" else None, threads=ctx.threads,
-                              spinning=False)
+        sess = create_session(path, library=library, threads=ctx.threads, spinning=False)
     except (TokenDropLibraryMissing, FileNotFoundError) as e:
         return Skip(str(e).splitlines()[0])
     names = [i.name for i in sess.get_inputs()]
@@ -209,7 +213,6 @@ def _dense_reference(spec: ModelSpec, ctx: BackendContext, key: str) -> Path | S
 def _deployed(spec: ModelSpec, ctx: BackendContext, int8: bool) -> Backend | Skip:
     """``ort-opt`` / ``ort-int8``: dense = optimized standard export; pruned = ``model.ort.onnx`` (or its int8 form;
     methods without a fused graph fall back to ``model.int8.onnx`` for int8)."""
-    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     if spec.method == "bert":
         path = _dense_reference(spec, ctx, "hf-opt-int8" if int8 else "hf-opt")
     else:
@@ -220,19 +223,7 @@ def _deployed(spec: ModelSpec, ctx: BackendContext, int8: bool) -> Backend | Ski
             return d
         files = json.loads((d / "export.json").read_text())["files"]
         path = d / files["ort-int8" if "ort-int8" in files else "int8"] if int8 else d / files["ort"]
-    if isinstance(path, Skip):
-        return path
-    try:
-        sess = create_session(path, library="auto", threads=ctx.threads, spinning=False)
-    except (TokenDropLibraryMissing, FileNotFoundError) as e:
-        return Skip(str(e).splitlines()[0])
-    names = [i.name for i in sess.get_inputs()]
-
-    def run(feed: Feed) -> np.ndarray:
-        return sess.run(["logits"], {n: feed[n] for n in names})[0]
-
-    run.session = sess  # type: ignore[attr-defined]
-    return run
+    return path if isinstance(path, Skip) else _session_backend(path, ctx)
 
 
 ort_opt = partial(_deployed, int8=False)

@@ -105,3 +105,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def ort_library():
+    """The ONNX Runtime custom-op library (TokenDrop, ContributionDrop), built if needed; skips without it."""
+    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    try:
+        return build_ort_library()
+    except PluginBuildError as e:
+        pytest.skip(f"ORT custom-op library unavailable: {e}")

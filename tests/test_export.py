@@ -11,13 +11,12 @@ from export.onnx import ExportError, export_graph, write_export_dir
 from test_encoder import adapler_model
 
 
-@pytest.fixture(scope="module")
-def ort_library():
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
-    try:
-        return build_ort_library()
-    except PluginBuildError as e:
-        pytest.skip(f"ORT custom-op library unavailable: {e}")
+def pruned_checkpoint(tmp_path, tiny_bert_dir):
+    """(model, checkpoint dir): a 4-layer AdapLeR model with sharpened CPs, saved with the MiniLM tokenizer."""
+    from transformers import AutoTokenizer
+    model = adapler_model(2, eta=0.9)
+    return model, save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                                  label_names=["a", "b", "c"], max_length=32)
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +92,9 @@ def test_export_dir_errors(tmp_path, tiny_bert_dir):
 
 def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
     """--quantize int8: the int8 ORT graph, and verify's whole-split report against fp32."""
-    from transformers import AutoTokenizer
-
     from adapler.data import load_dataset
     from export.verify import quantization_report
-    model = adapler_model(2, eta=0.9)
-    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
-                           label_names=["a", "b", "c"], max_length=32)
+    model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8")
     assert meta["files"] == {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx"}
     test = load_dataset(sentiment_csv).test
@@ -116,13 +111,9 @@ def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentim
 def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
     """--precision fp16: a float16 TokenDrop graph next to model.onnx; verify compares it on the whole split."""
     import onnx
-    from transformers import AutoTokenizer
-
     from adapler.data import load_dataset
     from export.verify import quantization_report
-    model = adapler_model(2, eta=0.9)
-    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
-                           label_names=["a", "b", "c"], max_length=32)
+    model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export", std=False, ort=False, precision="fp16")
     assert meta["files"] == {"custom": "model.onnx", "fp16": "model.fp16.onnx"}
     graph = onnx.load(str(tmp_path / "export" / "model.fp16.onnx")).graph
@@ -134,13 +125,9 @@ def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, 
 
 
 def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
-    from transformers import AutoTokenizer
-
     from adapler.data import load_dataset
     from export.verify import verify_export
-    model = adapler_model(2, eta=0.9)
-    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
-                           label_names=["a", "b", "c"], max_length=32)
+    model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export")
     assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx", "ort": "model.ort.onnx"}
     saved = json.loads((tmp_path / "export" / "export.json").read_text())

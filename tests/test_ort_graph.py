@@ -12,15 +12,6 @@ from export.ort_graph import UnsupportedForOrtGraph, build_ort_graph, write_ort_
 from test_encoder import adapler_model
 
 
-@pytest.fixture(scope="module")
-def ort_library():
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
-    try:
-        return build_ort_library()
-    except PluginBuildError as e:
-        pytest.skip(f"ORT custom-op library unavailable: {e}")
-
-
 def _session(path):
     from plugins.token_drop.ort_session import create_session
     return create_session(path, threads=1)
