@@ -123,6 +123,7 @@ def test_deployed_table(full_run):
         assert e["models"]["bert@ort-opt"]["n"] == e["models"]["adapler@ort-int8"]["n"]  # paired
         assert set(e["speedup_same_precision"]) == {n for n in e["models"] if n.startswith("adapler@")}
         assert e["flops_speedup"]["adapler@ort-int8"] == e["flops_speedup"]["adapler@ort-opt"] > 1.0
+    assert set(r["fixed_cost"]["deployed"]) == set(r["deployed"][0]["models"])  # per-call cost of every form
     assert check_schema(r) == []
     md = (out / "results.md").read_text()
     assert "## Deployed speed" in md and "| 3 | adapler@ort-int8 |" in md
