@@ -157,3 +157,24 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
     assert prof["share"].get("unattributed", 0) == 0  # every fused-graph node has a role by its name
     with pytest.raises(SystemExit, match="already exists"):
         main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
+
+
+def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, ort_library):
+    """PoWER-BERT: no model.ort.onnx (said in a note), int8 comes from model.onnx and runs."""
+    from transformers import AutoTokenizer
+
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.selectors import build_selector
+    from conftest import tiny_config
+    from plugins.token_drop.ort_session import create_session
+    cfg = tiny_config(layers=2)
+    model = PrunedBertClassifier(cfg, 2, build_selector("power-bert", cfg, {"retention": [8, 4]})).eval()
+    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                           label_names=["a", "b"], max_length=32)
+    meta = write_export_dir(ckpt, tmp_path / "export", std=False, quantize="int8")
+    assert meta["files"] == {"custom": "model.onnx", "int8": "model.int8.onnx"}
+    assert "no model.ort.onnx" in meta["notes"][0] and "power-bert" in meta["notes"][0]
+    ids, mask = ragged_batch(3, 20, 0)
+    sess = create_session(tmp_path / "export" / "model.int8.onnx", threads=1)
+    logits, kept = sess.run(["logits", "kept_lengths"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert logits.shape == (3, 2) and kept[:, -1].max() <= 4
