@@ -279,8 +279,8 @@ def print_summary(results: dict, console=None) -> None:
         console.print(t)
     if results.get("deployed"):
         t = Table(title=f"deployed speed (ONNX Runtime; reference {results['deployed'][0]['reference']})")
-        for col in ["batch", "model@backend", "median ms", "vs ref.", "vs dense same form", "FLOPs"]:
-            t.add_column(col, justify="left" if col == "model@backend" else "right")
+        for col in ["batch", "model@backend", "median ms", "vs ref.", "vs same form", "FLOPs"]:
+            t.add_column(col, justify="left" if col == "model@backend" else "right", no_wrap=col == "model@backend")
         for row in deployed_rows(results):
             t.add_row(*[c.replace(" (ref.)", "") for c in row])
         console.print(t)
