@@ -63,9 +63,10 @@ class _Graph:
 
 def _selection(model: PrunedBertClassifier):
     """Per-layer CP weights ``(W1^T, b1, w2, eta, act)`` for AdapLeR, None for the dense model."""
+    from adapler.encoder import TokenSelector
     from adapler.selectors.contribution import ContributionSelector
     sel = model.selector
-    if type(sel).__name__ == "TokenSelector":
+    if type(sel) is TokenSelector:  # the no-op selector: the dense model
         return None
     if isinstance(sel, ContributionSelector):
         return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name)
