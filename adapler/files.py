@@ -2,6 +2,7 @@
 --overwrite, and directory replacement that never leaves a moment without a complete copy."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -114,3 +115,12 @@ def recover_dir(path: Path, complete) -> bool:
             os.replace(candidate, path)
             return True
     return False
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (weights and archives can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

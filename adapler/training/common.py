@@ -91,7 +91,7 @@ def run_fingerprint(data: Dataset, config: dict[str, Any], init: str | Path | No
     fp: dict[str, Any] = {"data": data.fingerprint(), "data_name": data.name, "num_labels": data.num_labels,
                           "config": _plain(config)}
     if init is not None:
-        from .saliency import file_sha256
+        from ..files import file_sha256
         fp["init"] = file_sha256(init_path(init) / WEIGHTS)[:16]
     return fp
 

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from ..checkpoint import load_checkpoint
 from ..data import Example, batches, encode
+from ..files import file_sha256
 from ..progress import log, progress_bar
 
 
@@ -26,14 +27,6 @@ def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> 
     gold = logits.gather(1, labels[:, None]).sum()  # examples are independent in eval mode
     (grad,) = torch.autograd.grad(gold, emb)
     return (grad * emb).norm(dim=-1).detach() * attention_mask.float()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
