@@ -37,7 +37,7 @@ def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=
         "max_length": int(max_length),
         "pooler": model.bert.pooler is not None,
         "selector": model.selector.config_dict(),
-        "backbone": model.config.to_dict(),
+        "backbone": model.backbone.config_dict(model.config),  # its model_type names the family
         **(extra or {}),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -108,8 +108,8 @@ def read_config(path: str | Path) -> dict:
     for key in ("method", "num_labels", "label_names", "max_length", "backbone"):
         if key not in cfg:
             raise CheckpointError(f"{cfg_path} lacks the key {key!r}")
-    from .models import bert_config_problem
-    problem = bert_config_problem(cfg["backbone"])
+    from .backbones import config_problem
+    problem = config_problem(cfg["backbone"])
     if problem:
         raise CheckpointError(f"{cfg_path}: backbone {problem}")
     for key, ok in (("num_labels", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
@@ -122,13 +122,13 @@ def read_config(path: str | Path) -> dict:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[PrunedBertClassifier, dict]:
     """(model in eval mode, config dict). Every mismatch is a one-line ``CheckpointError``."""
-    from transformers import BertConfig
-
+    from . import backbones
     from .selectors import build_selector
 
     path = Path(path)
     cfg = read_config(path)
-    bert_cfg = BertConfig.from_dict(cfg["backbone"])
+    # checkpoints written before other families were supported have no model_type: BERT
+    bert_cfg = backbones.get(cfg["backbone"].get("model_type")).config_from_dict(cfg["backbone"])
     try:
         selector = build_selector(cfg["method"], bert_cfg, cfg.get("selector"))
     except ValueError as e:

@@ -1,8 +1,10 @@
 """One pruned encoder loop for every method.
 
-The loop owns the BERT weights (a Hugging Face ``BertModel``) but runs the layers itself, so that a
-token selector can act before a layer (AdapLeR, TR-BERT) or between the attention and feed-forward
-sub-layers (PoWER-BERT), and so that attention is a plain SDPA call that exports cleanly to ONNX.
+The loop owns a BERT-family encoder's weights (the Hugging Face model without head, ``self.bert``) but
+runs the layers itself, so that a token selector can act before a layer (AdapLeR, TR-BERT) or between
+the attention and feed-forward sub-layers (PoWER-BERT), and so that attention is a plain SDPA call that
+exports cleanly to ONNX. The family's adapter (``adapler/backbones/``) says where its embeddings, layer
+pieces and head are; the loop itself is the same for all.
 
 Methods differ only in their ``TokenSelector``; physical removal always goes through
 ``EncoderState.drop`` (the ``adapler::token_drop`` op) or ``EncoderState.gather`` (static top-k).
@@ -16,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
-
+from . import backbones
+from .backbones import LayerPieces
 from .ops import gather_tokens, token_drop, token_drop_std
 
 NEG = -10000.0  # additive bias of a removed/padded key, as in BERT and the AdapLeR code
@@ -96,18 +98,23 @@ class ClassifierOutput:
 
 
 class PrunedBertClassifier(nn.Module):
-    """BERT sequence classifier whose layers run on the tokens a selector keeps."""
+    """BERT-family sequence classifier whose layers run on the tokens a selector keeps.
 
-    def __init__(self, config: BertConfig, num_labels: int, selector: TokenSelector | None = None,
-                 pooler: bool = True):
+    ``config`` is the family's Hugging Face config (``model_type`` picks the adapter); ``pooler`` is BERT's
+    optional pooler layer (other families' heads always have their dense layer).
+    """
+
+    def __init__(self, config, num_labels: int, selector: TokenSelector | None = None, pooler: bool = True):
         super().__init__()
-        self.config = config
+        self.backbone = backbones.of(config)
+        self.config = self.backbone.prepare(config)
+        self.shape = self.backbone.shape(self.config)
         self.num_labels = num_labels
-        self.bert = BertModel(config, add_pooling_layer=pooler)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.bert = self.backbone.build_encoder(self.config, pooler)
+        self.dropout = nn.Dropout(self.shape.dropout)
+        self.classifier = self.backbone.build_head(self.config, num_labels)
         self.selector = selector or TokenSelector()
-        self.num_heads = config.num_attention_heads
+        self.num_heads = self.shape.heads
 
     @property
     def method(self) -> str:
@@ -115,24 +122,31 @@ class PrunedBertClassifier(nn.Module):
 
     @property
     def num_layers(self) -> int:
-        return self.config.num_hidden_layers
+        return self.shape.layers
+
+    @property
+    def layers(self) -> list[LayerPieces]:
+        """Each layer's pieces (q, k, v, o, LayerNorms, FFN), references into ``self.bert``."""
+        return self.backbone.layers(self.bert)
 
     def embed(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        return self.bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        """The embedding output the first layer reads (token types are zeros where none are given)."""
+        return self.backbone.embed(self.bert, input_ids, token_type_ids)
 
-    def attention(self, layer: nn.Module, state: EncoderState, need_probs: bool) -> tuple[Tensor, Tensor | None]:
+    def classify(self, cls: Tensor) -> Tensor:
+        """Logits from the first token's final hidden state [B, D] (the family's head)."""
+        return self.backbone.classify(self, cls)
+
+    def attention(self, layer: LayerPieces, state: EncoderState, need_probs: bool) -> tuple[Tensor, Tensor | None]:
         """Self-attention sub-layer (incl. residual + LayerNorm); probabilities only when asked."""
         x = state.hidden
         B, T, D = x.shape
-        sa = layer.attention.self
         hd = D // self.num_heads
 
         def heads(t: Tensor) -> Tensor:
             return t.view(B, T, self.num_heads, hd).transpose(1, 2)
 
-        q, k, v = heads(sa.query(x)), heads(sa.key(x)), heads(sa.value(x))
+        q, k, v = heads(layer.q(x)), heads(layer.k(x)), heads(layer.v(x))
         # Explicit [B, 1, T, T] expansion: broadcasting against a data-dependent length breaks export.
         bias = state.bias[:, None, None, :].to(q.dtype).expand(B, 1, T, T)
         probs = None
@@ -143,8 +157,12 @@ class PrunedBertClassifier(nn.Module):
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         ctx = ctx.transpose(1, 2).reshape(B, T, D)
-        out = layer.attention.output(ctx, x)  # dense + dropout + LayerNorm(residual)
-        return out, probs
+        return layer.ln1(layer.drop1(layer.o(ctx)) + x), probs
+
+    @staticmethod
+    def feed_forward(layer: LayerPieces, x: Tensor) -> Tensor:
+        """Feed-forward sub-layer incl. residual + LayerNorm."""
+        return layer.ln2(layer.drop2(layer.ffn_out(layer.act(layer.ffn_in(x)))) + x)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
                 mode: str = "hard", track_positions: bool = False, use_std_op: bool = False,
@@ -164,18 +182,16 @@ class PrunedBertClassifier(nn.Module):
         selector = self.selector if mode != "dense" else _DENSE
         selector.start(state)
         history = [] if track_positions else None
-        for i, layer in enumerate(self.bert.encoder.layer):
+        for i, layer in enumerate(self.layers):
             selector.before_layer(i, state)
             h, probs = self.attention(layer, state, selector.needs_attention_probs)
             state.hidden = h
             selector.after_attention(i, state, probs)
-            state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+            state.hidden = self.feed_forward(layer, state.hidden)
             state.kept_lengths.append(state.count())
             if history is not None:
                 history.append(state.positions)
-        cls = state.hidden[:, 0]
-        pooled = self.bert.pooler.activation(self.bert.pooler.dense(cls)) if self.bert.pooler is not None else cls
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classify(state.hidden[:, 0])
         return ClassifierOutput(logits, torch.stack(state.kept_lengths, dim=1), history, state.aux)
 
 

@@ -30,10 +30,9 @@ class Dims:
 
     @classmethod
     def of(cls, model) -> "Dims":
-        cfg = model.config
-        sel = model.selector
-        return cls(cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, model.num_labels,
-                   getattr(sel, "cp_hidden", 32), model.bert.pooler is not None)
+        s = model.backbone.shape(model.config)  # read through the family's adapter: DistilBERT says dim, hidden_dim
+        return cls(s.hidden, s.ffn, s.layers, model.num_labels, getattr(model.selector, "cp_hidden", 32),
+                   model.backbone.head_has_dense(model))
 
 
 def f_attn(n: Tensor, dims: Dims) -> Tensor:

