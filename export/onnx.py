@@ -75,7 +75,8 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     mode = "dense" if model.method == "bert" else "hard"
     wrapper = ExportWrapper(model, use_std_op=std, mode=mode).eval()
     args = example_inputs(model, token_types=token_types)
-    batch, seq = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("sequence", min=2, max=model.config.max_position_embeddings)
+    seq = torch.export.Dim("sequence", min=2, max=model.shape.max_length)  # RoBERTa: 2 rows fewer than its table
+    batch = torch.export.Dim("batch", min=1, max=1024)
     dyn = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
     names = ["input_ids", "attention_mask"]
     if token_types:
@@ -130,7 +131,8 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         raise ExportError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     model, cfg = load_checkpoint(ckpt)
-    token_types = bool(cfg.get("pair", False))  # sentence-pair models need token_type_ids
+    # sentence-pair models need token_type_ids, where the family has them (not RoBERTa, DistilBERT)
+    token_types = bool(cfg.get("pair", False)) and model.backbone.uses_token_types(model.config)
     files = {}
     if custom:
         files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types).name

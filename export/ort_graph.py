@@ -4,7 +4,7 @@ The dynamo export (``model.onnx``) is portable (standard ops + TokenDrop, what T
 spends ~25 small nodes per AdapLeR drop point and none of ONNX Runtime's fused kernels: ORT's
 transformer optimizer does not recognise its layers and cannot run on TokenDrop graphs at all. A user
 deploying the dense model on ONNX Runtime gets those fusions for free, so a pruned model that lacks
-them starts behind. This module writes the graph ORT's optimizer would produce for a BERT encoder
+them starts behind. This module writes the graph ORT's optimizer would produce for a BERT-family encoder
 (``com.microsoft`` EmbedLayerNormalization, Attention with packed QKV, SkipLayerNormalization,
 BiasGelu) and puts AdapLeR's whole selection into one ``adapler::ContributionDrop`` node per layer:
 
@@ -75,32 +75,47 @@ def _selection(model: PrunedBertClassifier):
                                  "deploy its model.onnx or model.std.onnx")
 
 
+def _head_act_node(act: str | None, x: str, name: str) -> list[onnx.NodeProto]:
+    """The activation after a head layer (its bias is already in the Gemm)."""
+    if act is None:
+        return []
+    ops = {"tanh": ("Tanh", ""), "relu": ("Relu", ""), "gelu": ("Gelu", MS)}
+    if act not in ops:
+        raise UnsupportedForOrtGraph(f"head activation {act!r} has no ORT form here; use model.onnx instead")
+    op, domain = ops[act]
+    return [helper.make_node(op, [x], [name], name=name, domain=domain)]
+
+
 def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
-    """The fused ORT graph of a dense or AdapLeR classifier (float32)."""
+    """The fused ORT graph of a dense or AdapLeR classifier (float32), for every backbone family: the
+    family's adapter gives the embedding tables, each layer's pieces and the head's layers."""
     model = model.eval()
-    cfg, bert = model.config, model.bert
+    backbone = model.backbone
     selection = _selection(model)
     g = _Graph()
-    eps = float(cfg.layer_norm_eps)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
     g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
-    emb = bert.embeddings
-    if token_types:
+    emb = backbone.embedding_tables(model.bert)
+    if token_types and emb.token_type is not None:
         g.node("Cast", ["token_type_ids"], ["types32"], "cast_types", to=TensorProto.INT32)
         seg = ["types32"]
-        pos_table = emb.position_embeddings.weight
-        seg_w = [g.const("emb.token_type", emb.token_type_embeddings.weight)]
-    else:  # token type 0 everywhere: fold its row into the position table
+        pos_table = emb.position
+        seg_w = [g.const("emb.token_type", emb.token_type)]
+    else:  # token type 0 everywhere (or none): fold its row into the position table
         seg, seg_w = [""], [""]
-        pos_table = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+        pos_table = emb.position + emb.token_type[0] if emb.token_type is not None else emb.position
     g.node("EmbedLayerNormalization",
-           ["ids32", *seg, g.const("emb.word", emb.word_embeddings.weight), g.const("emb.position", pos_table),
-            *seg_w, g.const("emb.ln.gamma", emb.LayerNorm.weight), g.const("emb.ln.beta", emb.LayerNorm.bias),
-            "mask32_in"], ["h0", "emb_mask_index"], "embed", domain=MS, epsilon=float(emb.LayerNorm.eps))
+           ["ids32", *seg, g.const("emb.word", emb.word), g.const("emb.position", pos_table),
+            *seg_w, g.const("emb.ln.gamma", emb.norm.weight), g.const("emb.ln.beta", emb.norm.bias),
+            "mask32_in"], ["h0" if emb.project is None else "e0", "emb_mask_index"], "embed", domain=MS,
+           epsilon=float(emb.norm.eps))
+    if emb.project is not None:  # ELECTRA: embedding_size -> hidden_size
+        g.node("MatMul", ["e0", g.const("emb.project.w", emb.project.weight.T)], ["e0p"], "emb_project")
+        g.node("Add", ["e0p", g.const("emb.project.b", emb.project.bias)], ["h0"], "emb_project_bias")
     hidden, mask64, mask32 = "h0", "attention_mask", "mask32_in"
     lengths = []
-    for i, layer in enumerate(bert.encoder.layer):
+    for i, layer in enumerate(model.layers):
         p = f"l{i}."
         if selection is not None:
             w1, b1, w2, eta, act = selection[i]
@@ -114,37 +129,32 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
         g.node("ReduceSum", [mask32, g.const(p + "axes", np.array([1], np.int64))], [p + "kept"], p + "kept_length",
                keepdims=1)
         lengths.append(p + "kept")
-        sa = layer.attention.self
-        qkv_w = np.concatenate([sa.query.weight.detach().T.numpy(), sa.key.weight.detach().T.numpy(),
-                                sa.value.weight.detach().T.numpy()], axis=1)
-        qkv_b = np.concatenate([sa.query.bias.detach().numpy(), sa.key.bias.detach().numpy(),
-                                sa.value.bias.detach().numpy()])
+        qkv_w = np.concatenate([layer.q.weight.detach().T.numpy(), layer.k.weight.detach().T.numpy(),
+                                layer.v.weight.detach().T.numpy()], axis=1)
+        qkv_b = np.concatenate([layer.q.bias.detach().numpy(), layer.k.bias.detach().numpy(),
+                                layer.v.bias.detach().numpy()])
         g.node("Attention", [hidden, g.const(p + "qkv.w", qkv_w), g.const(p + "qkv.b", qkv_b), mask32],
-               [p + "ctx"], p + "attention", domain=MS, num_heads=int(cfg.num_attention_heads))
-        ao = layer.attention.output
-        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", ao.dense.weight.T)], [p + "ao"], p + "ao.matmul")
-        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", ao.LayerNorm.weight),
-                                          g.const(p + "ln1.beta", ao.LayerNorm.bias), g.const(p + "ao.b", ao.dense.bias)],
-               [p + "h1"], p + "ln1", domain=MS, epsilon=eps)
-        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.intermediate.dense.weight.T)], [p + "f1"], p + "ffn.matmul1")
-        g.nodes += _act_node(cfg.hidden_act, p + "f1", g.const(p + "ffn.b1", layer.intermediate.dense.bias),
-                             p + "f1a", p + "ffn.act")
-        out = layer.output
-        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", out.dense.weight.T)], [p + "f2"], p + "ffn.matmul2")
-        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", out.LayerNorm.weight),
-                                          g.const(p + "ln2.beta", out.LayerNorm.bias), g.const(p + "ffn.b2", out.dense.bias)],
-               [p + "h2"], p + "ln2", domain=MS, epsilon=eps)
+               [p + "ctx"], p + "attention", domain=MS, num_heads=int(model.num_heads))
+        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", layer.o.weight.T)], [p + "ao"], p + "ao.matmul")
+        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", layer.ln1.weight),
+                                          g.const(p + "ln1.beta", layer.ln1.bias), g.const(p + "ao.b", layer.o.bias)],
+               [p + "h1"], p + "ln1", domain=MS, epsilon=float(layer.ln1.eps))
+        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.ffn_in.weight.T)], [p + "f1"], p + "ffn.matmul1")
+        g.nodes += _act_node(layer.act_name, p + "f1", g.const(p + "ffn.b1", layer.ffn_in.bias), p + "f1a", p + "ffn.act")
+        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", layer.ffn_out.weight.T)], [p + "f2"], p + "ffn.matmul2")
+        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", layer.ln2.weight),
+                                          g.const(p + "ln2.beta", layer.ln2.bias), g.const(p + "ffn.b2", layer.ffn_out.bias)],
+               [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
         hidden = p + "h2"
     g.node("Gather", [hidden, g.const("cls_index", np.array(0, np.int64))], ["cls"], "cls", axis=1)
-    if bert.pooler is not None:
-        g.node("Gemm", ["cls", g.const("pooler.w", bert.pooler.dense.weight), g.const("pooler.b", bert.pooler.dense.bias)],
-               ["pooled_pre"], "pooler", transB=1)
-        g.node("Tanh", ["pooled_pre"], ["pooled"], "pooler_tanh")
-        cls = "pooled"
-    else:
-        cls = "cls"
-    g.node("Gemm", [cls, g.const("classifier.w", model.classifier.weight), g.const("classifier.b", model.classifier.bias)],
-           ["logits"], "classifier", transB=1)
+    x = "cls"
+    head = backbone.head_layers(model)
+    for j, (linear, act) in enumerate(head):
+        name = "classifier" if j == len(head) - 1 else f"head{j}"
+        out = "logits" if j == len(head) - 1 else name + "_pre"
+        g.node("Gemm", [x, g.const(name + ".w", linear.weight), g.const(name + ".b", linear.bias)], [out], name, transB=1)
+        g.nodes += _head_act_node(act, out, name + "_act")
+        x = name + "_act" if act else out
     g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)
     g.node("Cast", ["kept32"], ["kept_lengths"], "kept_lengths", to=TensorProto.INT64)
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]

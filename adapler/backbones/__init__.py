@@ -7,7 +7,7 @@ file branches on a family's name: callers ask ``get(model_type)`` or ``of(config
 """
 from __future__ import annotations
 
-from .base import Backbone, LayerPieces, Shape
+from .base import Backbone, EmbeddingTables, LayerPieces, Shape
 
 _REGISTRY: dict[str, Backbone] = {}
 
@@ -48,4 +48,4 @@ def config_problem(config: object) -> str | None:
 
 from . import bert, distilbert, electra, roberta  # noqa: E402,F401  (each registers itself)
 
-__all__ = ["Backbone", "LayerPieces", "Shape", "config_problem", "get", "names", "of", "register"]
+__all__ = ["Backbone", "EmbeddingTables", "LayerPieces", "Shape", "config_problem", "get", "names", "of", "register"]

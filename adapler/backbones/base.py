@@ -43,6 +43,18 @@ class Shape:
     dropout: float
 
 
+@dataclass(frozen=True)
+class EmbeddingTables:
+    """The embeddings as lookup tables, for graph builders (ORT's EmbedLayerNormalization):
+    ``project(norm(word[ids] + position[i] + token_type[types]))`` with i = 0, 1, ... over each row."""
+
+    word: Tensor
+    position: Tensor  # row i is the position of the i-th token of a right-padded row
+    token_type: Tensor | None  # None: the family has no token types
+    norm: nn.LayerNorm
+    project: nn.Linear | None = None  # ELECTRA's embedding_size -> hidden_size
+
+
 def bert_style_layer(layer: nn.Module, act_name: str) -> LayerPieces:
     """BertLayer and its copies (RoBERTa, XLM-R, ELECTRA): attention.self.{query,key,value},
     attention.output.{dense,dropout,LayerNorm}, intermediate.dense, output.{dense,dropout,LayerNorm}."""
@@ -130,6 +142,11 @@ class Backbone:
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         return encoder.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+
+    def embedding_tables(self, encoder: nn.Module) -> EmbeddingTables:
+        e = encoder.embeddings
+        return EmbeddingTables(e.word_embeddings.weight, e.position_embeddings.weight, e.token_type_embeddings.weight,
+                               e.LayerNorm)
 
     def layers(self, encoder: nn.Module) -> list[LayerPieces]:
         act = encoder.config.hidden_act

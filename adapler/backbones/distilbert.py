@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from transformers import DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
 from . import register
-from .base import Backbone, LayerPieces, Shape
+from .base import Backbone, EmbeddingTables, LayerPieces, Shape
 
 
 class DistilBertHead(nn.Module):
@@ -68,6 +68,10 @@ class DistilBertBackbone(Backbone):
 
     def embed(self, encoder: nn.Module, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         return encoder.embeddings(input_ids=input_ids)  # no token types
+
+    def embedding_tables(self, encoder: nn.Module) -> EmbeddingTables:
+        e = encoder.embeddings
+        return EmbeddingTables(e.word_embeddings.weight, e.position_embeddings.weight, None, e.LayerNorm)
 
     def layers(self, encoder: nn.Module) -> list[LayerPieces]:
         return [LayerPieces(b.attention.q_lin, b.attention.k_lin, b.attention.v_lin, b.attention.out_lin, nn.Identity(),

@@ -10,7 +10,7 @@ from transformers import ElectraConfig, ElectraForSequenceClassification, Electr
 from transformers.models.electra.modeling_electra import ElectraClassificationHead
 
 from . import register
-from .base import Backbone
+from .base import Backbone, EmbeddingTables
 
 
 class ElectraBackbone(Backbone):
@@ -23,6 +23,10 @@ class ElectraBackbone(Backbone):
     def embed(self, encoder: nn.Module, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         h = super().embed(encoder, input_ids, token_type_ids)
         return encoder.embeddings_project(h) if hasattr(encoder, "embeddings_project") else h
+
+    def embedding_tables(self, encoder: nn.Module) -> EmbeddingTables:
+        t = super().embedding_tables(encoder)
+        return EmbeddingTables(t.word, t.position, t.token_type, t.norm, getattr(encoder, "embeddings_project", None))
 
     def build_head(self, config, num_labels: int) -> nn.Module:
         head = ElectraClassificationHead(config)

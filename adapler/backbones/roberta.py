@@ -14,7 +14,7 @@ from transformers import (RobertaConfig, RobertaForSequenceClassification, Rober
 from transformers.models.roberta.modeling_roberta import RobertaClassificationHead
 
 from . import register
-from .base import Backbone, Shape
+from .base import Backbone, EmbeddingTables, Shape
 
 
 class RobertaBackbone(Backbone):
@@ -29,10 +29,18 @@ class RobertaBackbone(Backbone):
     def load_encoder(self, name: str) -> nn.Module:
         return self.encoder_class.from_pretrained(name, use_safetensors=True, add_pooling_layer=False)
 
+    @staticmethod
+    def _first_position(config) -> int:
+        return (config.pad_token_id if config.pad_token_id is not None else 1) + 1
+
     def shape(self, config) -> Shape:
         s = super().shape(config)
-        first = (config.pad_token_id if config.pad_token_id is not None else 1) + 1
-        return Shape(s.hidden, s.ffn, s.layers, s.heads, config.max_position_embeddings - first, s.act, s.dropout)
+        return Shape(s.hidden, s.ffn, s.layers, s.heads, config.max_position_embeddings - self._first_position(config),
+                     s.act, s.dropout)
+
+    def embedding_tables(self, encoder: nn.Module) -> EmbeddingTables:
+        t = super().embedding_tables(encoder)  # real tokens of a right-padded row sit at padding_idx + 1 + i
+        return EmbeddingTables(t.word, t.position[self._first_position(encoder.config):], t.token_type, t.norm)
 
     def build_head(self, config, num_labels: int) -> nn.Module:
         head = RobertaClassificationHead(config)

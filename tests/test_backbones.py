@@ -1,0 +1,213 @@
+"""BERT-family backbones (adapler/backbones/): every family against its Hugging Face classifier in dense
+mode, with AdapLeR's selector, through a checkpoint, ONNX export and the fused ORT graph."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import (AutoModelForSequenceClassification, BertConfig, DistilBertConfig, ElectraConfig,
+                          RobertaConfig, XLMRobertaConfig)
+
+from adapler import backbones
+from adapler.backbones.hf import from_hf_classifier, to_hf_classifier
+from adapler.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from adapler.flops import Dims
+from adapler.selectors import ContributionSelector
+
+VOCAB = 2100  # export's example inputs use ids up to 2000
+SIZES = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=3, intermediate_size=64, vocab_size=VOCAB,
+             max_position_embeddings=66, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=3)
+
+
+def family_config(name: str):
+    if name == "bert":
+        return BertConfig(**SIZES)
+    if name == "roberta":  # positions start at padding_idx + 1; one token type row
+        return RobertaConfig(**SIZES, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    if name == "xlm-roberta":
+        return XLMRobertaConfig(**SIZES, pad_token_id=1, bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    if name == "electra":  # embedding_size != hidden_size: embeddings_project
+        return ElectraConfig(**SIZES, embedding_size=16)
+    if name in ("distilbert", "distilbert-sinusoidal"):
+        return DistilBertConfig(dim=32, n_heads=4, n_layers=3, hidden_dim=64, vocab_size=VOCAB, max_position_embeddings=64,
+                                dropout=0.0, attention_dropout=0.0, num_labels=3,
+                                sinusoidal_pos_embds=name.endswith("sinusoidal"))
+    raise KeyError(name)
+
+
+FAMILIES = ["bert", "roberta", "xlm-roberta", "electra", "distilbert", "distilbert-sinusoidal"]
+
+
+def hf_classifier(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(family_config(name)).eval()
+
+
+def padded_batch(config, batch: int = 5, max_len: int = 20, seed: int = 0):
+    """Right-padded rows of different lengths, padded with the family's pad id, [CLS]/<s> = 0 or 101 first."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, max_len + 1, (batch,), generator=g)
+    lengths[0] = max_len
+    mask = (torch.arange(max_len)[None] < lengths[:, None]).long()
+    ids = torch.randint(5, 2000, (batch, max_len), generator=g)
+    pad = config.pad_token_id if config.pad_token_id is not None else 0
+    ids = torch.where(mask > 0, ids, torch.full_like(ids, pad))
+    ids[:, 0] = 0 if config.model_type in ("roberta", "xlm-roberta") else 101
+    return ids, mask
+
+
+def with_adapler(model, seed: int = 0, eta: float = 0.9, sharpness: float = 8.0):
+    """The same weights with a random, sharpened AdapLeR selector, so tokens really fall under the threshold."""
+    torch.manual_seed(seed)
+    cfg = model.config
+    sel = ContributionSelector(cfg.hidden_size, model.num_layers, act=cfg.hidden_act)
+    with torch.no_grad():
+        sel.eta.fill_(eta)
+        for cp in sel.cps:
+            cp.fc1.weight.mul_(sharpness)
+            cp.fc2.weight.mul_(sharpness)
+    pruned = type(model)(cfg, model.num_labels, sel, pooler=model.bert.pooler is not None)
+    pruned.load_state_dict(model.state_dict(), strict=False)
+    return pruned.eval()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_dense_logits_equal_hugging_face(name):
+    hf = hf_classifier(name)
+    model = from_hf_classifier(hf).eval()
+    ids, mask = padded_batch(hf.config)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask).logits
+        ours = model(ids, mask, mode="dense")
+        back = to_hf_classifier(model)(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(ours.logits, ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(back, ref, atol=0, rtol=0)  # the weights map both ways
+    assert torch.equal(ours.kept_lengths, mask.sum(1, keepdim=True).expand(-1, 3))
+    # every row alone equals its row in the padded batch (padding really is masked)
+    n = int(mask[2].sum())
+    with torch.no_grad():
+        one = model(ids[2:3, :n], mask[2:3, :n], mode="dense").logits
+    torch.testing.assert_close(one[0], ours.logits[2], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_dims_read_through_the_adapter(name):
+    model = from_hf_classifier(hf_classifier(name))
+    assert Dims.of(model) == Dims(32, 64, 3, 3, 32, True)  # every family's head has a d x d layer
+    s = model.backbone.shape(model.config)
+    assert (s.hidden, s.ffn, s.layers, s.heads) == (32, 64, 3, 4)
+    # RoBERTa's first position is padding_idx + 1 = 2: 66 rows serve 64 tokens
+    assert s.max_length == {"bert": 66, "electra": 66, "roberta": 64, "xlm-roberta": 64}.get(name, 64)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_adapler_selector_runs_on_each_family(name):
+    hf = hf_classifier(name)
+    model = with_adapler(from_hf_classifier(hf))
+    ids, mask = padded_batch(hf.config, 6, 24, seed=1)
+    with torch.no_grad():
+        hard = model(ids, mask, mode="hard", track_positions=True)
+        soft = model(ids, mask, mode="soft")
+    assert hard.kept_lengths[:, -1].sum() < mask.sum()  # something was dropped
+    torch.testing.assert_close(hard.logits, soft.logits, atol=1e-4, rtol=1e-4)  # masked == physical removal
+    for i in range(ids.shape[0]):  # batched == batch-1
+        n = int(mask[i].sum())
+        with torch.no_grad():
+            one = model(ids[i:i + 1, :n], mask[i:i + 1, :n], mode="hard")
+        torch.testing.assert_close(one.logits[0], hard.logits[i], atol=1e-5, rtol=1e-5)
+        assert torch.equal(one.kept_lengths[0], hard.kept_lengths[i])
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_checkpoint_round_trip(tmp_path, name):
+    model = with_adapler(from_hf_classifier(hf_classifier(name)))
+    path = save_checkpoint(model, tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=32)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["backbone"]["model_type"] == backbones.of(model.config).model_type
+    assert cfg["backbone"]["num_hidden_layers"] == 3 and cfg["backbone"]["hidden_size"] == 32  # BERT names for all
+    loaded, _ = load_checkpoint(path)
+    assert type(loaded.backbone) is type(model.backbone)
+    ids, mask = padded_batch(model.config, 4, 16)
+    with torch.no_grad():
+        a, b = model(ids, mask), loaded(ids, mask)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.kept_lengths, b.kept_lengths)
+
+
+def test_old_bert_checkpoint_without_model_type_loads(tmp_path):
+    model = with_adapler(from_hf_classifier(hf_classifier("bert")))
+    path = save_checkpoint(model, tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=32)
+    cfg = json.loads((path / "config.json").read_text())
+    del cfg["backbone"]["model_type"]
+    (path / "config.json").write_text(json.dumps(cfg))
+    loaded, _ = load_checkpoint(path)
+    ids, mask = padded_batch(model.config, 3, 12)
+    with torch.no_grad():
+        assert torch.equal(model(ids, mask).logits, loaded(ids, mask).logits)
+
+
+def test_unknown_backbone_and_bad_sizes_are_one_line_errors(tmp_path):
+    model = from_hf_classifier(hf_classifier("distilbert"))
+    path = save_checkpoint(model, tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=32)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "backbone": {**cfg["backbone"], "model_type": "gpt2"}}))
+    with pytest.raises(CheckpointError, match=r"model_type 'gpt2' is not a supported backbone; adapler supports bert, "):
+        load_checkpoint(path)
+    (path / "config.json").write_text(json.dumps({**cfg, "backbone": {**cfg["backbone"], "dim": 30}}))
+    with pytest.raises(CheckpointError, match="dim 30 is not divisible by n_heads 4"):
+        load_checkpoint(path)
+
+
+def test_resolve_model_accepts_families_and_names_the_supported_ones(tmp_path):
+    from adapler.models import ModelError, resolve_model
+    d = tmp_path / "roberta"
+    hf_classifier("roberta").roberta.save_pretrained(str(d))
+    assert resolve_model(str(d)) == str(d)
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ModelError, match="not a BERT-family encoder adapler supports .*bert, distilbert, electra, "
+                                         "roberta, xlm-roberta"):
+        resolve_model(str(tmp_path / "gpt"))
+
+
+# ------------------------------------------------------------------------------------------ export
+
+def _ort(path, feeds, library=None):
+    from plugins.token_drop.ort_session import create_session
+    sess = create_session(path, library=library, threads=1)
+    return sess.run(["logits", "kept_lengths"], {i.name: feeds[i.name] for i in sess.get_inputs()})
+
+
+@pytest.mark.parametrize("name", ["roberta", "electra", "distilbert"])
+def test_onnx_export_matches_torch(tmp_path, ort_library, one_thread, name):
+    """model.onnx (TokenDrop), model.std.onnx and model.ort.onnx against torch, with padding."""
+    from export.onnx import export_graph
+    from export.ort_graph import write_ort_graph
+    hf = hf_classifier(name, seed=1)
+    model = with_adapler(from_hf_classifier(hf), seed=1)
+    graphs = [(export_graph(model, tmp_path / "model.onnx", std=False), ort_library),
+              (export_graph(model, tmp_path / "model.std.onnx", std=True), None),
+              (write_ort_graph(model, tmp_path / "model.ort.onnx"), ort_library)]
+    for seed, (batch, length) in enumerate([(1, 12), (5, 30)]):
+        ids, mask = padded_batch(hf.config, batch, length, seed)
+        with torch.no_grad():
+            ref = model(ids, mask, mode="hard")
+        assert ref.kept_lengths[:, -1].sum() < mask.sum()
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": np.zeros_like(ids.numpy())}
+        for path, lib in graphs:
+            logits, kept = _ort(path, feeds, lib)
+            assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4, path.name
+            np.testing.assert_array_equal(kept, ref.kept_lengths.numpy(), err_msg=path.name)
+
+
+@pytest.mark.parametrize("name", ["xlm-roberta", "distilbert-sinusoidal", "bert"])
+def test_dense_ort_graph_matches_hugging_face(tmp_path, name):
+    """The fused graph of each family's dense model against the HF classifier itself."""
+    from export.ort_graph import write_ort_graph
+    hf = hf_classifier(name, seed=2)
+    path = write_ort_graph(from_hf_classifier(hf).eval(), tmp_path / "m.onnx")
+    ids, mask = padded_batch(hf.config, 4, 20, seed=2)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, attention_mask=mask).logits
+    logits, kept = _ort(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    assert np.abs(logits - ref.numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(kept[:, 0], mask.sum(1).numpy())
