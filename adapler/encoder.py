@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from . import backbones
 from .backbones import LayerPieces
-from .ops import gather_tokens, token_drop, token_drop_std
+from .ops import drop_tokens, gather_tokens
 
 NEG = -10000.0  # additive bias of a removed/padded key, as in BERT and the AdapLeR code
 
@@ -36,7 +36,6 @@ class EncoderState:
     positions: Tensor | None = None  # [B, T] original position of each slot, -1 in padding
     kept_lengths: list[Tensor] = field(default_factory=list)  # per layer, tokens its FFN processed
     aux: dict[str, Any] = field(default_factory=dict)  # method-specific outputs for losses
-    use_std_op: bool = False  # compaction as standard ops (for the std ONNX graph)
     alive: Tensor | None = None  # [B, T] soft alive weight per slot (soft mode); counts replace mask.sum
 
     def count(self) -> Tensor:
@@ -45,8 +44,7 @@ class EncoderState:
 
     def drop(self, scores: Tensor, threshold: Tensor) -> None:
         """Physically remove tokens with ``scores < threshold`` (position 0 always kept)."""
-        op = token_drop_std if self.use_std_op else token_drop
-        self.hidden, self.mask, index = op(self.hidden, scores.float(), self.mask, threshold.float())
+        self.hidden, self.mask, index = drop_tokens(self.hidden, scores.float(), self.mask, threshold.float())
         self.bias = _bias_from_mask(self.mask)
         if self.positions is not None:
             pos = torch.gather(self.positions, 1, index.clamp(min=0))
@@ -165,7 +163,7 @@ class PrunedBertClassifier(nn.Module):
         return layer.ln2(layer.drop2(layer.ffn_out(layer.act(layer.ffn_in(x)))) + x)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None,
-                mode: str = "hard", track_positions: bool = False, use_std_op: bool = False,
+                mode: str = "hard", track_positions: bool = False,
                 embeddings: Tensor | None = None) -> ClassifierOutput:
         """``embeddings``: a precomputed embedding output (saliency targets differentiate with respect to it)."""
         if mode not in ("hard", "soft", "dense"):
@@ -178,7 +176,7 @@ class PrunedBertClassifier(nn.Module):
             positions = torch.where(mask > 0, ar, torch.full_like(ar, -1))
         hidden = self.embed(input_ids, token_type_ids) if embeddings is None else embeddings
         state = EncoderState(hidden, mask, _bias_from_mask(mask), mode,
-                             positions=positions, use_std_op=use_std_op)
+                             positions=positions)
         selector = self.selector if mode != "dense" else _DENSE
         selector.start(state)
         history = [] if track_positions else None

@@ -79,7 +79,7 @@ def _arch() -> tuple[str, ...]:
 
 
 def kernel_build(work: Path) -> dict[str, Any]:
-    from plugins.token_drop.gpu import build_cuda_kernel_library
+    from plugins.token_drop.cuda_library import build_cuda_kernel_library
 
     if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
         raise Skipped("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
@@ -138,7 +138,7 @@ def kernel_check(library: str | None, n_cases: int = 240) -> dict[str, Any]:
         raise Skipped(NO_CUDA)
     if library is None:
         raise Skipped("the kernel library was not built (see kernel_build)")
-    from plugins.token_drop.gpu import load_cuda_kernel_library
+    from plugins.token_drop.cuda_library import load_cuda_kernel_library
 
     result = run_cases(load_cuda_kernel_library(library), ragged_cases(n_cases), "cuda")
     if not result["passed"]:

@@ -10,6 +10,7 @@ import copy
 import json
 import shutil
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from adapler.checkpoint import CheckpointError, load_checkpoint, read_config
 from adapler.encoder import PrunedBertClassifier
+from adapler.ops import standard_op_form
 
 SUPPORTED_OPSETS = (18, 19, 20, 21, 22, 23)
 DEFAULT_OPSET = 23
@@ -34,7 +36,8 @@ class ExportWrapper(nn.Module):
         self.model, self.use_std_op, self.mode = model, use_std_op, mode
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None):
-        out = self.model(input_ids, attention_mask, token_type_ids, mode=self.mode, use_std_op=self.use_std_op)
+        with standard_op_form() if self.use_std_op else nullcontext():  # model.std.onnx: TokenDrop as standard ops
+            out = self.model(input_ids, attention_mask, token_type_ids, mode=self.mode)
         return out.logits, out.kept_lengths.to(torch.int64)
 
 

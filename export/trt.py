@@ -249,8 +249,10 @@ class TrtBundleReport:
 
 
 # What the bundle's plugin_src/ holds: the package layout, so that `PYTHONPATH=plugin_src` imports
-# plugins.token_drop.trt.qdp and everything it imports (gpu.py, and the package __init__'s reference/schema).
-_PY_SOURCES = ("__init__.py", "token_drop/__init__.py", "token_drop/gpu.py", "token_drop/reference.py",
+# plugins.token_drop.trt.qdp and everything it imports (gpu.py and its implementations, and the package
+# __init__'s reference/schema).
+_PY_SOURCES = ("__init__.py", "token_drop/__init__.py", "token_drop/gpu.py", "token_drop/keep_rule.py",
+               "token_drop/torch_impl.py", "token_drop/triton_impl.py", "token_drop/reference.py",
                "token_drop/schema.py")
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "build", "*.template.md")
 

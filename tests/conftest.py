@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 import torch
 from transformers import BertConfig
@@ -115,3 +116,51 @@ def ort_library():
         return build_ort_library()
     except PluginBuildError as e:
         pytest.skip(f"ORT custom-op library unavailable: {e}")
+
+
+# ------------------------------------------------------------------------------------------------ TokenDrop
+# The op's contract, shared by every backend's test: the committed golden file, random ragged inputs and the
+# exact comparison against the reference.
+from plugins.token_drop.make_golden import INPUTS as TOKEN_DROP_INPUTS  # noqa: E402
+from plugins.token_drop.make_golden import OUTPUTS as TOKEN_DROP_OUTPUTS  # noqa: E402
+from plugins.token_drop.make_golden import load_golden as _load_token_drop_golden  # noqa: E402
+
+TOKEN_DROP_GOLDEN = _load_token_drop_golden()  # {case: {input and output name: array}}
+TOKEN_DROP_CASES = sorted(TOKEN_DROP_GOLDEN)
+
+
+def token_drop_inputs(case: str) -> tuple:
+    """The golden inputs of ``case`` in op order (hidden, scores, mask, threshold)."""
+    return tuple(TOKEN_DROP_GOLDEN[case][k] for k in TOKEN_DROP_INPUTS)
+
+
+def assert_token_drop_outputs(got, want, what: str = "") -> None:
+    """Exact equality of the three outputs (dtype, shape, values; a NaN copied from hidden equals NaN).
+
+    ``want``: a golden case name or a tuple of reference outputs; ``got``: arrays or tensors (any device)."""
+    if isinstance(want, str):
+        what = what or want
+        want = tuple(TOKEN_DROP_GOLDEN[want][k] for k in TOKEN_DROP_OUTPUTS)
+    assert len(got) == 3, f"{what}: {len(got)} outputs"
+    for name, g, w in zip(TOKEN_DROP_OUTPUTS, got, want):
+        g = g.detach().cpu().numpy() if isinstance(g, torch.Tensor) else np.asarray(g)
+        assert g.dtype == w.dtype, f"{what}/{name}: dtype {g.dtype} != {w.dtype}"
+        assert g.shape == w.shape, f"{what}/{name}: shape {g.shape} != {w.shape}"
+        assert np.array_equal(g, w, equal_nan=name == "hidden_c"), f"{what}/{name}: values differ"
+
+
+def random_token_drop_inputs(seed: int, b: int | None = None, t: int | None = None, d: int | None = None,
+                             dtype=np.float32, per_row_threshold: bool | None = None) -> tuple:
+    """Random ragged inputs (right padding, threshold [B] or [1]); sizes drawn from ``seed`` unless given."""
+    rng = np.random.default_rng(seed)
+    b = int(rng.integers(1, 7)) if b is None else b
+    t = int(rng.integers(1, 48)) if t is None else t
+    d = int(rng.integers(1, 20)) if d is None else d
+    hidden = rng.standard_normal((b, t, d)).astype(dtype)
+    scores = rng.random((b, t)).astype(np.float32)
+    lengths = rng.integers(1, t + 1, size=b)
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int64)
+    if per_row_threshold is None:
+        per_row_threshold = bool(rng.integers(0, 2))
+    threshold = rng.uniform(0.0, 1.0, size=b if per_row_threshold else 1).astype(np.float32)
+    return hidden, scores, mask, threshold

@@ -14,49 +14,34 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.token_drop.gpu import (
-    TRITON_AVAILABLE,
-    TRITON_UNAVAILABLE_REASON,
-    build_cuda_kernel_library,
-    load_cuda_kernel_library,
-    token_drop_gpu,
-    token_drop_torch,
-    token_drop_triton,
-)
+from conftest import TOKEN_DROP_CASES, assert_token_drop_outputs, random_token_drop_inputs, token_drop_inputs
+from plugins.token_drop.cuda_library import build_cuda_kernel_library, cuda_architectures, load_cuda_kernel_library
+from plugins.token_drop.gpu import token_drop_gpu
 from plugins.token_drop.reference import token_drop_reference
+from plugins.token_drop.torch_impl import token_drop_torch
+from plugins.token_drop.triton_impl import TRITON_AVAILABLE, TRITON_UNAVAILABLE_REASON, token_drop_triton
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "no CUDA GPU on this machine (torch.cuda.is_available() is False)"
 NVCC = shutil.which("nvcc") or (Path("/usr/local/cuda/bin/nvcc").exists() and "/usr/local/cuda/bin/nvcc")
-
-
-def ragged(seed: int, b: int | None = None, t: int | None = None, d: int | None = None,
-           dtype=np.float32, per_row_threshold: bool | None = None):
-    rng = np.random.default_rng(seed)
-    b = int(rng.integers(1, 7)) if b is None else b
-    t = int(rng.integers(1, 48)) if t is None else t
-    d = int(rng.integers(1, 20)) if d is None else d
-    hidden = rng.standard_normal((b, t, d)).astype(dtype)
-    scores = rng.random((b, t)).astype(np.float32)
-    lengths = rng.integers(1, t + 1, size=b)
-    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int64)
-    if per_row_threshold is None:
-        per_row_threshold = bool(rng.integers(0, 2))
-    threshold = rng.uniform(0.0, 1.0, size=b if per_row_threshold else 1).astype(np.float32)
-    return hidden, scores, mask, threshold
+ragged = random_token_drop_inputs
 
 
 def check(impl, arrays, device="cpu"):
-    ref = token_drop_reference(*arrays)
+    """``impl`` on torch tensors of ``arrays`` equals the reference exactly."""
     out = impl(*(torch.from_numpy(a).to(device) for a in arrays))
-    assert len(out) == 3
-    names = ("hidden_c", "mask_c", "index")
-    for name, got, want in zip(names, out, ref):
-        got = got.cpu().numpy()
-        assert got.dtype == want.dtype, (name, got.dtype, want.dtype)
-        assert got.shape == want.shape, (name, got.shape, want.shape)
-        assert np.array_equal(got, want, equal_nan=name == "hidden_c"), name
+    assert_token_drop_outputs(out, token_drop_reference(*arrays))
     return out
+
+
+def run_golden(impl, case, device="cpu"):
+    assert_token_drop_outputs(impl(*(torch.from_numpy(a).to(device) for a in token_drop_inputs(case))), case)
+
+
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_torch_and_dispatch_match_golden(case):
+    run_golden(token_drop_torch, case)
+    run_golden(token_drop_gpu, case)
 
 
 @pytest.mark.parametrize("seed", range(150))
@@ -142,7 +127,9 @@ def test_gpu_dispatch_on_cpu_uses_torch():
 
 @pytest.mark.skipif(NVCC is None, reason="nvcc not found: cannot compile the CUDA kernel library")
 def test_cuda_kernel_library_compiles_and_loads(tmp_path):
-    lib_path = build_cuda_kernel_library(tmp_path / "libadapler_token_drop_cuda.so", archs=("90a", "87"))
+    assert cuda_architectures() == ("90a", "87")  # cuda/architectures.txt, the list CMake reads too
+    assert cuda_architectures({"ADAPLER_CUDA_ARCHS": "80 86"}) == ("80", "86")
+    lib_path = build_cuda_kernel_library(tmp_path / "libadapler_token_drop_cuda.so")
     lib = load_cuda_kernel_library(lib_path)
     assert lib.version() == "adapler-token-drop-cuda 1"
     # order int32[B*T] and counts int64[B], each rounded up to 256 bytes
@@ -158,6 +145,21 @@ def test_load_missing_library_raises(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # CUDA only
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not CUDA, reason=NO_CUDA)
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_cuda_implementations_match_golden(case):
+    run_golden(token_drop_torch, case, device="cuda")
+    run_golden(token_drop_gpu, case, device="cuda")
+    if TRITON_AVAILABLE:
+        run_golden(token_drop_triton, case, device="cuda")
+
+
+@pytest.mark.skipif(not CUDA, reason=NO_CUDA)
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_cuda_kernel_library_matches_golden(cuda_lib, case):
+    run_golden(cuda_lib, case, device="cuda")
+
+
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
 @pytest.mark.parametrize("seed", range(40))
 def test_torch_on_cuda_matches_reference(seed):

@@ -1,10 +1,18 @@
-"""The torch op and its standard-op form against the NumPy reference (the oracle)."""
+"""The torch op and its standard-op form against the NumPy reference (the oracle) and the golden file;
+the op's autograd formula against the standard-op form's gradient; the export-time form switch."""
 import numpy as np
 import pytest
 import torch
 
-from adapler.ops import token_drop, token_drop_std
+from adapler.ops import drop_tokens, standard_op_form, token_drop, token_drop_std
+from conftest import TOKEN_DROP_CASES, assert_token_drop_outputs, token_drop_inputs
 from plugins.token_drop.reference import token_drop_reference
+
+
+@pytest.mark.parametrize("impl", [token_drop, token_drop_std])
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_matches_golden(impl, case):
+    assert_token_drop_outputs(impl(*(torch.from_numpy(a) for a in token_drop_inputs(case))), case)
 
 
 def _case(B, T, D, seed, dtype=torch.float32, thr_shape="B"):
@@ -67,3 +75,53 @@ def test_keep_rule_compares_in_float32_for_half_scores():
     assert keep_flags(scores, mask, thr).tolist() == [[True, False, True]]
     ref = token_drop_reference(np.zeros((1, 3, 2), np.float32), scores.float().numpy(), mask.numpy(), thr.numpy())
     assert ref[2].tolist() == [[0, 2]]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_autograd_matches_standard_op_form(dtype):
+    """The custom op's backward equals autograd through the standard-op form (gather + where), on kept
+    tokens, on dropped ones (zero) and through padding slots (zero, even with a NaN upstream gradient there)."""
+    hidden, scores, mask, thr = (torch.from_numpy(a) for a in token_drop_inputs("ragged"))
+    hidden = hidden.to(dtype)
+    grads = []
+    for op in (token_drop, token_drop_std):
+        h = hidden.clone().requires_grad_(True)
+        out, mask_c, index = op(h, scores, mask, thr)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        upstream = torch.where(mask_c.bool().unsqueeze(-1), upstream, torch.full_like(upstream, float("nan")))
+        (grad,) = torch.autograd.grad(out, h, upstream)
+        grads.append(grad)
+    assert torch.equal(grads[0], grads[1])
+    kept = torch.zeros(hidden.shape[:2], dtype=torch.bool)
+    for row, idx in enumerate(token_drop(hidden, scores, mask, thr)[2]):
+        kept[row, idx[idx >= 0]] = True
+    assert (grads[0][~kept] == 0).all() and (grads[0][kept] != 0).all()
+
+
+def test_autograd_gradcheck():
+    hidden, scores, mask, thr = (torch.from_numpy(a) for a in token_drop_inputs("broadcast"))
+    h = hidden.double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: token_drop(x, scores, mask, thr)[0], (h,))
+
+
+def test_standard_op_form_switch():
+    """drop_tokens runs the custom op, or inside standard_op_form() the standard-op form; the form is
+    restored on exit, also after an exception."""
+    class M(torch.nn.Module):
+        def forward(self, h, s, m, t):
+            return drop_tokens(h, s, m, t)
+
+    args = tuple(torch.from_numpy(a) for a in token_drop_inputs("ragged"))
+
+    def targets():
+        ep = torch.export.export(M(), args)
+        return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+
+    assert "adapler.token_drop.default" in targets()
+    with standard_op_form():
+        inside = targets()
+        assert_token_drop_outputs(drop_tokens(*args), "ragged")
+    assert "adapler.token_drop.default" not in inside and "aten.topk.default" in inside
+    with pytest.raises(RuntimeError), standard_op_form():
+        raise RuntimeError
+    assert "adapler.token_drop.default" in targets()

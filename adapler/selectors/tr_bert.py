@@ -231,13 +231,9 @@ class PolicySelector(TokenSelector):
         state.aux["select_loss"] = state.aux["select_loss"] + select_loss(p, a, mask)
         state.aux["probs"].append(p.detach())
         state.aux["kept"].append(a.sum(dim=1))
-        # Physical, exact removal (extra slots masked). The standard-op form of the same op, because the
-        # custom op has no autograd formula and the joint stage back-propagates through the kept tokens.
-        std, state.use_std_op = state.use_std_op, True
-        try:
-            state.drop(a, a.new_full((1,), 0.5))
-        finally:
-            state.use_std_op = std
+        # Physical, exact removal (extra slots masked); the joint stage back-propagates through the kept
+        # tokens with the op's autograd formula.
+        state.drop(a, a.new_full((1,), 0.5))
 
     def _topk_fill(self, p: Tensor, state: EncoderState) -> None:
         """Original batching: each row keeps max_b(#kept_b) tokens by top-k of p, extra slots unmasked."""

@@ -1,13 +1,18 @@
-"""ONNX schema of ``adapler::TokenDrop`` v1.
+"""ONNX schema of ``adapler::TokenDrop`` v1, with its type and shape inference.
 
 torch's dynamo ONNX exporter takes a custom node's output count from the registered ONNX
 schema (docs/deploy.md §3.1); without it export fails with
 ``SchemaError: No schema registered for 'TokenDrop' version '1' and domain 'adapler'!``.
 Call :func:`register_onnx_schema` once before exporting; calling it again is a no-op.
+
+Shape inference (``onnx.shape_inference.infer_shapes`` once registered): ``hidden_c`` gets ``hidden``'s
+element type and ``[B, L, D]``, ``mask_c`` and ``index`` int64 ``[B, L]``, with ``B`` and ``D`` copied from
+``hidden`` and ``L`` a symbol of its own per node (``<node name>_L``), shared by the three outputs.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 
 DOMAIN = "adapler"
@@ -23,6 +28,7 @@ __all__ = [
     "PLUGIN_NAMESPACE",
     "PLUGIN_VERSION",
     "build_onnx_schema",
+    "infer_types_and_shapes",
     "register_onnx_schema",
     "plugin_attributes",
 ]
@@ -41,13 +47,42 @@ def plugin_attributes() -> dict[str, str]:
     return {"plugin_namespace": PLUGIN_NAMESPACE, "plugin_version": PLUGIN_VERSION}
 
 
+_RANKS = {0: ("hidden", 3), 1: ("scores", 2), 2: ("mask", 2), 3: ("threshold", 1)}
+
+
+def infer_types_and_shapes(ctx) -> None:  # ctx: onnx.shape_inference.InferenceContext
+    """Output types and shapes of one TokenDrop node (the schema's inference function)."""
+    import onnx
+
+    for idx, (name, rank) in _RANKS.items():
+        shape = ctx.get_input_type(idx).tensor_type
+        if shape.HasField("shape") and len(shape.shape.dim) != rank:
+            raise ValueError(f"{ctx.get_display_name()}: {name} must have rank {rank}, "
+                             f"got {len(shape.shape.dim)}")
+    hidden = ctx.get_input_type(0).tensor_type
+    named = re.search(r"\((.+)\)$", ctx.get_display_name())  # "node TokenDrop[adapler] (<name>)"
+    length = onnx.TensorShapeProto.Dimension(dim_param=f"{named.group(1)}_L") if named else None
+    in_dims = list(hidden.shape.dim) if hidden.HasField("shape") else [None, None, None]
+    for out, elem, dims in ((0, hidden.elem_type, [in_dims[0], length, in_dims[2]]),
+                            (1, onnx.TensorProto.INT64, [in_dims[0], length]),
+                            (2, onnx.TensorProto.INT64, [in_dims[0], length])):
+        t = onnx.TypeProto()
+        t.tensor_type.elem_type = elem
+        shape = t.tensor_type.shape
+        for dim in dims:
+            new = shape.dim.add()  # an unknown dimension stays empty
+            if dim is not None:
+                new.CopyFrom(dim)
+        ctx.set_output_type(out, t)
+
+
 def build_onnx_schema():  # -> onnx.defs.OpSchema (onnx imported lazily)
-    """Build (without registering) the ``OpSchema`` of TokenDrop v1."""
+    """Build (without registering) the ``OpSchema`` of TokenDrop v1, inference function included."""
     from onnx.defs import OpSchema
 
     param = OpSchema.FormalParameter
     string = OpSchema.AttrType.STRING
-    return OpSchema(
+    schema = OpSchema(
         OP_TYPE,
         DOMAIN,
         OP_VERSION,
@@ -77,6 +112,8 @@ def build_onnx_schema():  # -> onnx.defs.OpSchema (onnx imported lazily)
             ),
         ],
     )
+    schema.set_type_and_shape_inference_function(infer_types_and_shapes)
+    return schema
 
 
 def register_onnx_schema() -> bool:
