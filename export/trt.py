@@ -26,11 +26,10 @@ from typing import Any, Mapping, Sequence
 
 import onnx
 
-from plugins.token_drop.trt.onnx_support import OP_RESTRICTIONS, SUPPORTED_ONNX_OPS, UNSUPPORTED_ONNX_OPS
 from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
-from .trt_lint import (PLUGIN_ATTRS, PLUGIN_OPS, TOPK_MAX_K, TRT_MAX_IR_VERSION, LintIssue, ModelLike, _attr,
-                       _iter_graphs, lint_for_tensorrt)
+from .trt_lint import (OP_RESTRICTIONS, PLUGIN_ATTRS, PLUGIN_OPS, SUPPORTED_ONNX_OPS, TOPK_MAX_K, TRT_MAX_IR_VERSION,
+                       UNSUPPORTED_ONNX_OPS, LintIssue, ModelLike, _attr, _iter_graphs, lint_for_tensorrt)
 
 __all__ = [
     "SUPPORTED_ONNX_OPS", "UNSUPPORTED_ONNX_OPS", "OP_RESTRICTIONS", "PLUGIN_OPS", "TRT_MAX_IR_VERSION", "TOPK_MAX_K",

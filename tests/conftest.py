@@ -28,6 +28,22 @@ def ragged_batch(batch: int = 5, max_len: int = 24, seed: int = 0):
     return ids, mask
 
 
+def adapler_model(seed=0, eta=0.8, sharpness=8.0, layers=4):
+    """A random tiny AdapLeR model whose CPs are sharpened, so that tokens really fall under the threshold."""
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.selectors import ContributionSelector
+    torch.manual_seed(seed)
+    cfg = tiny_config(layers=layers)
+    sel = ContributionSelector(cfg.hidden_size, layers)
+    model = PrunedBertClassifier(cfg, 3, sel).eval()
+    with torch.no_grad():
+        sel.eta.fill_(eta)
+        for cp in sel.cps:  # sharpen the random CPs so that tokens really fall under the threshold
+            cp.fc1.weight.mul_(sharpness)
+            cp.fc2.weight.mul_(sharpness)
+    return model
+
+
 @pytest.fixture
 def tiny():
     return tiny_config()
@@ -164,3 +180,87 @@ def random_token_drop_inputs(seed: int, b: int | None = None, t: int | None = No
         per_row_threshold = bool(rng.integers(0, 2))
     threshold = rng.uniform(0.0, 1.0, size=b if per_row_threshold else 1).astype(np.float32)
     return hidden, scores, mask, threshold
+
+
+def token_drop_onnx_model(dtype=np.float32):
+    """A model holding one TokenDrop node, inputs and outputs named as in the op spec (ONNX Runtime and
+    onnx.reference run it)."""
+    from onnx import TensorProto, helper
+
+    from plugins.token_drop.schema import plugin_attributes
+    elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}[dtype]
+    node = helper.make_node("TokenDrop", list(TOKEN_DROP_INPUTS), list(TOKEN_DROP_OUTPUTS), domain="adapler",
+                            name="drop0", **plugin_attributes())
+    vi = helper.make_tensor_value_info
+    graph = helper.make_graph(
+        [node], "token_drop",
+        [vi("hidden", elem, ["B", "T", "D"]), vi("scores", TensorProto.FLOAT, ["B", "T"]),
+         vi("mask", TensorProto.INT64, ["B", "T"]), vi("threshold", TensorProto.FLOAT, ["N"])],
+        [vi("hidden_c", elem, ["B", "L", "D"]), vi("mask_c", TensorProto.INT64, ["B", "L"]),
+         vi("index", TensorProto.INT64, ["B", "L"])],
+    )
+    return helper.make_model(graph, ir_version=10,  # onnx 1.23 defaults to IR 14, which ORT rejects
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)])
+
+
+# ------------------------------------------------------------------------------------------------ TensorRT lint
+# Small ONNX graphs for the lint and bundle tests (test_trt.py, test_trt_bundle.py).
+import onnx  # noqa: E402
+from onnx import TensorProto as TP  # noqa: E402
+from onnx import helper as oh  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+
+def const(name: str, values, dtype=np.int64) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
+
+
+def make_model(nodes, initializers=(), ir_version: int = 10, functions=(), fp16: bool = False) -> onnx.ModelProto:
+    elem = TP.FLOAT16 if fp16 else TP.FLOAT
+    inputs = [oh.make_tensor_value_info("x", elem, ["B", "T", 8]),
+              oh.make_tensor_value_info("scores", TP.FLOAT, ["B", "T"]),
+              oh.make_tensor_value_info("mask", TP.INT64, ["B", "T"])]
+    outputs = [oh.make_tensor_value_info("y", elem, ["B", "S", 8])]
+    graph = oh.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18), oh.make_opsetid("adapler", 1)],
+                         ir_version=ir_version, functions=list(functions))
+
+
+def token_drop_node(attrs: dict | None = None, name: str = "drop0", out: str = "h1") -> onnx.NodeProto:
+    """A TokenDrop node; ``attrs`` default to the plugin attributes TensorRT needs, ``{}`` gives none."""
+    from plugins.token_drop.schema import plugin_attributes
+    attrs = plugin_attributes() if attrs is None else attrs
+    return oh.make_node("TokenDrop", ["x", "scores", "mask", "thr"], [out, "mask1", "index1"], domain="adapler",
+                        name=name, **attrs)
+
+
+def good_model(**kw) -> onnx.ModelProto:
+    """A BERT-shaped fragment: TokenDrop, LayerNorm, MatMul/Add, Softmax, ReduceSum/Unsqueeze/Slice/CumSum/TopK."""
+    nodes = [
+        token_drop_node(),
+        oh.make_node("LayerNormalization", ["h1", "ln_w", "ln_b"], ["h2"], name="ln", axis=-1),
+        oh.make_node("MatMul", ["h2", "w"], ["h3"], name="mm"),
+        oh.make_node("Add", ["h3", "b"], ["h4"], name="add"),
+        oh.make_node("Softmax", ["h4"], ["h5"], name="softmax", axis=-1),
+        oh.make_node("ReduceSum", ["mask1", "axes1"], ["count"], name="rsum", keepdims=0),
+        oh.make_node("Constant", [], ["axes_c"], name="c0", value=const("v", [1])),
+        oh.make_node("Unsqueeze", ["count", "axes_c"], ["count2"], name="unsq"),
+        oh.make_node("CumSum", ["mask1", "axis0"], ["csum"], name="cumsum"),
+        oh.make_node("TopK", ["scores", "k"], ["tv", "ti"], name="topk", largest=1, sorted=1),
+        oh.make_node("Slice", ["h5", "starts", "ends", "axes1"], ["y"], name="slice"),
+    ]
+    inits = [const("ln_w", np.ones(8), np.float32), const("ln_b", np.zeros(8), np.float32),
+             const("w", np.eye(8), np.float32), const("b", np.zeros(8), np.float32), const("thr", [0.5], np.float32),
+             const("axes1", [1]), const("axis0", 1), const("k", [4]), const("starts", [0]), const("ends", [4])]
+    return make_model(nodes, inits, **kw)
+
+
+def rules(issues) -> list[str]:
+    return [i.rule for i in issues]
+
+
+def tokendrop_function() -> onnx.FunctionProto:
+    body = [oh.make_node("Identity", ["hidden"], ["hidden_c"]), oh.make_node("Identity", ["mask"], ["mask_c"]),
+            oh.make_node("Identity", ["mask"], ["index"])]
+    return oh.make_function("adapler", "TokenDrop", ["hidden", "scores", "mask", "threshold"],
+                            ["hidden_c", "mask_c", "index"], body, [oh.make_opsetid("", 18)])

@@ -6,7 +6,7 @@ import torch
 
 from adapler.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from conftest import ragged_batch
-from test_encoder import adapler_model
+from conftest import adapler_model
 
 
 @pytest.fixture

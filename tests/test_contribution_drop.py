@@ -61,7 +61,7 @@ def test_reference_rejects_bad_shapes(golden):
 def test_torch_selector_keeps_the_reference_set():
     """The torch model's hard-mode selection (CP + masked softmax + eta/n + token_drop) equals the op."""
     from adapler.encoder import EncoderState, _bias_from_mask
-    from test_encoder import adapler_model
+    from conftest import adapler_model
     from conftest import ragged_batch
     model = adapler_model(1, eta=0.9)
     ids, mask = ragged_batch(6, 20, 1)
@@ -80,14 +80,8 @@ def test_torch_selector_keeps_the_reference_set():
 
 # ------------------------------------------------------------------------------------------------ ORT kernel
 
-@pytest.fixture(scope="module")
-def session():
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
-    from plugins.token_drop.ort_session import create_session
-    try:
-        build_ort_library()
-    except PluginBuildError as e:
-        pytest.skip(f"ORT custom-op library unavailable: {e}")
+def contribution_drop_model() -> onnx.ModelProto:
+    """One ContributionDrop node, inputs and outputs named as in the op spec."""
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     ins = [helper.make_tensor_value_info("hidden", f32, ["B", "T", "D"]),
            helper.make_tensor_value_info("cp_hidden", f32, ["B", "T", "H"]),
@@ -96,13 +90,27 @@ def session():
     outs = [helper.make_tensor_value_info("hidden_c", f32, None), helper.make_tensor_value_info("mask_c", i64, None),
             helper.make_tensor_value_info("index", i64, None)]
     node = helper.make_node("ContributionDrop", list(INPUTS), list(OUTPUTS), domain="adapler")
-    model = helper.make_model(helper.make_graph([node], "g", ins, outs),
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)],
-                              ir_version=8)
-    import tempfile
-    path = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
-    onnx.save(model, path)
-    return create_session(path, threads=1)
+    return helper.make_model(helper.make_graph([node], "g", ins, outs),
+                             opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)],
+                             ir_version=8)
+
+
+@pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])
+def test_onnx_reference_op_matches_golden(golden, case):
+    """The reference registered as an onnx.reference op (plugins/onnx_reference.py) runs the one-node graph."""
+    from plugins.onnx_reference import reference_evaluator
+    a = golden[case]
+    got = reference_evaluator(contribution_drop_model()).run(list(OUTPUTS), {k: a[k] for k in INPUTS})
+    for name, value in zip(OUTPUTS, got):
+        np.testing.assert_array_equal(value, a[name], err_msg=f"{case}/{name}")
+
+
+@pytest.fixture(scope="module")
+def session(ort_library, tmp_path_factory):
+    from plugins.token_drop.ort_session import create_session
+    path = tmp_path_factory.mktemp("contribution_drop") / "contribution_drop.onnx"
+    onnx.save(contribution_drop_model(), str(path))
+    return create_session(path, library=ort_library, threads=1)
 
 
 @pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])

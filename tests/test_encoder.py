@@ -4,20 +4,7 @@ import torch
 
 from adapler.encoder import PrunedBertClassifier
 from adapler.selectors import ContributionSelector
-from conftest import ragged_batch, tiny_config
-
-
-def adapler_model(seed=0, eta=0.8, sharpness=8.0, layers=4):
-    torch.manual_seed(seed)
-    cfg = tiny_config(layers=layers)
-    sel = ContributionSelector(cfg.hidden_size, layers)
-    model = PrunedBertClassifier(cfg, 3, sel).eval()
-    with torch.no_grad():
-        sel.eta.fill_(eta)
-        for cp in sel.cps:  # sharpen the random CPs so that tokens really fall under the threshold
-            cp.fc1.weight.mul_(sharpness)
-            cp.fc2.weight.mul_(sharpness)
-    return model
+from conftest import adapler_model, ragged_batch, tiny_config
 
 
 def kept_sets(positions, row):

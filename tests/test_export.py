@@ -8,7 +8,7 @@ import torch
 from adapler.checkpoint import save_checkpoint
 from conftest import ragged_batch
 from export.onnx import ExportError, export_graph, write_export_dir
-from test_encoder import adapler_model
+from conftest import adapler_model
 
 
 def pruned_checkpoint(tmp_path, tiny_bert_dir):
@@ -178,3 +178,45 @@ def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, or
     sess = create_session(tmp_path / "export" / "model.int8.onnx", threads=1)
     logits, kept = sess.run(["logits", "kept_lengths"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
     assert logits.shape == (3, 2) and kept[:, -1].max() <= 4
+
+
+@pytest.mark.parametrize("batch,length,seed", [(1, 12, 0), (5, 30, 1)])
+def test_onnx_reference_runs_both_graphs(exported, ort_library, batch, length, seed):
+    """onnx.reference, with TokenDrop registered as its NumPy reference, runs model.onnx without the C++
+    library and agrees with torch and with ONNX Runtime + the custom op (and model.std.onnx with torch)."""
+    from plugins.onnx_reference import reference_evaluator
+    model, custom, std = exported
+    ids, mask = ragged_batch(batch, length, seed)
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+    with torch.no_grad():
+        ref = model(ids, mask, mode="hard")
+    ort_logits, ort_kept = _run(custom, ids, mask, ort_library)
+    for path in (custom, std):
+        logits, kept = reference_evaluator(path).run(None, feeds)
+        assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4
+        np.testing.assert_array_equal(kept, ref.kept_lengths.numpy())
+    logits, kept = reference_evaluator(custom).run(None, feeds)
+    assert np.abs(logits - ort_logits).max() <= 1e-5
+    np.testing.assert_array_equal(kept, ort_kept)
+
+
+def test_exported_token_drop_outputs_get_inferred_shapes(exported):
+    """The exporter writes value_info for every tensor (TokenDrop's L as torch's unbacked symbol u<N>); without
+    it, ONNX shape inference with the registered schema types every TokenDrop output of model.onnx again:
+    [batch, <node>_L, hidden] and [batch, <node>_L]."""
+    import onnx
+
+    from plugins.token_drop.schema import register_onnx_schema
+    register_onnx_schema()
+    model = onnx.load(exported[1])
+    model.graph.ClearField("value_info")
+    graph = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph
+    info = {v.name: v.type.tensor_type for v in graph.value_info}
+    drops = [n for n in graph.node if n.op_type == "TokenDrop"]
+    for node in drops:
+        hidden_c, mask_c, index = (info[o] for o in node.output)
+        length = f"{node.name}_L"
+        assert [d.dim_param or d.dim_value for d in hidden_c.shape.dim][1:] == [length, 64]
+        assert hidden_c.elem_type == onnx.TensorProto.FLOAT and index.elem_type == onnx.TensorProto.INT64
+        assert [d.dim_param for d in mask_c.shape.dim][1:] == [d.dim_param for d in index.shape.dim][1:] == [length]
+    assert len({n.name for n in drops}) == len(drops) == 4

@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from adapler.encoder import PrunedBertClassifier
 from adapler.flops import Dims, dense_flops, flops_speedup, model_flops
 from conftest import ragged_batch, tiny_config
-from test_encoder import adapler_model
+from conftest import adapler_model
 
 
 def _math_sdpa(q, k, v, attn_mask=None, **_):

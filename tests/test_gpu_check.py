@@ -66,7 +66,7 @@ def test_timing_step_runs_on_cpu_with_tiny_demo_models(tmp_path, tiny_bert_dir, 
 
     from adapler.checkpoint import save_checkpoint
     from adapler.demo import DEMO_SENTENCES
-    from test_encoder import adapler_model
+    from conftest import adapler_model
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
     for name in ("adapler", "finetune"):

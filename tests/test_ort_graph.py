@@ -9,7 +9,7 @@ import torch
 from adapler.encoder import PrunedBertClassifier
 from conftest import ragged_batch, tiny_config
 from export.ort_graph import UnsupportedForOrtGraph, build_ort_graph, write_ort_graph
-from test_encoder import adapler_model
+from conftest import adapler_model
 
 
 def _session(path):

@@ -110,7 +110,7 @@ def test_json_written_meanwhile_is_not_replaced(tmp_path):
 
 @pytest.fixture
 def small_model():
-    from test_encoder import adapler_model
+    from conftest import adapler_model
     return adapler_model(0)
 
 

@@ -1,13 +1,11 @@
-"""The ONNX Runtime C++ kernel of adapler::TokenDrop against the NumPy reference (exact equality).
+"""The ONNX Runtime C++ kernel of adapler::TokenDrop against the golden file and the NumPy reference
+(exact equality).
 
-The library is built once per session (headers from Debian trixie, see
+The library is built once per session (conftest ``ort_library``: headers from Debian trixie, see
 plugins/token_drop/build.py); when that is impossible (no network, no apt) the kernel tests skip.
 """
 
 from __future__ import annotations
-
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,13 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
+from conftest import (  # noqa: E402
+    TOKEN_DROP_CASES,
+    TOKEN_DROP_INPUTS,
+    assert_token_drop_outputs,
+    token_drop_inputs,
+    token_drop_onnx_model,
+)
 from plugins.token_drop.build import PluginBuildError, build_ort_library  # noqa: E402
 from plugins.token_drop.ort_session import (  # noqa: E402
     TokenDropLibraryMissing,
@@ -23,52 +28,19 @@ from plugins.token_drop.ort_session import (  # noqa: E402
     model_uses_token_drop,
 )
 from plugins.token_drop.reference import token_drop_reference  # noqa: E402
-from plugins.token_drop.schema import plugin_attributes  # noqa: E402
-
-_ELEM = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}
-
-
-def make_token_drop_model(path: Path, dtype=np.float32) -> Path:
-    """A model holding one TokenDrop node, inputs/outputs named as in the op spec."""
-    elem = _ELEM[dtype]
-    node = helper.make_node(
-        "TokenDrop", ["hidden", "scores", "mask", "threshold"], ["hidden_c", "mask_c", "index"],
-        domain="adapler", **plugin_attributes(),
-    )
-    vi = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        [node], "token_drop",
-        [vi("hidden", elem, ["B", "T", "D"]), vi("scores", TensorProto.FLOAT, ["B", "T"]),
-         vi("mask", TensorProto.INT64, ["B", "T"]), vi("threshold", TensorProto.FLOAT, ["N"])],
-        [vi("hidden_c", elem, ["B", "L", "D"]), vi("mask_c", TensorProto.INT64, ["B", "L"]),
-         vi("index", TensorProto.INT64, ["B", "L"])],
-    )
-    model = helper.make_model(
-        graph, ir_version=10,  # onnx 1.23 defaults to IR 14, which ORT rejects
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)],
-    )
-    onnx.save(model, str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def library() -> Path:
-    try:
-        return build_ort_library()
-    except PluginBuildError as exc:
-        pytest.skip(f"TokenDrop ORT library could not be built: {exc}")
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("token_drop")
-    return {dt: make_token_drop_model(root / f"td_{np.dtype(dt).name}.onnx", dt)
-            for dt in (np.float32, np.float16)}
+    paths = {dt: root / f"td_{np.dtype(dt).name}.onnx" for dt in (np.float32, np.float16)}
+    for dt, path in paths.items():
+        onnx.save(token_drop_onnx_model(dt), str(path))
+    return paths
 
 
 @pytest.fixture(scope="module")
-def sessions(library, models) -> dict:
-    return {dt: create_session(path, library=library) for dt, path in models.items()}
+def sessions(ort_library, models) -> dict:
+    return {dt: create_session(path, library=ort_library) for dt, path in models.items()}
 
 
 def _inputs(rng, b, t, d, dtype=np.float32, ragged=True, threshold="row"):
@@ -85,12 +57,15 @@ def _inputs(rng, b, t, d, dtype=np.float32, ragged=True, threshold="row"):
 def _run_and_compare(sessions, hidden, scores, mask, thr):
     sess = sessions[hidden.dtype.type]
     got = sess.run(None, {"hidden": hidden, "scores": scores, "mask": mask, "threshold": thr})
-    want = token_drop_reference(hidden, scores, mask, thr)
-    for name, g, w in zip(("hidden_c", "mask_c", "index"), got, want):
-        assert g.dtype == w.dtype, name
-        assert g.shape == w.shape, f"{name}: {g.shape} != {w.shape}"
-        np.testing.assert_array_equal(g, w, err_msg=name)
+    assert_token_drop_outputs(got, token_drop_reference(hidden, scores, mask, thr))
     return got
+
+
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_kernel_matches_golden(sessions, case) -> None:
+    inputs = token_drop_inputs(case)
+    got = sessions[inputs[0].dtype.type].run(None, dict(zip(TOKEN_DROP_INPUTS, inputs)))
+    assert_token_drop_outputs(got, case)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -169,22 +144,6 @@ def test_model_uses_token_drop(models, tmp_path) -> None:
     np.testing.assert_array_equal(sess.run(None, {"x": np.ones(1, np.float32)})[0], [1.0])
 
 
-@pytest.mark.parametrize(("b", "t", "d"), [(4, 128, 768), (32, 64, 384)])
-def test_kernel_timing_report(sessions, b, t, d) -> None:
-    """Prints the per-call time (run() overhead included); no assertion on speed."""
-    h, s, m, _ = _inputs(np.random.default_rng(7), b, t, d, ragged=False)
-    feeds = {"hidden": h, "scores": s, "mask": m, "threshold": np.array([0.5], np.float32)}
-    sess = sessions[np.float32]
-    for _ in range(20):
-        sess.run(None, feeds)
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        sess.run(None, feeds)
-    per_call = (time.perf_counter() - start) / n * 1e6
-    print(f"\nTokenDrop ORT B={b} T={t} D={d}: {per_call:.0f} us per run() call")
-
-
 def test_find_ort_library_env_override(monkeypatch, tmp_path) -> None:
     from plugins.token_drop import build
 
@@ -205,7 +164,7 @@ def test_build_error_is_one_line_with_fix(monkeypatch, tmp_path) -> None:
     assert "\n" not in str(info.value) and "model.std.onnx" in str(info.value)
 
 
-def test_build_is_incremental(library) -> None:
-    before = library.stat().st_mtime_ns
-    assert build_ort_library() == library
-    assert library.stat().st_mtime_ns == before
+def test_build_is_incremental(ort_library) -> None:
+    before = ort_library.stat().st_mtime_ns
+    assert build_ort_library() == ort_library
+    assert ort_library.stat().st_mtime_ns == before

@@ -1,11 +1,44 @@
-"""Hand-computed cases for the NumPy reference of adapler::TokenDrop (the oracle of every kernel)."""
+"""Hand-computed cases for the NumPy reference of adapler::TokenDrop (the oracle of every kernel), and the
+committed golden file every backend's test reads (current, and saying what its case names promise)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from conftest import TOKEN_DROP_GOLDEN
+from plugins.token_drop.make_golden import golden_cases
 from plugins.token_drop.reference import keep_mask_reference, token_drop_reference
+
+
+def test_golden_file_is_current() -> None:
+    """The committed golden.npz equals what the reference computes now (regenerate with make_golden)."""
+    fresh = golden_cases()
+    assert TOKEN_DROP_GOLDEN.keys() == fresh.keys()
+    for case, arrays in fresh.items():
+        assert TOKEN_DROP_GOLDEN[case].keys() == arrays.keys()
+        for name, value in arrays.items():
+            assert TOKEN_DROP_GOLDEN[case][name].dtype == value.dtype, f"{case}/{name}"
+            np.testing.assert_array_equal(TOKEN_DROP_GOLDEN[case][name], value, err_msg=f"{case}/{name}")
+
+
+def test_golden_cases_cover_the_rules() -> None:
+    g = TOKEN_DROP_GOLDEN
+    assert g["cls_only"]["index"].tolist() == [[0], [0]] and g["cls_only"]["mask"][1, 0] == 0
+    keep_all = g["keep_all"]  # every alive token kept: index lists the positions where mask == 1
+    for row, index in enumerate(keep_all["index"]):
+        assert index[index >= 0].tolist() == np.flatnonzero(keep_all["mask"][row] == 1).tolist()
+    assert (keep_all["mask"] == 2).any() and keep_all["index"].shape[1] < keep_all["mask"].shape[1]
+    ties = g["ties"]  # a score equal to its row's threshold is kept
+    for row, thr in enumerate(ties["threshold"]):
+        equal = np.flatnonzero(ties["scores"][row] == thr)
+        assert equal.size and set(equal.tolist()) <= set(ties["index"][row].tolist())
+    nan = g["nan"]
+    assert nan["index"][2].tolist()[0] == 0 and (nan["index"][2][1:] == -1).all()  # NaN threshold: [CLS] only
+    assert not set(np.flatnonzero(np.isnan(nan["scores"][0])).tolist()) & set(nan["index"][0].tolist())
+    assert np.isnan(nan["hidden_c"]).any()  # a kept NaN hidden value arrives unchanged
+    assert g["broadcast"]["threshold"].shape == (1,) and g["single_token"]["hidden"].shape[1] == 1
+    assert g["float16"]["hidden_c"].dtype == np.float16
 
 
 def _hidden(b: int, t: int, d: int, dtype=np.float32) -> np.ndarray:

@@ -32,69 +32,19 @@ from export.trt import (
     prepare_trt_onnx,
     trt_commands,
 )
+from conftest import const, good_model, make_model, rules, token_drop_node, tokendrop_function
 from plugins.token_drop.trt import qdp
 
-PLUGIN_ATTRS = {"plugin_namespace": "adapler", "plugin_version": "1"}
 needs_trt = pytest.mark.skipif(not TENSORRT_AVAILABLE, reason=TENSORRT_UNAVAILABLE_REASON)
 without_trt = pytest.mark.skipif(TENSORRT_AVAILABLE, reason="TensorRT is installed: unavailability path not testable")
-
-
-def const(name: str, values, dtype=np.int64) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name)
-
-
-def make_model(nodes, initializers=(), ir_version: int = 10, functions=(), fp16: bool = False) -> onnx.ModelProto:
-    elem = TP.FLOAT16 if fp16 else TP.FLOAT
-    inputs = [oh.make_tensor_value_info("x", elem, ["B", "T", 8]),
-              oh.make_tensor_value_info("scores", TP.FLOAT, ["B", "T"]),
-              oh.make_tensor_value_info("mask", TP.INT64, ["B", "T"])]
-    outputs = [oh.make_tensor_value_info("y", elem, ["B", "S", 8])]
-    graph = oh.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
-    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18), oh.make_opsetid("adapler", 1)],
-                         ir_version=ir_version, functions=list(functions))
-
-
-def token_drop(attrs: dict | None = PLUGIN_ATTRS, name: str = "drop0", out: str = "h1") -> onnx.NodeProto:
-    return oh.make_node("TokenDrop", ["x", "scores", "mask", "thr"], [out, "mask1", "index1"], domain="adapler",
-                        name=name, **(attrs or {}))
-
-
-def good_model(**kw) -> onnx.ModelProto:
-    """A BERT-shaped fragment: TokenDrop, LayerNorm, MatMul/Add, Softmax, ReduceSum/Unsqueeze/Slice/CumSum/TopK."""
-    nodes = [
-        token_drop(),
-        oh.make_node("LayerNormalization", ["h1", "ln_w", "ln_b"], ["h2"], name="ln", axis=-1),
-        oh.make_node("MatMul", ["h2", "w"], ["h3"], name="mm"),
-        oh.make_node("Add", ["h3", "b"], ["h4"], name="add"),
-        oh.make_node("Softmax", ["h4"], ["h5"], name="softmax", axis=-1),
-        oh.make_node("ReduceSum", ["mask1", "axes1"], ["count"], name="rsum", keepdims=0),
-        oh.make_node("Constant", [], ["axes_c"], name="c0", value=const("v", [1])),
-        oh.make_node("Unsqueeze", ["count", "axes_c"], ["count2"], name="unsq"),
-        oh.make_node("CumSum", ["mask1", "axis0"], ["csum"], name="cumsum"),
-        oh.make_node("TopK", ["scores", "k"], ["tv", "ti"], name="topk", largest=1, sorted=1),
-        oh.make_node("Slice", ["h5", "starts", "ends", "axes1"], ["y"], name="slice"),
-    ]
-    inits = [const("ln_w", np.ones(8), np.float32), const("ln_b", np.zeros(8), np.float32),
-             const("w", np.eye(8), np.float32), const("b", np.zeros(8), np.float32), const("thr", [0.5], np.float32),
-             const("axes1", [1]), const("axis0", 1), const("k", [4]), const("starts", [0]), const("ends", [4])]
-    return make_model(nodes, inits, **kw)
-
-
-def rules(issues) -> list[str]:
-    return [i.rule for i in issues]
 
 
 # ------------------------------------------------------------------------------------------------
 # op tables and lint
 # ------------------------------------------------------------------------------------------------
-def test_supported_op_table_covers_bert_exports():
-    bert_ops = """Attention MatMul Gemm Add Mul Sub Div Pow Sqrt Erf Tanh Softmax LayerNormalization ReduceMean ReduceSum
-    ReduceMax Gather GatherElements GatherND Slice Concat Reshape Transpose Unsqueeze Squeeze Expand Shape Cast Where
-    Equal Less Greater GreaterOrEqual Not And Or Range ConstantOfShape Constant TopK NonZero CumSum ScatterElements
-    ScatterND Identity Sigmoid Relu Max Min Neg Reciprocal Clip Trilu""".split()
-    assert set(bert_ops) <= SUPPORTED_ONNX_OPS
-    assert {"Compress", "Unique"} <= UNSUPPORTED_ONNX_OPS
-    assert not SUPPORTED_ONNX_OPS & UNSUPPORTED_ONNX_OPS
+def test_op_tables_are_disjoint():
+    """A transcription slip (an op in both the Y and N rows) would make the lint contradict itself."""
+    assert SUPPORTED_ONNX_OPS and UNSUPPORTED_ONNX_OPS and not SUPPORTED_ONNX_OPS & UNSUPPORTED_ONNX_OPS
 
 
 def test_good_graph_passes(tmp_path):
@@ -121,19 +71,12 @@ def test_unknown_op_and_foreign_domain_flagged():
 
 
 def test_missing_and_wrong_plugin_attributes():
-    issues = lint_for_tensorrt(make_model([token_drop(attrs=None, out="y")], [const("thr", [0.5], np.float32)]))
+    issues = lint_for_tensorrt(make_model([token_drop_node(attrs={}, out="y")], [const("thr", [0.5], np.float32)]))
     assert rules(issues) == ["plugin-attrs", "plugin-attrs"]
     assert {i.op_type for i in issues} == {"TokenDrop"} and "plugin_namespace" in issues[0].message
-    wrong = token_drop(attrs={"plugin_namespace": "adapler", "plugin_version": "2"}, out="y")
+    wrong = token_drop_node(attrs={"plugin_namespace": "adapler", "plugin_version": "2"}, out="y")
     issues = lint_for_tensorrt(make_model([wrong], [const("thr", [0.5], np.float32)]))
     assert rules(issues) == ["plugin-attrs"] and "plugin_version" in issues[0].message
-
-
-def tokendrop_function() -> onnx.FunctionProto:
-    body = [oh.make_node("Identity", ["hidden"], ["hidden_c"]), oh.make_node("Identity", ["mask"], ["mask_c"]),
-            oh.make_node("Identity", ["mask"], ["index"])]
-    return oh.make_function("adapler", "TokenDrop", ["hidden", "scores", "mask", "threshold"],
-                            ["hidden_c", "mask_c", "index"], body, [oh.make_opsetid("", 18)])
 
 
 def test_local_function_tokendrop_flagged():
@@ -204,7 +147,7 @@ def test_prepare_fixes_attributes_and_strips_function(tmp_path):
     out = onnx.load(str(prepared.path))
     assert len(out.functions) == 0
     node = out.graph.node[0]
-    assert {a.name: a.s.decode() for a in node.attribute} == PLUGIN_ATTRS
+    assert {a.name: a.s.decode() for a in node.attribute} == {"plugin_namespace": "adapler", "plugin_version": "1"}
     assert lint_for_tensorrt(out) == []
     assert [n.op_type for n in out.graph.node] == [n.op_type for n in src.graph.node]
     assert len(onnx.load(str(src_path)).functions) == 1  # source untouched
@@ -303,34 +246,27 @@ def test_tensorrt_functions_raise_when_missing(tmp_path):
 # TensorRT only
 # ------------------------------------------------------------------------------------------------
 @needs_trt
-def test_engine_with_qdp_matches_reference(tmp_path):
-    """TensorRT only: TokenDrop-only graph through the Python plugin vs the NumPy reference."""
+def test_engine_with_qdp_matches_golden(tmp_path):
+    """TensorRT only: a one-node TokenDrop engine through the Python plugin on the golden cases (float32)."""
     import torch
 
-    from plugins.token_drop.reference import token_drop_reference
+    from conftest import (TOKEN_DROP_CASES, TOKEN_DROP_INPUTS, TOKEN_DROP_OUTPUTS, assert_token_drop_outputs,
+                          token_drop_inputs, token_drop_onnx_model)
 
     if not torch.cuda.is_available():
         pytest.skip("TensorRT is installed but no CUDA GPU is visible")
-    x = oh.make_tensor_value_info("x", TP.FLOAT, ["B", "T", 8])
-    graph = oh.make_graph([token_drop(out="h")], "td", [x, oh.make_tensor_value_info("scores", TP.FLOAT, ["B", "T"]),
-                          oh.make_tensor_value_info("mask", TP.INT64, ["B", "T"])],
-                          [oh.make_tensor_value_info(n, t, None) for n, t in
-                           (("h", TP.FLOAT), ("mask1", TP.INT64), ("index1", TP.INT64))],
-                          initializer=[const("thr", [0.5], np.float32)])
     path = tmp_path / "td.onnx"
-    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 18), oh.make_opsetid("adapler", 1)],
-                            ir_version=10), str(path))
-    shapes = {"x": ((1, 4, 8), (2, 16, 8), (4, 32, 8)), "scores": ((1, 4), (2, 16), (4, 32)),
-              "mask": ((1, 4), (2, 16), (4, 32))}
+    onnx.save(token_drop_onnx_model(np.float32), str(path))
+    cases = [c for c in TOKEN_DROP_CASES if token_drop_inputs(c)[0].dtype == np.float32]
+    biggest = np.max([token_drop_inputs(c)[0].shape for c in cases], axis=0).tolist()
+    b, t, d = biggest
+    shapes = {"hidden": ((1, 1, 1), (b, t, d), (b, t, d)), "scores": ((1, 1), (b, t), (b, t)),
+              "mask": ((1, 1), (b, t), (b, t)), "threshold": ((1,), (b,), (b,))}
     engine = build_engine(path, tmp_path / "td.engine", [shapes])
-    rng = np.random.default_rng(0)
-    feeds = {"x": rng.standard_normal((3, 20, 8)).astype(np.float32), "scores": rng.random((3, 20)).astype(np.float32),
-             "mask": np.ones((3, 20), np.int64)}
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
     with TrtRunner(EngineFromBytes(BytesFromPath(str(engine)))) as runner:
-        out = runner.infer(feeds)
-    ref = token_drop_reference(feeds["x"], feeds["scores"], feeds["mask"], np.array([0.5], np.float32))
-    for name, want in zip(("h", "mask1", "index1"), ref):
-        assert np.array_equal(np.asarray(out[name]), want), name
+        for case in cases:
+            out = runner.infer(dict(zip(TOKEN_DROP_INPUTS, token_drop_inputs(case))))
+            assert_token_drop_outputs([np.asarray(out[n]) for n in TOKEN_DROP_OUTPUTS], case)

@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-from plugins.token_drop.reference import token_drop_reference
+from conftest import (TOKEN_DROP_CASES, TOKEN_DROP_GOLDEN, TOKEN_DROP_OUTPUTS, assert_token_drop_outputs,
+                      token_drop_inputs)
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL = "tensorrt-cu13-bindings==11.1.0.106"  # the version of the vendored 11.1 headers
@@ -204,19 +205,16 @@ def test_registration_types_and_shapes(real_trtp):
     assert builder.size_tensors == [(3, "ceil_div(T,2)", "T")]
 
 
-@pytest.mark.parametrize("b,t,d,dtype", [(1, 9, 4, np.float32), (3, 20, 8, np.float32), (4, 33, 6, np.float16)])
-def test_enqueue_writes_dense_outputs(real_trtp, monkeypatch, b, t, d, dtype):
-    """Through the real enqueue: outputs dense [B, L, D] at the start of TensorRT's upper-bound buffers."""
+@pytest.mark.parametrize("case", TOKEN_DROP_CASES)
+def test_enqueue_writes_dense_outputs(real_trtp, monkeypatch, case):
+    """Through the real enqueue, on the golden cases: outputs dense [B, L, D] at the start of TensorRT's
+    upper-bound buffers."""
     core, trtp, qdp = real_trtp
     monkeypatch.setattr(qdp, "_AS_TENSOR", host_tensor)
     monkeypatch.setattr(qdp, "_STREAM", lambda stream: nullcontext())
     plugin = registered_plugin(core, trtp, qdp)
-    rng = np.random.default_rng(b * 100 + t)
-    hidden = rng.standard_normal((b, t, d)).astype(dtype)
-    scores = rng.random((b, t)).astype(np.float32)
-    mask = (np.arange(t)[None, :] < rng.integers(1, t + 1, size=(b, 1))).astype(np.int64)
-    threshold = rng.uniform(0.2, 0.7, size=b).astype(np.float32)
-    inputs = [hidden, scores, mask, threshold]
+    inputs = list(token_drop_inputs(case))
+    (b, t, d), dtype = inputs[0].shape, inputs[0].dtype
     # TensorRT allocates outputs for the upper bound L = T and passes upper-bound strides
     outs = [np.full((b, t, d), 7, dtype), np.full((b, t), 7, np.int64), np.full((b, t), 7, np.int64),
             np.zeros((), np.int32)]
@@ -231,12 +229,11 @@ def test_enqueue_writes_dense_outputs(real_trtp, monkeypatch, b, t, d, dtype):
     out_dims = [(b, -1, d), (b, -1), (b, -1), ()]  # L is data-dependent
     plugin.enqueue(descs(inputs, [a.shape for a in inputs]), descs(outs, out_dims), [a.ctypes.data for a in inputs],
                    [a.ctypes.data for a in outs], [strides(a) for a in inputs], [strides(a) for a in outs], 0)
-    want = token_drop_reference(hidden, scores, mask, threshold)
-    length = want[0].shape[1]
-    assert int(outs[3]) == length
+    want = [TOKEN_DROP_GOLDEN[case][k] for k in TOKEN_DROP_OUTPUTS]
+    assert int(outs[3]) == want[0].shape[1]  # the size tensor holds L
+    assert_token_drop_outputs([got.reshape(-1)[:ref.size].reshape(ref.shape)  # row-major with the real L
+                               for got, ref in zip(outs[:3], want)], case)
     for got, ref in zip(outs[:3], want):
-        dense = got.reshape(-1)[:ref.size].reshape(ref.shape)  # row-major with the real L
-        assert np.array_equal(dense, ref)
         assert (got.reshape(-1)[ref.size:] == 7).all()  # nothing written beyond B*L*D
 
 

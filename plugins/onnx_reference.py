@@ -1,0 +1,50 @@
+"""The ``adapler`` ONNX domain for ``onnx.reference``: TokenDrop and ContributionDrop as reference-evaluator ops.
+
+Each op runs its NumPy reference, so an exported graph runs without the C++ library::
+
+    from plugins.onnx_reference import reference_evaluator
+    logits, kept_lengths = reference_evaluator("model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})
+
+``model.onnx`` and ``model.std.onnx`` run this way. ``model.ort.onnx`` does not: its ``com.microsoft`` fused
+kernels (Attention, SkipLayerNormalization, ...) have no ``onnx.reference`` implementation; its
+``ContributionDrop`` nodes are checked one node at a time (``tests/test_contribution_drop.py``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx.reference import ReferenceEvaluator
+from onnx.reference.op_run import OpRun
+
+from plugins.contribution_drop.reference import contribution_drop_reference
+from plugins.token_drop.reference import token_drop_reference
+
+__all__ = ["ContributionDrop", "TokenDrop", "reference_evaluator"]
+
+
+class TokenDrop(OpRun):
+    """``adapler::TokenDrop`` v1 (plugins/token_drop/README.md); the TensorRT attributes change nothing."""
+
+    op_domain = "adapler"
+
+    def _run(self, hidden: np.ndarray, scores: np.ndarray, mask: np.ndarray, threshold: np.ndarray,
+             plugin_namespace: str | None = None, plugin_version: str | None = None) -> tuple[np.ndarray, ...]:
+        return token_drop_reference(hidden, scores, mask, threshold)
+
+
+class ContributionDrop(OpRun):
+    """``adapler::ContributionDrop`` v1 (plugins/contribution_drop/README.md)."""
+
+    op_domain = "adapler"
+
+    def _run(self, hidden: np.ndarray, cp_hidden: np.ndarray, w2: np.ndarray, mask: np.ndarray,
+             eta: np.ndarray) -> tuple[np.ndarray, ...]:
+        return contribution_drop_reference(hidden, cp_hidden, w2, mask, eta)
+
+
+def reference_evaluator(model: str | Path | onnx.ModelProto) -> ReferenceEvaluator:
+    """An ``onnx.reference.ReferenceEvaluator`` of ``model`` that knows the ``adapler`` ops."""
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return ReferenceEvaluator(proto, new_ops=[TokenDrop, ContributionDrop])
