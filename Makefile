@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast plugins bench gpu-check clean
+.PHONY: install demo test test-fast plugins cuda-kernel bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test-fast: $(STAMP)
 
 plugins: $(STAMP)
 	$(PY) cli.py build-plugins
+
+# The TokenDrop CUDA kernel library (needs nvcc, no GPU); architectures: plugins/token_drop/cuda/architectures.txt
+cuda-kernel: $(STAMP)
+	$(PY) -m plugins.token_drop.cuda_library
 
 bench: $(STAMP)
 	$(PY) cli.py bench --baseline all

@@ -71,7 +71,8 @@ def environment() -> dict[str, Any]:
 
 def _arch() -> tuple[str, ...]:
     if not _cuda():
-        return ("90a", "87")  # H100/H200 and Jetson Orin: the defaults of cuda/Makefile
+        from plugins.token_drop.cuda_library import cuda_architectures
+        return cuda_architectures()  # plugins/token_drop/cuda/architectures.txt
     import torch
 
     major, minor = torch.cuda.get_device_capability(0)
