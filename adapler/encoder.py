@@ -73,6 +73,12 @@ class TokenSelector(nn.Module):
         return []
 
     drops_after_attention = False  # PoWER-BERT: FFN of layer l runs on fewer tokens than its attention
+    predictor_hidden = 0  # hidden size of the scoring network before each of predictor_layers (FLOPs)
+
+    @classmethod
+    def from_options(cls, config: BertConfig, options: dict) -> "TokenSelector":
+        """The selector a checkpoint's config.json describes (``options``: its ``selector`` block)."""
+        return cls()
 
     def start(self, state: EncoderState) -> None:
         pass

@@ -10,6 +10,9 @@ Per layer l the model reports ``kept[l]``, the tokens its FFN processed. The tok
 processed are ``kept[l]`` too, except for selectors that drop between attention and FFN
 (PoWER-BERT), where they are ``kept[l-1]`` (``n`` for l = 0). A predictor before layer l scores the
 tokens alive before it: ``kept[l-1]``.
+
+What a method's predictors cost is the selector's to say (``predictor_layers``, ``predictor_hidden``,
+``drops_after_attention``): the model carries its selector, so the counter needs no table of methods.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ class Dims:
     @classmethod
     def of(cls, model) -> "Dims":
         s = model.backbone.shape(model.config)  # read through the family's adapter: DistilBERT says dim, hidden_dim
-        return cls(s.hidden, s.ffn, s.layers, model.num_labels, getattr(model.selector, "cp_hidden", 32),
+        return cls(s.hidden, s.ffn, s.layers, model.num_labels, model.selector.predictor_hidden,
                    model.backbone.head_has_dense(model))
 
 

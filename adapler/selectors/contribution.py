@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from transformers import BertConfig
 from transformers.activations import ACT2FN
 
 from ..encoder import NEG, EncoderState, TokenSelector
@@ -64,8 +65,17 @@ class ContributionSelector(TokenSelector):
         self.eta = nn.Parameter(torch.full((num_layers,), float(eta_init)))
         self.theta = nn.Parameter(torch.ones(max(num_layers - 1, 1)))
         self.cp_hidden = cp_hidden
+        self.predictor_hidden = cp_hidden  # the CPs' cost in flops.Dims
         self.act_name = act
         self.lam = HARD_LAMBDA  # set by the trainer's schedule during training
+
+    @classmethod
+    def from_options(cls, config: BertConfig, options: dict) -> "ContributionSelector":
+        eta = options.get("eta")
+        if eta is not None and len(eta) != config.num_hidden_layers:
+            raise ValueError(f"eta has {len(eta)} values but the backbone has {config.num_hidden_layers} layers")
+        return cls(config.hidden_size, config.num_hidden_layers, cp_hidden=options.get("cp_hidden", 32),
+                   act=options.get("cp_act", config.hidden_act), init_std=config.initializer_range)
 
     def predictor_layers(self, num_layers: int) -> list[int]:
         return list(range(num_layers))

@@ -158,7 +158,7 @@ class PolicySelector(TokenSelector):
         self.points = selection_points(num_layers)
         # Same two-layer MLP shape as AdapLeR's CP (d -> 32 -> 1); the sigmoid is applied here.
         self.policies = nn.ModuleList(ContributionPredictor(d_model, hidden, act, init_std) for _ in self.points)
-        self.cp_hidden = hidden  # read by flops.Dims for the predictor cost
+        self.predictor_hidden = hidden  # the policy nets' cost in flops.Dims
         self.act_name = act
         self.batch_fill = batch_fill
         # Set by the trainer for the imitation warm-up: per point, [B, T_input] heuristic scores in original
@@ -173,7 +173,7 @@ class PolicySelector(TokenSelector):
                    batch_fill=options.get("batch_fill", "masked"))
 
     def config_dict(self) -> dict:
-        return {"policy_hidden": self.cp_hidden, "policy_act": self.act_name, "batch_fill": self.batch_fill,
+        return {"policy_hidden": self.predictor_hidden, "policy_act": self.act_name, "batch_fill": self.batch_fill,
                 "selection_points": self.points}
 
     def predictor_layers(self, num_layers: int) -> list[int]:
