@@ -10,8 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import typer
 
+from adapler import methods
 from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
-                              Mode, Precision, Preset, Quantize, Split, Target, exit_code, parse_settings)
+                              Mode, Precision, Preset, Quantize, Split, Target, exit_code, knob_help, method_choices,
+                              parse_settings)
+from bench.defaults import baseline_choices
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Adaptive length reduction (AdapLeR) for BERT classifiers: train, evaluate, export, bench.")
@@ -54,17 +57,10 @@ def _out_dir(path: Path) -> Path:
     return _run(ensure_out_dir, path)
 
 
-def _config_class(method: str) -> type:
-    """The dataclass whose fields ``--set`` may change for ``method``."""
-    if method == "adapler":
-        from adapler.training.train_adapler import AdapLeRConfig
-        return AdapLeRConfig
-    from adapler.training.baselines import PowerBertConfig, TrBertConfig
-    return PowerBertConfig if method == "power-bert" else TrBertConfig
-
-
-def _parse_settings(items: list[str], config_cls: type, method: str) -> dict:
-    return _run(parse_settings, items, config_cls, method)
+def _parse_settings(items: list[str], method: str) -> dict:
+    """``--set`` items as values of ``method``'s config fields (checked before any data is loaded)."""
+    from adapler import methods
+    return _run(parse_settings, items, methods.get(method).config_class(), method)
 
 
 TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: text)")
@@ -94,13 +90,12 @@ def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directo
 
 
 @app.command()
-def train(method: Method = typer.Option(Method.adapler, help="adapler | power-bert | tr-bert"),
+def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choices()),
           init: Path = typer.Option(..., help="fine-tuned run directory (from `finetune`)"),
           data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
           epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
           lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
-          knob: Optional[float] = typer.Option(None, min=0.0,
-                                               help="trade-off knob: AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha"),
+          knob: Optional[float] = typer.Option(None, min=0.0, help=f"trade-off knob: {knob_help()}"),
           gamma: float = typer.Option(0.005, min=0.0, help="AdapLeR CP loss weight"),
           eta_lr: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR learning rate of eta/theta "
                                                  "(default: from --preset)"),
@@ -130,39 +125,30 @@ def train(method: Method = typer.Option(Method.adapler, help="adapler | power-be
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
           overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Train a token-dropping model from a fine-tuned run."""
-    import dataclasses
-
-    from adapler.training.baselines import KNOB_FIELDS
     from adapler.training.target import check_knob_free, check_target_fields
-    settings = _parse_settings(set_, _config_class(method.value), method.value)  # before any data is loaded
+    m = methods.get(method.value)
+    settings = _parse_settings(set_, m.name)  # before any data is loaded
     _run(check_target_fields, target_speedup, max_accuracy_drop)
-    _run(check_knob_free, target_speedup, knob, settings, KNOB_FIELDS[method.value])
-    targets = {"target_speedup": target_speedup, "max_accuracy_drop": max_accuracy_drop}
+    _run(check_knob_free, target_speedup, knob, settings, m.knob_field)
+    # every method-specific option by its parameter name; the method takes the ones it has (Method.cli_options)
+    cli_values = {"gamma": gamma, "eta_lr": eta_lr, "cp_lr": cp_lr, "preset": preset.value,
+                  "init_weights": init_weights.value, "theta": theta, "length_loss": length_loss.value,
+                  "kl_target_stopgrad": kl_target_stopgrad, "power_protect_cls": power_protect_cls,
+                  "trbert_batch_fill": trbert_batch_fill.value, "trbert_len_denominator": trbert_len_denominator.value}
+    options = {**m.options_from_cli(cli_values), "target_speedup": target_speedup,
+               "max_accuracy_drop": max_accuracy_drop, **settings}
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    if method is Method.adapler:
-        from adapler.training.train_adapler import AdapLeRConfig, train_adapler
-        cfg = _run(AdapLeRConfig, epochs=epochs or 5, batch_size=batch_size, lr=lr or 3e-5, seed=seed, gamma=gamma,
-                   eta_lr=eta_lr, cp_lr=cp_lr, phi=knob, preset=preset.value, init=init_weights.value,
-                   theta=theta, length_loss=length_loss.value, kl_target_stopgrad=kl_target_stopgrad, **targets)
-        cfg = _run(dataclasses.replace, cfg, **settings)
-        out_dir = _run(train_adapler, ds, init, out, cfg, overwrite=overwrite, resume=resume)
-    else:
-        from adapler.training.baselines import train_baseline
-        options = {"protect_cls": power_protect_cls} if method is Method.power_bert else \
-            {"batch_fill": trbert_batch_fill.value, "len_denominator": trbert_len_denominator.value}
-        options.update(targets)
-        options.update(settings)
-        out_dir = _run(train_baseline, method.value, ds, init, out, knob=knob, epochs=epochs, lr=lr,
-                       batch_size=batch_size, seed=seed, overwrite=overwrite, resume=resume, **options)
+    cfg = _run(m.config, knob, epochs, lr, batch_size, seed, **options)
+    out_dir = _run(m.train, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     from adapler.report import training_table
     training_table(out_dir)
     typer.echo(f"trained {method.value} in {out_dir} (selected: {out_dir / 'best'})")
 
 
 @app.command()
-def sweep(method: Method = typer.Option(..., help="adapler | power-bert | tr-bert"),
-          values: str = typer.Option(..., help="comma-separated knob values (AdapLeR phi, PoWER-BERT lambda, TR-BERT alpha)"),
+def sweep(method: Method = typer.Option(..., help=method_choices()),
+          values: str = typer.Option(..., help=f"comma-separated knob values ({knob_help()})"),
           init: Path = typer.Option(..., help="fine-tuned run directory"),
           data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
           epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
@@ -186,10 +172,10 @@ def sweep(method: Method = typer.Option(..., help="adapler | power-bert | tr-ber
         kwargs["epochs"] = epochs
     if lr is not None:
         kwargs["lr"] = lr
-    kwargs.update(_parse_settings(set_, _config_class(method.value), method.value))
+    kwargs.update(_parse_settings(set_, method.value))
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    results = _run(run_sweep, method.value, knob_values, ds, init, out, **kwargs)
+    results = _run(run_sweep, methods.get(method.value), knob_values, ds, init, out, **kwargs)
     for r in results:
         typer.echo(f"{r['knob']}={r['value']:g}: test accuracy {r['test_accuracy']:.4f}, "
                    f"FLOPs speedup {r['flops_speedup']:.2f}x")
@@ -289,7 +275,7 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
 
 
 @app.command()
-def bench(baseline: str = typer.Option("power-bert", help="power-bert | tr-bert | bert | all"),
+def bench(baseline: str = typer.Option(methods.DEFAULT_BASELINE, help=" | ".join(baseline_choices())),
           ckpt: Optional[Path] = typer.Option(None, help="pruned checkpoint (default: runs/demo/adapler or quick-trained)"),
           baseline_ckpt: list[Path] = typer.Option([], "--baseline-ckpt", help="repeatable; a 'bert' one is the dense reference"),
           data: Optional[str] = typer.Option(None, "--data", help="default: quick vader-movies subset"),

@@ -1,6 +1,6 @@
 """What cli.py's options accept and how its errors end: choice Enums, ``--set`` values parsed by the config
 field's type, and the exit code of each error class (README, "Exit codes"). Kept apart from cli.py so the
-command functions stay a thin layer; nothing here imports torch."""
+command functions stay a thin layer; nothing here imports torch (nor does the method registry it lists)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,13 +9,22 @@ import typing
 from enum import Enum
 from typing import Any
 
+from . import methods
 from .errors import UsageError
 
 # Choices as Enums: typer refuses anything else as a usage error (exit 2) before any work starts.
-class Method(str, Enum):
-    adapler = "adapler"
-    power_bert = "power-bert"
-    tr_bert = "tr-bert"
+# The methods `train` and `sweep` accept: every trainable method of the registry, in its order.
+Method = Enum("Method", [(name.replace("-", "_"), name) for name in methods.names(trainable=True)], type=str)
+
+
+def method_choices() -> str:
+    """``adapler | power-bert | ...`` for help texts."""
+    return " | ".join(methods.names(trainable=True))
+
+
+def knob_help() -> str:
+    """``AdapLeR phi, PoWER-BERT lambda, ...`` for help texts."""
+    return ", ".join(f"{m.title} {m.knob}" for m in methods.all_methods() if m.trainable)
 
 
 class Mode(str, Enum):
