@@ -4,44 +4,23 @@ Every stage caches its output under ``out`` and is skipped when already finished
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from . import methods
 from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
-from .data import load_dataset
 from .evaluate import evaluate
 from .files import write_json_atomic
 from .progress import log
+from .recipes import QUICK, QuickPreset, finished, quick_data, train_dense, train_quick
+
+__all__ = ["DEMO_SENTENCES", "QUICK", "QuickPreset", "kept_tokens_table", "run_demo"]
 
 console = Console()
 
-@dataclass(frozen=True)
-class QuickPreset:
-    """The embedded default's quick training preset, shared by `cli.py demo` and `cli.py bench`."""
-    data: str = "vader-movies"
-    max_train: int = 1000
-    max_eval: int = 500  # dev and test
-    seed: int = 0
-    max_length: int = 64
-    finetune_epochs: int = 2
-    adapler_epochs: int = 2
-    phi: float = 0.003  # AdapLeR length-loss weight
-    # Adam moves eta by about eta_lr per step; 64 steps at the faithful 5e-4 would leave eta at its init.
-    eta_lr: float = 5e-3
-    cp_lr: float = 1e-3  # fresh CPs need more than BERT's 3e-5 to learn anything in 64 steps
-    baseline_epochs: int = 1  # PoWER-BERT re-training / TR-BERT RL epochs (train_baseline's ``epochs``)
-    baseline_options: dict[str, dict[str, Any]] = field(
-        # PoWER-BERT's r can only fall by about lr_soft per step: 32 search steps need lr_soft 0.05; at 5e-3 the
-        # configuration stays full length (docs/results.md, "make demo").
-        default_factory=lambda: {"power-bert": {"search_epochs": 1, "lr_soft": 0.05}, "tr-bert": {"k": 4}})
-
-
-QUICK = QuickPreset()
 
 DEMO_SENTENCES = [
     "A gorgeous, witty, seductive movie.",
@@ -71,17 +50,16 @@ def kept_tokens_table(model, tokenizer, text: str, max_length: int) -> Table:
 
 def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: QuickPreset = QUICK) -> dict:
     """Train (or reuse) the quick-preset dense and AdapLeR models, evaluate on test, show kept tokens."""
-    from bench.defaults import finished, train_adapler_quick, train_dense
-
     out = Path(out)
     if overwrite and out.exists():
         import shutil
         shutil.rmtree(out)
-    data = load_dataset(preset.data, max_train=preset.max_train, max_eval=preset.max_eval, seed=preset.seed)
+    main = methods.get(methods.MAIN)
+    data = quick_data(preset)
     log(data.summary())
     for name, run, train in (("fine-tuned model", out / "finetune", lambda r: train_dense(r, data, preset)),
-                             ("AdapLeR model", out / "adapler",
-                              lambda r: train_adapler_quick(out / "finetune", r, data, preset))):
+                             (f"{main.title} model", out / main.name,
+                              lambda r: train_quick(main.name, out / "finetune", r, data, preset))):
         if finished(run):
             log(f"{name}: reusing {run}")
         else:
@@ -89,7 +67,7 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: Qui
 
     rows = {}
     for name, ckpt, mode in (("fine-tuned BERT (MiniLM-L6)", out / "finetune" / "best", "dense"),
-                             ("AdapLeR", out / "adapler" / "best", "hard")):
+                             (main.title, out / main.name / "best", "hard")):
         model, cfg = load_checkpoint(ckpt)
         tok = load_checkpoint_tokenizer(ckpt)
         rows[name] = evaluate(model, data.test, tok, cfg["max_length"], batch_size=32, mode=mode, desc=name)
@@ -100,9 +78,9 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: Qui
         table.add_row(name, f"{100 * m['accuracy']:.1f}%", f"{m['flops_speedup']:.2f}x",
                       f"{m['gflops_per_example']:.3f}", " ".join(f"{v:.1f}" for v in m["mean_kept_lengths"]))
     console.print(table)
-    model, cfg = load_checkpoint(out / "adapler" / "best")
+    model, cfg = load_checkpoint(out / main.name / "best")
     model.config.id2label = dict(enumerate(cfg["label_names"]))
-    tok = load_checkpoint_tokenizer(out / "adapler" / "best")
+    tok = load_checkpoint_tokenizer(out / main.name / "best")
     for text in DEMO_SENTENCES:
         console.print(kept_tokens_table(model, tok, text, cfg["max_length"]))
     write_json_atomic(out / "demo_results.json", rows)

@@ -7,7 +7,7 @@ returns :class:`Skip` with a one-line reason instead of raising.
 
 | name | what runs | skipped when |
 |---|---|---|
-| ``torch`` | eager torch on CPU; ``hard`` mode for pruned models, ``dense`` for the dense model | never |
+| ``torch`` | eager torch on CPU, ``hard`` mode (for the dense model that is the dense computation) | never |
 | ``ort-custom`` | ``model.onnx`` (``adapler::TokenDrop`` nodes), ORT CPU, spinning off | library not built |
 | ``ort-std`` | ``model.std.onnx`` (standard ops only), ORT CPU, spinning off | export failed |
 | ``ort-opt`` | what users deploy on ORT: dense = standard HF export + ORT transformer optimizer; pruned = ``model.ort.onnx`` (same fused kernels + ContributionDrop) | method without a fused graph |
@@ -71,7 +71,8 @@ class BackendContext:
 
 
 def default_mode(model) -> str:
-    return "dense" if model.method == "bert" else "hard"
+    """``hard`` for every model: the dense model's no-op selector makes its hard mode the dense computation."""
+    return "hard"
 
 
 def feed_tensors(feed: Feed, device: str = "cpu") -> list[torch.Tensor | None]:
@@ -213,7 +214,8 @@ def _dense_reference(spec: ModelSpec, ctx: BackendContext, key: str) -> Path | S
 def _deployed(spec: ModelSpec, ctx: BackendContext, int8: bool) -> Backend | Skip:
     """``ort-opt`` / ``ort-int8``: dense = optimized standard export; pruned = ``model.ort.onnx`` (or its int8 form;
     methods without a fused graph fall back to ``model.int8.onnx`` for int8)."""
-    if spec.method == "bert":
+    from adapler import methods
+    if not methods.get(spec.method).prunes:
         path = _dense_reference(spec, ctx, "hf-opt-int8" if int8 else "hf-opt")
     else:
         d = export_dir(spec, ctx, "ort-int8" if int8 else "ort")

@@ -1,16 +1,17 @@
 """The models of the default benchmark: found where they exist, trained with a quick preset where not.
 
-``default_models()`` returns ``{"bert": dense, "adapler": ..., "<baseline>": ...}`` checkpoint paths:
+``default_models()`` returns ``{dense: ..., main: ..., "<baseline>": ...}`` checkpoint paths, named by method
+(``adapler.methods``: the dense one is the method that does not prune, the main one ``methods.MAIN``):
 
 - given checkpoints first (``ckpt``: the pruned model; ``baseline_ckpts``: any others, named by the
-  ``method`` in their config.json, a ``bert`` one being the dense model);
-- the dense model otherwise from the AdapLeR checkpoint's ``init_checkpoint``, else ``runs/demo/finetune``
+  ``method`` in their config.json, a dense one being the dense model);
+- the dense model otherwise from the pruned checkpoint's ``init_checkpoint``, else ``runs/demo/finetune``
   (``adapler.demo.run_demo``), else ``<cache>/finetune`` (trained if missing);
-- AdapLeR from ``runs/demo/adapler``, else ``<cache>/adapler``;
-- each baseline from ``<cache>/<method>``, trained from the dense run with
-  ``adapler.training.baselines.train_baseline`` if missing.
+- the main method from ``runs/demo/<name>``, else ``<cache>/<name>``;
+- each baseline from ``<cache>/<method>``.
 
-Unfinished runs are resumed. The quick preset (MiniLM-L6, 1000 vader-movies training texts, 500 dev/test,
+Missing models are trained by the recipe layer (``adapler.recipes``: the bench itself never imports a trainer)
+and unfinished runs are resumed. The quick preset (MiniLM-L6, 1000 vader-movies training texts, 500 dev/test,
 length 64, 2 + 2 epochs, baselines 1 + 1 epochs) keeps the default bench — training, export and
 timing — around a quarter of an hour on 2 CPU cores; the test split is the one ``run_demo`` uses.
 """
@@ -21,21 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapler import methods
 from adapler.progress import log
-
-BASELINE_CHOICES: dict[str, tuple[str, ...]] = {
-    "bert": (), "power-bert": ("power-bert",), "tr-bert": ("tr-bert",), "all": ("power-bert", "tr-bert")}
+from adapler.recipes import QUICK, QuickPreset, finished, train_dense, train_quick  # shared with `cli.py demo`
 
 
-from adapler.demo import QUICK, QuickPreset  # one preset shared with `cli.py demo`
+def baseline_choices() -> dict[str, tuple[str, ...]]:
+    """``--baseline`` values: each method other than the main one alone, the dense model's name (no baseline)
+    and ``all`` (every pruning method other than the main one)."""
+    others = tuple(n for n in methods.names(trainable=True) if n != methods.MAIN)
+    return {methods.dense().name: (), **{n: (n,) for n in others}, "all": others}
 
 
 def parse_baseline(value: str) -> tuple[str, ...]:
-    """``--baseline`` value -> baselines to add to dense + AdapLeR (``bert``: none, ``all``: both)."""
-    if value not in BASELINE_CHOICES:
+    """``--baseline`` value -> baselines to add to dense + the main method (``bert``: none, ``all``: every one)."""
+    choices = baseline_choices()
+    if value not in choices:
         from . import BenchError
-        raise BenchError(f"--baseline must be one of {', '.join(BASELINE_CHOICES)}, got {value!r}")
-    return BASELINE_CHOICES[value]
+        raise BenchError(f"--baseline must be one of {', '.join(choices)}, got {value!r}")
+    return choices[value]
 
 
 def default_data(spec: str | None = None, preset: QuickPreset = QUICK):
@@ -43,20 +48,9 @@ def default_data(spec: str | None = None, preset: QuickPreset = QUICK):
     HF name) is loaded whole."""
     from adapler.data import load_dataset
     if spec is None:  # an explicit --data vader-movies means the whole dataset
-        return load_dataset(preset.data, max_train=preset.max_train, max_eval=preset.max_eval, seed=preset.seed)
+        from adapler.recipes import quick_data
+        return quick_data(preset)
     return load_dataset(spec, seed=preset.seed)
-
-
-def finished(run: str | Path) -> bool:
-    """A run directory whose training is complete and whose ``best/`` checkpoint is final."""
-    run = Path(run)
-    state_file = run / "run_state.json"
-    if not (run / "best" / "config.json").exists() or not state_file.exists():
-        return False
-    state = json.loads(state_file.read_text())
-    if "finished" in state:  # baseline trainers
-        return bool(state["finished"])
-    return state.get("epochs_done", 0) >= state.get("config", {}).get("epochs", float("inf"))
 
 
 def _cached(run: Path, lazy: "_Lazy") -> bool:
@@ -99,44 +93,13 @@ class _Lazy:
         return self.data
 
 
-def train_dense(out: Path, data, preset: QuickPreset = QUICK) -> Path:
-    from adapler.training.finetune import FinetuneConfig, finetune
-    log(f"training the dense model (quick preset) in {out}")
-    finetune(data, out, FinetuneConfig(epochs=preset.finetune_epochs, max_length=preset.max_length),
-             resume=(out / "run_state.json").exists())
-    return out
-
-
-def train_adapler_quick(init: Path, out: Path, data, preset: QuickPreset = QUICK) -> Path:
-    from adapler.training.train_adapler import AdapLeRConfig, train_adapler
-    log(f"training AdapLeR (quick preset) in {out}")
-    cfg = AdapLeRConfig(epochs=preset.adapler_epochs, phi=preset.phi, eta_lr=preset.eta_lr, cp_lr=preset.cp_lr,
-                        saliency_epochs=min(3, preset.finetune_epochs))
-    train_adapler(data, init, out, cfg, resume=(out / "run_state.json").exists())
-    return out
-
-
-def train_baseline_quick(method: str, init: Path, out: Path, data, preset: QuickPreset = QUICK) -> Path:
-    from adapler.models import ModelError
-    try:
-        from adapler.training.baselines import train_baseline
-    except ImportError as e:
-        raise ModelError(f"the {method} baseline is not trained and adapler.training.baselines.train_baseline is "
-                         f"not available ({e}); pass --baseline-ckpt or use --baseline bert") from None
-    log(f"training {method} (quick preset) in {out}")
-    train_baseline(method, data, init, out, epochs=preset.baseline_epochs, resume=(out / "run_state.json").exists(),
-                   **preset.baseline_options.get(method, {}))
-    return out
-
-
-def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] = ("power-bert",), *,
+def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] = (methods.DEFAULT_BASELINE,), *,
                    data=None, ckpt: str | Path | None = None, baseline_ckpts: tuple[str | Path, ...] = (),
                    demo: str | Path | None = "runs/demo", preset: QuickPreset = QUICK) -> dict[str, Path]:
-    """``{name: checkpoint or run directory}`` for the benchmark: dense ``bert``, the pruned model, baselines.
+    """``{name: checkpoint or run directory}`` for the benchmark: the dense model, the pruned model, baselines.
 
     ``data``: the dataset to train missing models on (default: the quick preset's vader-movies subset);
-    ``runs/demo`` is only reused with the default data. Raises ``adapler.models.ModelError`` when a
-    baseline must be trained but its trainer is not available.
+    ``runs/demo`` is only reused with the default data.
     """
     from adapler.api import checkpoint_dir
     from adapler.checkpoint import read_config
@@ -146,7 +109,8 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
     demo_ok = demo is not None and (data is None or getattr(data, "name", None) == preset.data)
     demo = Path(demo) if demo is not None else None
 
-    dense_run: Path | None = given.get("bert")
+    dense_name, main = methods.dense().name, methods.MAIN
+    dense_run: Path | None = given.get(dense_name)
     if dense_run is None:
         for name, path in given.items():
             init = read_config(path).get("init_checkpoint")
@@ -163,25 +127,25 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
             train_dense(dense_run, lazy.get(), preset)
     # run directories (not best/) where possible: AdapLeR's trainer reads dev_scores.json next to best/
     init = dense_run.parent if dense_run.name == "best" and (dense_run.parent / "run_state.json").exists() else dense_run
-    models: dict[str, Path] = {"bert": checkpoint_dir(dense_run)}
+    models: dict[str, Path] = {dense_name: checkpoint_dir(dense_run)}
 
-    pruned = {k: v for k, v in given.items() if k != "bert"}
-    if ckpt is None and "adapler" not in pruned:
-        if demo_ok and finished(demo / "adapler"):
-            log(f"AdapLeR: reusing {demo / 'adapler'}")
-            pruned["adapler"] = checkpoint_dir(demo / "adapler")
+    pruned = {k: v for k, v in given.items() if k != dense_name}
+    if ckpt is None and main not in pruned:
+        if demo_ok and finished(demo / main):
+            log(f"{methods.get(main).title}: reusing {demo / main}")
+            pruned[main] = checkpoint_dir(demo / main)
         else:
-            run = cache / "adapler"
+            run = cache / main
             if not _cached(run, lazy):
-                train_adapler_quick(init, run, lazy.get(), preset)
-            pruned["adapler"] = checkpoint_dir(run)
-        pruned = {"adapler": pruned.pop("adapler"), **pruned}
+                train_quick(main, init, run, lazy.get(), preset)
+            pruned[main] = checkpoint_dir(run)
+        pruned = {main: pruned.pop(main), **pruned}
     for method in baselines:
         if method in pruned:
             continue
         run = cache / method
         if not _cached(run, lazy):
-            train_baseline_quick(method, init, run, lazy.get(), preset)
+            train_quick(method, init, run, lazy.get(), preset)
         pruned[method] = checkpoint_dir(run)
     models.update(pruned)
     return models

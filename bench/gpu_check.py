@@ -165,7 +165,8 @@ def torch_cuda_timing(demo_dir: Path, batches: Sequence[int] = (1, 32), n_inputs
     """``device`` is "cuda" in the check; the CPU test runs the same code on "cpu"."""
     if device == "cuda" and not _cuda():
         raise Skipped(NO_CUDA)
-    ckpts = {"adapler": demo_dir / "adapler" / "best", "finetune": demo_dir / "finetune" / "best"}
+    from adapler import methods
+    ckpts = {"pruned": demo_dir / methods.MAIN / "best", "finetune": demo_dir / "finetune" / "best"}
     missing = [str(p) for p in ckpts.values() if not p.exists()]
     if missing:
         raise Skipped(f"demo checkpoints missing ({', '.join(missing)}): run `make demo` or pass --demo-dir")
@@ -175,10 +176,10 @@ def torch_cuda_timing(demo_dir: Path, batches: Sequence[int] = (1, 32), n_inputs
     from bench.timing import ratio, summarize, time_paired
 
     models = {k: load_checkpoint(p)[0].to(device).eval() for k, p in ckpts.items()}
-    tok = load_checkpoint_tokenizer(ckpts["adapler"])
-    max_length = load_checkpoint(ckpts["adapler"])[1]["max_length"]
+    tok = load_checkpoint_tokenizer(ckpts["pruned"])
+    max_length = load_checkpoint(ckpts["pruned"])[1]["max_length"]
     texts, source = _texts(max(batches) * n_inputs)
-    fns = {"adapler_pruned": (models["adapler"], "hard"), "adapler_dense": (models["adapler"], "dense"),
+    fns = {"adapler_pruned": (models["pruned"], "hard"), "adapler_dense": (models["pruned"], "dense"),
            "finetune_dense": (models["finetune"], "dense")}
 
     def runner(model, mode):
@@ -220,7 +221,8 @@ def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
         raise Skipped(TENSORRT_UNAVAILABLE_REASON)
     if not _cuda():
         raise Skipped(NO_CUDA)
-    ckpt = demo_dir / "adapler" / "best"
+    from adapler import methods
+    ckpt = demo_dir / methods.MAIN / "best"
     if not ckpt.exists():
         raise Skipped(f"demo checkpoint {ckpt} missing: run `make demo` or pass --demo-dir")
     from export.onnx import write_export_dir

@@ -51,14 +51,15 @@ def find_sweeps(*folders: str | Path) -> Path | None:
     return None
 
 
-def bench_command(baseline: str = "power-bert", *, ckpt: str | Path | None = None,
+def bench_command(baseline: str | None = None, *, ckpt: str | Path | None = None,
                   baseline_ckpts: Sequence[str | Path] = (), data: str | None = None,
                   batch_sizes: Sequence[int] | str = (1, 32), compare: str | Path | None = None,
                   out: str | Path = DEFAULT_OUT, overwrite: bool = False, cache: str | Path = DEFAULT_CACHE,
                   sweeps: str | Path | None = None, **options: Any) -> dict:
     """Find or train the models (``bench.defaults.default_models``), then ``bench.run.run_bench``.
 
-    ``baseline``: power-bert | tr-bert | bert (dense + AdapLeR only) | all. ``ckpt``: the pruned model to
+    ``baseline``: a trainable method other than AdapLeR, ``bert`` (dense + AdapLeR only) or ``all`` (default:
+    ``adapler.methods.DEFAULT_BASELINE``, PoWER-BERT); ``bench.defaults.baseline_choices()``. ``ckpt``: the pruned model to
     benchmark (default: runs/demo/adapler or a quick-trained one). ``baseline_ckpts``: more checkpoints,
     named by their method (a ``bert`` one is the dense reference). ``data``: dataset spec (default: the
     quick preset's vader-movies subset). ``sweeps``: folder of ``sweep-*.json`` (default: ``cache`` or
@@ -77,7 +78,8 @@ def bench_command(baseline: str = "power-bert", *, ckpt: str | Path | None = Non
         load_results(compare)
     if isinstance(batch_sizes, str):
         batch_sizes = parse_batch_sizes(batch_sizes)
-    baselines = parse_baseline(baseline)
+    from adapler import methods
+    baselines = parse_baseline(methods.DEFAULT_BASELINE if baseline is None else baseline)
     ds = default_data(data)
     models = default_models(cache, baselines, data=ds, ckpt=ckpt, baseline_ckpts=tuple(baseline_ckpts))
     sweeps = sweeps if sweeps is not None else find_sweeps(cache, "runs/sweep")

@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-COLORS = {"bert": "black", "adapler": "tab:blue", "power-bert": "tab:orange", "tr-bert": "tab:green"}
+from adapler import methods
+
+COLORS = {m.name: m.color for m in methods.all_methods()}
 _EXTRA = ["tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 
 
@@ -69,7 +71,7 @@ def plot_accuracy_vs_flops(results: dict, path: str | Path, sweep_dir: str | Pat
         ax.plot(*zip(*front), "-", lw=1.4, alpha=0.8, color=color(method), label=f"{method} (Pareto front)")
     for name, m in results.get("models", {}).items():
         x, y = float(m["flops_speedup"]), 100 * float(m["accuracy"])
-        ax.scatter([x], [y], s=70, marker="*" if m["method"] == "bert" else "o", color=color(m["method"]),
+        ax.scatter([x], [y], s=70, marker="*" if m["method"] == methods.dense().name else "o", color=color(m["method"]),
                    edgecolor="white", zorder=3, label=name)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")

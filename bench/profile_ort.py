@@ -1,7 +1,8 @@
 """Where the time goes inside an exported pruned model: ORT's profiler, node time by role.
 
 Roles come from the exporter's ``namespace`` metadata (the torch module path of each node):
-``selection`` = contribution predictors / policy nets + TokenDrop (the price of dropping),
+``selection`` = the selector module (``model.selector.*``: contribution predictors, policy nets, ...) + TokenDrop
+(the price of dropping),
 ``layers`` = encoder layers, ``embeddings``, ``other`` = threshold arithmetic, masks, pooler, head.
 ORT fuses some nodes at load time; a fused node keeps the role of the node whose name it keeps,
 and nodes it cannot map are counted as ``unattributed``.
@@ -34,7 +35,7 @@ def node_roles(model_path: str | Path) -> dict[str, str]:
         name = node.name
         if node.op_type in ("TokenDrop", "ContributionDrop") or "token_drop" in ns:
             role = "selection"
-        elif ".cps." in ns or ".policies." in ns or "selector." in ns or ".cp." in name or name.endswith(".cast_mask"):
+        elif "selector." in ns or ".cp." in name or name.endswith(".cast_mask"):  # any method's selector module
             role = "selection"
         elif "encoder.layer." in ns or re.match(r"l\d+\.", name):
             role = "layers"

@@ -192,14 +192,15 @@ def new_results(config: dict, environment: dict) -> dict[str, Any]:
             "files": {}}
 
 
-def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str = "bert",
+def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str | None = None,
               batch_sizes: Sequence[int] = (1, 32), backends: Any = DEFAULT_BACKENDS,
               n_latency_examples: int = 256, repeats: int = 3, warmup: int = 1, order: str = "abba",
               lengths: Sequence[int] | None = DEFAULT_LENGTHS, n_length_inputs: int = 4,
               out_dir: str | Path = "runs/bench/results", overwrite: bool = False, compare: str | Path | None = None,
               tolerance: float = 0.1, sweeps: str | Path | None = None, export_cache: str | Path | None = None,
               threads: int | None = None, eval_batch_size: int = 32, seed: int = 0, plots: bool = True) -> dict:
-    """Benchmark ``models`` (``{name: checkpoint or run dir}``, ``dense_name`` among them) on ``data``
+    """Benchmark ``models`` (``{name: checkpoint or run dir}``, ``dense_name`` among them; default: the dense
+    method's name) on ``data``
     (an ``adapler.data.Dataset`` or a spec for ``load_dataset``). Writes ``out_dir/results.json``
     (schema: bench/README.md) after every finished measurement, then results.md and PNG plots.
 
@@ -210,6 +211,9 @@ def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str = "bert
 
     Raises FileExistsError when ``out_dir/results.json`` exists and ``overwrite`` is False.
     """
+    if dense_name is None:
+        from adapler import methods
+        dense_name = methods.dense().name  # the models are named by method (bench.defaults.default_models)
     out = Path(out_dir)
     path = out / "results.json"
     if path.exists() and not overwrite:

@@ -18,6 +18,8 @@ from typing import Any
 
 def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, Any]]]]:
     """(dense model or None, {method: [{"label", "test_accuracy", "flops_speedup"}]}) from metric files."""
+    from adapler import methods
+    dense_name = methods.dense().name
     dense, points = None, {}
     for p in map(Path, paths):
         data = json.loads(p.read_text())
@@ -33,7 +35,7 @@ def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[st
             rows = [{"label": p.stem, "test_accuracy": data["accuracy"], "flops_speedup": data["flops_speedup"]}]
         else:
             raise ValueError(f"{p} is neither an `evaluate --json` file nor a sweep file")
-        if method == "bert":
+        if method == dense_name:
             dense = rows[0]
         else:
             points.setdefault(method, []).extend(rows)
@@ -42,7 +44,8 @@ def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[st
 
 def table(dense: dict[str, Any] | None, points: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| method | point | test accuracy | vs dense | FLOPs speedup |", "|---|---|---|---|---|"]
-    rows = ([("bert", dense)] if dense else []) + \
+    from adapler import methods
+    rows = ([(methods.dense().name, dense)] if dense else []) + \
         [(m, r) for m in sorted(points) for r in sorted(points[m], key=lambda r: r["flops_speedup"])]
     for method, r in rows:
         delta = f"{100 * (r['test_accuracy'] - dense['test_accuracy']):+.2f}" if dense and r is not dense else "—"
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from bench.plots import plot_accuracy_vs_flops
-    models = {"fine-tuned": {"method": "bert", "accuracy": dense["test_accuracy"], "flops_speedup": 1.0}} if dense else {}
+    from adapler import methods
+    models = {"fine-tuned": {"method": methods.dense().name, "accuracy": dense["test_accuracy"], "flops_speedup": 1.0}} if dense else {}
     plot_accuracy_vs_flops({"models": models, "config": {"data": args.title}}, args.out, sweeps=points)
     print(table(dense, points))
     return 0
