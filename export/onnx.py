@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from adapler import methods
 from adapler.checkpoint import CheckpointError, load_checkpoint, read_config
 from adapler.encoder import PrunedBertClassifier
 from adapler.ops import standard_op_form
@@ -75,8 +76,7 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     model = model.eval()
     if fp16:
         model = copy.deepcopy(model).half()  # the caller's model stays float32
-    mode = "dense" if model.method == "bert" else "hard"
-    wrapper = ExportWrapper(model, use_std_op=std, mode=mode).eval()
+    wrapper = ExportWrapper(model, use_std_op=std, mode="hard").eval()  # a dense model's hard mode is dense
     args = example_inputs(model, token_types=token_types)
     seq = torch.export.Dim("sequence", min=2, max=model.shape.max_length)  # RoBERTa: 2 rows fewer than its table
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -123,7 +123,7 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         raise ExportError(f"--precision {precision!r} is not supported; use one of {', '.join(PRECISION_CHOICES)}")
     ckpt = checkpoint_dir(ckpt)
     cfg = check_exportable(ckpt)
-    if cfg["method"] == "bert" and not allow_dense:
+    if cfg["method"] == methods.dense().name and not allow_dense:
         what = "a quantized export of it prunes nothing" if quantize != "none" else "not a pruned model"
         raise ExportError(f"{ckpt} is a dense fine-tuned model (method 'bert'), {what}; "
                           "export a checkpoint from `cli.py train`, or pass --allow-dense for a baseline graph")

@@ -62,17 +62,21 @@ class _Graph:
 
 
 def _selection(model: PrunedBertClassifier):
-    """Per-layer CP weights ``(W1^T, b1, w2, eta, act)`` for AdapLeR, None for the dense model."""
-    from adapler.encoder import TokenSelector
+    """Per-layer CP weights ``(W1^T, b1, w2, eta, act)`` of a ContributionDrop selection, None for a model that
+    drops nothing. Whether a method has this graph is the method registry's (``Method.fused_ort_graph``)."""
+    from adapler import methods
     from adapler.selectors.contribution import ContributionSelector
-    sel = model.selector
-    if type(sel) is TokenSelector:  # the no-op selector: the dense model
+    method = methods.get(model.method)
+    if not method.fused_ort_graph:
+        raise UnsupportedForOrtGraph(method.export_note())
+    if not method.prunes:
         return None
-    if isinstance(sel, ContributionSelector):
-        return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name)
-                for i, cp in enumerate(sel.cps)]
-    raise UnsupportedForOrtGraph(f"method {model.method!r} has no fused ORT graph (AdapLeR and dense models do); "
-                                 "deploy its model.onnx or model.std.onnx")
+    sel = model.selector
+    if not isinstance(sel, ContributionSelector):  # the one selection this graph writes: CP + threshold
+        raise UnsupportedForOrtGraph(f"method {model.method!r} claims a fused ORT graph but its selector "
+                                     f"{type(sel).__name__} is not a ContributionSelector; use model.onnx")
+    return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name)
+            for i, cp in enumerate(sel.cps)]
 
 
 def _head_act_node(act: str | None, x: str, name: str) -> list[onnx.NodeProto]:

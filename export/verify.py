@@ -50,7 +50,7 @@ class TorchCpuRunner(BaseRunner):
         args = [torch.from_numpy(np.asarray(feed_dict[n])) for n in self.input_names]
         start = time.time()
         with torch.no_grad():
-            out = self.model(*args, mode="dense" if self.model.method == "bert" else "hard")
+            out = self.model(*args, mode="hard")  # a dense model's hard mode is dense
         self.inference_time = time.time() - start
         return OrderedDict(logits=out.logits.numpy(), kept_lengths=out.kept_lengths.numpy().astype(np.int64))
 
