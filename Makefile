@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(PY) cli.py bench --baseline power-bert --out runs/demo/bench --overwrite
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports  # layers point down (pyproject.toml, docs/design.md "Layers")
 	$(PY) cli.py build-plugins || echo "ORT plugin not built: its tests will skip"
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q tests
 
