@@ -3,7 +3,6 @@
 No timing thresholds: timings here only have to exist and be paired. Tiny random 2-layer models."""
 import copy
 import json
-import sys
 
 import pytest
 import torch
@@ -297,9 +296,9 @@ def _fake_run(path, ckpt, state):
 
 
 def test_default_models_reuses_finished_runs(tmp_path, ckpts, data, monkeypatch):
-    from adapler.models import ModelError
     from bench.defaults import default_models, parse_baseline
-    assert parse_baseline("all") == ("power-bert", "tr-bert") and parse_baseline("bert") == ()
+    assert parse_baseline("all") == ("power-bert", "tr-bert", "keep-first") and parse_baseline("bert") == ()
+    assert parse_baseline("keep-first") == ("keep-first",)
     with pytest.raises(ValueError, match="--baseline"):
         parse_baseline("nope")
     demo, cache = tmp_path / "demo", tmp_path / "cache"
@@ -312,9 +311,13 @@ def test_default_models_reuses_finished_runs(tmp_path, ckpts, data, monkeypatch)
     _fake_run(cache / "finetune", ckpts["bert"], {"epochs_done": 2, "config": {"epochs": 2}})
     _fake_run(cache / "adapler", ckpts["adapler"], {"epochs_done": 2, "config": {"epochs": 2}})
     assert list(default_models(cache, (), demo=None)) == ["bert", "adapler"]
-    monkeypatch.setitem(sys.modules, "adapler.training.baselines", None)  # trainer missing -> one clear error
-    with pytest.raises(ModelError, match="tr-bert"):
-        default_models(cache, ("tr-bert",), demo=None, data=data)
+    # a missing model is trained by the recipe layer with the preset's config for its method
+    from adapler import methods
+    trained = []
+    monkeypatch.setattr(methods.get("tr-bert"), "train", lambda data, init, out, cfg, **kw: trained.append(
+        (init, out, cfg.rl_epochs, cfg.joint_epochs, cfg.k)))
+    models = default_models(cache, ("tr-bert",), demo=None, data=data)
+    assert trained == [(cache / "finetune", cache / "tr-bert", 1, 1, 4)] and models["tr-bert"] == cache / "tr-bert"
 
 
 def test_tradeoff_table_and_plot_from_metric_files(tmp_path, capsys):

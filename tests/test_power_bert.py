@@ -165,10 +165,10 @@ def test_from_options_validates() -> None:
 
 
 def test_smoke_training_and_resume(tmp_path: Path) -> None:
-    from adapler.training.baselines import train_baseline
+    from adapler.methods import train_method
     ds, ft = tiny_finetuned(tmp_path)
-    out = train_baseline("power-bert", ds, ft, tmp_path / "pb", knob=5e-2, epochs=1, batch_size=16, search_epochs=1,
-                         lr_soft=0.2)
+    out = train_method("power-bert", ds, ft, tmp_path / "pb", knob=5e-2, epochs=1, batch_size=16, search_epochs=1,
+                       lr_soft=0.2)
     state = json.loads((out / "run_state.json").read_text())
     assert state["finished"] and state["phase"] == "retrain"
     history = json.loads((out / "history.json").read_text())
@@ -179,14 +179,14 @@ def test_smoke_training_and_resume(tmp_path: Path) -> None:
     assert cfg["selector"]["retention"] == sorted(cfg["selector"]["retention"], reverse=True)
     # resuming a finished run trains nothing more
     mtime = (out / "best" / "model.safetensors").stat().st_mtime_ns
-    train_baseline("power-bert", ds, ft, out, knob=5e-2, epochs=1, batch_size=16, lr_soft=0.2, search_epochs=1, resume=True)
+    train_method("power-bert", ds, ft, out, knob=5e-2, epochs=1, batch_size=16, lr_soft=0.2, search_epochs=1, resume=True)
     assert (out / "best" / "model.safetensors").stat().st_mtime_ns == mtime
     assert len(json.loads((out / "history.json").read_text())) == 2
     # a crash between the search and re-training: resume fixes the same configuration and re-trains only
     state.update(phase="search", epochs_done=1, history=history[:1], finished=False,
                  best={"epoch": None, "phase": None, "dev_accuracy": -1.0})
     (out / "run_state.json").write_text(json.dumps(state))
-    train_baseline("power-bert", ds, ft, out, knob=5e-2, epochs=1, batch_size=16, lr_soft=0.2, search_epochs=1, resume=True)
+    train_method("power-bert", ds, ft, out, knob=5e-2, epochs=1, batch_size=16, lr_soft=0.2, search_epochs=1, resume=True)
     rows = json.loads((out / "history.json").read_text())
     assert [r["phase"] for r in rows] == ["search", "retrain"]
     assert load_checkpoint(out / "best")[1]["selector"]["retention"] == history[0]["retention"]

@@ -15,11 +15,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sweep_power_bert_writes_json_and_skips_finished(tmp_path: Path, monkeypatch) -> None:
+    from adapler import methods
+    from adapler.training import power_bert
     from adapler.training import sweep as sw
+    pb = methods.get("power-bert")
     ds, ft = tiny_finetuned(tmp_path)
     root = tmp_path / "sweep"
     opts = {"epochs": 1, "batch_size": 16, "lr_soft": 0.1, "search_epochs": 1}
-    res = sw.sweep("power-bert", [0.05, 0.01], ds, ft, root, **opts)
+    res = sw.sweep(pb, [0.05, 0.01], ds, ft, root, **opts)
     saved = json.loads((root / "sweep-power-bert.json").read_text())
     assert [r["value"] for r in saved] == [0.01, 0.05] and saved == res
     for r in saved:
@@ -30,20 +33,21 @@ def test_sweep_power_bert_writes_json_and_skips_finished(tmp_path: Path, monkeyp
 
     def no_training(*a, **k):
         raise AssertionError("a finished value was trained again")
-    monkeypatch.setattr(sw, "train_baseline", no_training)
-    assert sw.sweep("power-bert", [0.01, 0.05], ds, ft, root, **opts) == saved
+    monkeypatch.setattr(power_bert, "train_power_bert", no_training)
+    assert sw.sweep(pb, [0.01, 0.05], ds, ft, root, **opts) == saved
     # a finished run missing from the JSON (crash between training and evaluation) is only evaluated
     (root / "sweep-power-bert.json").write_text(json.dumps(saved[:1]))
-    again = sw.sweep("power-bert", [0.01, 0.05], ds, ft, root, **opts)
+    again = sw.sweep(pb, [0.01, 0.05], ds, ft, root, **opts)
     assert [r["value"] for r in again] == [0.01, 0.05]
     assert again[1]["test_accuracy"] == saved[1]["test_accuracy"]
     # ... but never for other options: those runs would silently stand for settings they were not trained with
     from adapler.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="batch_size is 32 but"):
-        sw.sweep("power-bert", [0.01], ds, ft, root, epochs=1)
+        sw.sweep(pb, [0.01], ds, ft, root, epochs=1)
 
 
 def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
+    from adapler import methods
     from adapler.checkpoint import load_checkpoint, save_checkpoint
     from adapler.training import sweep as sw
     from adapler.training import train_adapler as ta
@@ -59,13 +63,13 @@ def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
         (Path(out) / "run_state.json").write_text(json.dumps({"epochs_done": cfg.epochs, "config": {"epochs": cfg.epochs}}))
         return Path(out)
     monkeypatch.setattr(ta, "train_adapler", fake_train)
-    res = sw.sweep("adapler", [1e-3], ds, ft, tmp_path / "sw", epochs=2)
+    res = sw.sweep(methods.get("adapler"), [1e-3], ds, ft, tmp_path / "sw", epochs=2)
     assert seen == [(1e-3, 2, False)]
     assert res[0]["knob"] == "phi" and res[0]["value"] == 1e-3 and (tmp_path / "sw" / "adapler-0.001").is_dir()
     # the finished value is not silently reused for other options
     from adapler.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="epochs is 3 but"):
-        sw.sweep("adapler", [1e-3], ds, ft, tmp_path / "sw", epochs=3)
+        sw.sweep(methods.get("adapler"), [1e-3], ds, ft, tmp_path / "sw", epochs=3)
     assert seen == [(1e-3, 2, False)]
     with pytest.raises(ValueError, match="unknown AdapLeR options"):
-        sw.sweep("adapler", [2e-3], ds, ft, tmp_path / "sw", knob_typo=1)
+        sw.sweep(methods.get("adapler"), [2e-3], ds, ft, tmp_path / "sw", knob_typo=1)

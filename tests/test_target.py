@@ -162,11 +162,11 @@ def test_adapler_target_run_records_fields_and_moves_phi(finetuned_run, sentimen
 
 
 def test_power_bert_target_run_lands_on_the_target(tmp_path, one_thread):
-    from adapler.training.baselines import train_baseline
+    from adapler.methods import train_method
     from conftest import tiny_finetuned
     ds, ft = tiny_finetuned(tmp_path)
-    out = train_baseline("power-bert", ds, ft, tmp_path / "pb", epochs=1, batch_size=16, search_epochs=1,
-                         target_speedup=1.5)
+    out = train_method("power-bert", ds, ft, tmp_path / "pb", epochs=1, batch_size=16, search_epochs=1,
+                       target_speedup=1.5)
     best = json.loads((out / "best" / "config.json").read_text())
     assert best["target_reached"] is True and best["power_bert"]["target_speedup"] == 1.5
     assert best["dev_flops_speedup"] >= 1.5  # the solved retention fixes the dev speedup exactly
@@ -175,11 +175,11 @@ def test_power_bert_target_run_lands_on_the_target(tmp_path, one_thread):
 
 
 def test_tr_bert_target_run_steers_alpha(tmp_path, one_thread):
-    from adapler.training.baselines import train_baseline
+    from adapler.methods import train_method
     from conftest import tiny_finetuned
     ds, ft = tiny_finetuned(tmp_path)
-    out = train_baseline("tr-bert", ds, ft, tmp_path / "tr", epochs=1, batch_size=16, k=2, target_speedup=1.3,
-                         target_gain=0.5)
+    out = train_method("tr-bert", ds, ft, tmp_path / "tr", epochs=1, batch_size=16, k=2, target_speedup=1.3,
+                       target_gain=0.5)
     hist = json.loads((out / "history.json").read_text())
     assert [r["phase"] for r in hist] == ["rl", "joint"] and all("alpha" in r for r in hist)
     assert hist[0]["alpha"] != 1.0  # moved from its start value

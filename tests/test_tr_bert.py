@@ -212,9 +212,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_smoke_training_and_phase_resume(tmp_path: Path) -> None:
-    from adapler.training.baselines import train_baseline
+    from adapler.methods import train_method
     ds, ft = tiny_finetuned(tmp_path)
-    out = train_baseline("tr-bert", ds, ft, tmp_path / "tr", knob=1.0, epochs=1, batch_size=16, k=2)
+    out = train_method("tr-bert", ds, ft, tmp_path / "tr", knob=1.0, epochs=1, batch_size=16, k=2)
     history = json.loads((out / "history.json").read_text())
     assert [r["phase"] for r in history] == ["rl", "joint"]
     assert 0 < history[0]["guided"] < 1 and history[1]["guided"] == 0  # imitation only early in RL
@@ -226,17 +226,17 @@ def test_smoke_training_and_phase_resume(tmp_path: Path) -> None:
     state.update(phase="rl", epochs_done=1, history=history[:1], finished=False,
                  best={"epoch": None, "phase": None, "dev_accuracy": -1.0})
     (out / "run_state.json").write_text(json.dumps(state))
-    train_baseline("tr-bert", ds, ft, out, knob=1.0, epochs=1, batch_size=16, k=2, resume=True)
+    train_method("tr-bert", ds, ft, out, knob=1.0, epochs=1, batch_size=16, k=2, resume=True)
     assert [r["phase"] for r in json.loads((out / "history.json").read_text())] == ["rl", "joint"]
     assert json.loads((out / "run_state.json").read_text())["finished"]
 
 
 def test_rank_init_phase_fits_policies_to_rank_targets(tmp_path: Path) -> None:
     """init_epochs > 0 adds the rank-initialisation phase; its L1 loss falls and BERT stays fixed."""
-    from adapler.training.baselines import train_baseline
+    from adapler.methods import train_method
     ds, ft = tiny_finetuned(tmp_path)
-    out = train_baseline("tr-bert", ds, ft, tmp_path / "tr", knob=1.0, batch_size=8, k=2,
-                         init_epochs=3, rl_epochs=0, joint_epochs=0, policy_lr=1e-2)
+    out = train_method("tr-bert", ds, ft, tmp_path / "tr", knob=1.0, batch_size=8, k=2,
+                       init_epochs=3, rl_epochs=0, joint_epochs=0, policy_lr=1e-2)
     history = json.loads((out / "history.json").read_text())
     assert [r["phase"] for r in history] == ["init"] * 3
     assert history[-1]["l_init"] < history[0]["l_init"]
@@ -247,10 +247,11 @@ def test_rank_init_phase_fits_policies_to_rank_targets(tmp_path: Path) -> None:
 
 def test_explicit_options_override_epochs(monkeypatch, tmp_path: Path) -> None:
     """`--epochs 1 --set joint_epochs=1` must not collide (one keyword, the explicit option wins)."""
-    from adapler.training import baselines
+    from adapler.methods import train_method
+    from adapler.training import tr_bert
     seen = {}
-    monkeypatch.setattr(baselines, "train_tr_bert", lambda data, init, out, cfg, **kw: seen.setdefault("cfg", cfg))
-    baselines.train_baseline("tr-bert", None, tmp_path, tmp_path, epochs=4, joint_epochs=3)
+    monkeypatch.setattr(tr_bert, "train_tr_bert", lambda data, init, out, cfg, **kw: seen.setdefault("cfg", cfg))
+    train_method("tr-bert", None, tmp_path, tmp_path, epochs=4, joint_epochs=3)
     assert seen["cfg"].rl_epochs == 4 and seen["cfg"].joint_epochs == 3
 
 
