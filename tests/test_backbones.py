@@ -93,7 +93,7 @@ def test_dense_logits_equal_hugging_face(name):
 @pytest.mark.parametrize("name", FAMILIES)
 def test_dims_read_through_the_adapter(name):
     model = from_hf_classifier(hf_classifier(name))
-    assert Dims.of(model) == Dims(32, 64, 3, 3, 32, True)  # every family's head has a d x d layer
+    assert Dims.of(model) == Dims(32, 64, 3, 3, 0, True)  # every family's head has a d x d layer; no predictor
     s = model.backbone.shape(model.config)
     assert (s.hidden, s.ffn, s.layers, s.heads) == (32, 64, 3, 4)
     # RoBERTa's first position is padding_idx + 1 = 2: 66 rows serve 64 tokens
