@@ -88,6 +88,7 @@ def _exit_codes() -> list[tuple[type[BaseException], int]]:
     """(error class, exit code), most specific first: OutputError is a CheckpointError."""
     from adapler.checkpoint import CheckpointError, OutputError
     from adapler.data import DataError
+    from adapler.errors import RunAborted
     from adapler.models import ModelError
     from bench import BenchError
     from export.onnx import ExportError
@@ -95,7 +96,7 @@ def _exit_codes() -> list[tuple[type[BaseException], int]]:
         (OutputError, EXIT_OUTPUT), (FileExistsError, EXIT_OUTPUT), (UsageError, EXIT_USAGE),
         (BenchError, EXIT_USAGE), (FloatingPointError, EXIT_USAGE), (DataError, EXIT_DATA),
         (FileNotFoundError, EXIT_DATA), (ModelError, EXIT_MODEL), (CheckpointError, EXIT_MODEL),
-        (ExportError, EXIT_MODEL)]
+        (ExportError, EXIT_MODEL), (RunAborted, EXIT_INTERRUPTED)]
     try:
         from plugins.token_drop.build import PluginBuildError
         from plugins.token_drop.ort_session import InputTooLong, TokenDropLibraryMissing

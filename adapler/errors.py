@@ -23,6 +23,11 @@ class OutputError(CheckpointError):
     --resume whose data or options differ from the interrupted run's."""
 
 
+class RunAborted(Exception):
+    """A training run stopped by something outside it (a process of a torchrun launch died or was killed);
+    finished epochs are kept and --resume continues."""
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:

@@ -52,14 +52,8 @@ QUICK = QuickPreset()
 
 def finished(run: str | Path) -> bool:
     """A run directory whose training is complete and whose ``best/`` checkpoint is final."""
-    run = Path(run)
-    state_file = run / "run_state.json"
-    if not (run / "best" / "config.json").exists() or not state_file.exists():
-        return False
-    state = json.loads(state_file.read_text())
-    if "finished" in state:  # baseline trainers
-        return bool(state["finished"])
-    return state.get("epochs_done", 0) >= state.get("config", {}).get("epochs", float("inf"))
+    from .training.runner import is_finished
+    return is_finished(run)
 
 
 def quick_data(preset: QuickPreset = QUICK):

@@ -200,7 +200,7 @@ def interrupted(env):
     run = env["tmp"] / "run"
     shutil.copytree(env["run"], run)
     state = json.loads((run / "run_state.json").read_text())
-    state["epochs_done"], state["dev_scores"] = 1, state["dev_scores"][:1]
+    state["epochs_done"], state["history"] = 1, state["history"][:1]
     (run / "run_state.json").write_text(json.dumps(state))
     return run, state["config"]
 

@@ -60,7 +60,7 @@ def interrupted(finetuned_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finetuned_run, run)
     state = json.loads((run / "run_state.json").read_text())
-    state["epochs_done"], state["dev_scores"] = 1, state["dev_scores"][:1]
+    state["epochs_done"], state["history"] = 1, state["history"][:1]
     (run / "run_state.json").write_text(json.dumps(state))
     return run
 
@@ -200,21 +200,22 @@ def test_resume_after_crash_between_checkpoint_and_state(finetuned_run, sentimen
                                                         monkeypatch):
     """Killed after last/ of epoch 2 was saved but before run_state.json said so: --resume starts from the
     epoch-1 copy the state names instead of training epoch 2 again on top of epoch-2 weights."""
+    import adapler.training.runner as runner
     import adapler.training.train_adapler as ta
     data = load_dataset(sentiment_csv, max_train=16)
     cfg = ta.AdapLeRConfig(epochs=2, batch_size=16, saliency_epochs=1)
     out = tmp_path / "ad"
-    real_write, real_load = ta.write_state, ta.load_checkpoint
+    real_write, real_load = runner.write_state, runner.load_checkpoint
 
     def die_before_second_state(out_, state):
         if state["epochs_done"] == 2:
             raise KeyboardInterrupt
         real_write(out_, state)
 
-    monkeypatch.setattr(ta, "write_state", die_before_second_state)
+    monkeypatch.setattr(runner, "write_state", die_before_second_state)
     with pytest.raises(KeyboardInterrupt):
         ta.train_adapler(data, finetuned_run, out, cfg)
-    monkeypatch.setattr(ta, "write_state", real_write)
+    monkeypatch.setattr(runner, "write_state", real_write)
     assert load_checkpoint(out / "last")[1]["epoch"] == 2  # the new copy is in, the state still says 1
     resumed_from = []
 
@@ -224,7 +225,7 @@ def test_resume_after_crash_between_checkpoint_and_state(finetuned_run, sentimen
             resumed_from.append(c["epoch"])
         return model, c
 
-    monkeypatch.setattr(ta, "load_checkpoint", recording_load)
+    monkeypatch.setattr(runner, "load_checkpoint", recording_load)
     ta.train_adapler(data, finetuned_run, out, cfg, resume=True)
     assert resumed_from == [1]
     history = json.loads((out / "history.json").read_text())

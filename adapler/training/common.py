@@ -1,12 +1,12 @@
-"""Pieces every trainer shares: optimisers, schedules, the epoch loop with resume, run directories."""
+"""Pieces every trainer shares: optimisers, schedules, run directories and their resume checks (the epoch
+loop itself is runner.py)."""
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from ..checkpoint import WEIGHTS, CheckpointError, OutputError, ensure_writable,
 from ..data import Dataset, Encoded, batches, encode
 from ..errors import UsageError
 from ..files import ensure_out_dir, write_json_atomic
-from ..progress import log, progress_bar
+from ..progress import log
 
 MIN_MAX_LENGTH = 4  # [CLS] + a token + [SEP] (+ one for a pair): below this nothing is left to classify
 
@@ -158,20 +158,6 @@ def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,
 
 def write_state(out: Path, state: dict[str, Any]) -> None:
     write_json_atomic(out / "run_state.json", state)
-
-
-def train_epoch(model: nn.Module, batches_: list[Encoded], step_fn: Callable[[Encoded], dict[str, float]],
-                desc: str) -> dict[str, float]:
-    """Run ``step_fn`` on each batch; returns the mean of every logged value."""
-    model.train()
-    sums: dict[str, float] = {}
-    for b in progress_bar(batches_, desc):
-        logs = step_fn(b)
-        for k, v in logs.items():
-            sums[k] = sums.get(k, 0.0) + v
-        if any(math.isnan(v) for v in logs.values()):
-            raise FloatingPointError(f"loss became NaN ({logs}); lower the learning rate")
-    return {k: v / max(1, len(batches_)) for k, v in sums.items()}
 
 
 def load_init(init: str | Path) -> dict:

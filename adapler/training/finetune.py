@@ -8,16 +8,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import discard_aside, load_checkpoint, match_state, save_checkpoint
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_range
-from ..evaluate import evaluate
-from ..files import write_json_atomic
 from ..models import load_bert, load_tokenizer, resolve_model
-from ..progress import log
-from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, linear_warmup, param_groups, prepare_out_dir,
-                     run_fingerprint, seed_everything, train_epoch, write_state)
+from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, linear_warmup, param_groups, run_fingerprint,
+                     seed_everything)
+from .distributed import TrainEnv
+from .runner import Phase, Run, open_run
 
 
 @dataclass
@@ -50,55 +48,49 @@ def dense_from_pretrained(model_name: str, num_labels: int) -> tuple[PrunedBertC
 
 
 def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: bool = False,
-             resume: bool = False) -> Path:
-    """Writes ``out/epoch-<k>/`` per epoch, ``out/best/`` (best dev accuracy) and ``out/dev_scores.json``."""
+             resume: bool = False, device: str | None = None, precision: str = "fp32") -> Path:
+    """Writes ``out/epoch-<k>/`` per epoch, ``out/best/`` (best dev accuracy) and ``out/dev_scores.json``.
+
+    ``device``: auto | cpu | cuda[:N] (default auto: a GPU when torch sees one); ``precision``: fp32 | bf16 |
+    fp16 (autocast). Under torchrun every process trains on its slice of each batch (distributed.py)."""
+    env = TrainEnv.create(device, precision)  # bad --device/--precision before anything is written
     seed_everything(cfg.seed)
     model, tokenizer, source = dense_from_pretrained(cfg.model, data.num_labels)
     check_max_length(cfg.max_length, model.config.max_position_embeddings, source)  # before --out is created
     fingerprint = run_fingerprint(data, asdict(cfg))
-    out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
-    done = 0
-    scores: list[dict] = []
-    if state:
-        done, scores = state["epochs_done"], state["dev_scores"]
-        if scores:  # best/ may already hold an epoch the state does not know yet: go back to its copy
-            match_state(out / "best", epoch=max(scores, key=lambda s: s["dev_accuracy"])["epoch"])
-        if done:
-            model, _ = load_checkpoint(out / f"epoch-{done}")
-        log(f"resuming {out} after epoch {done}")
-    td = TrainData.make(data, tokenizer, cfg.max_length)
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=cfg.lr)
-    sched = linear_warmup(opt, total, cfg.warmup_ratio, start_step=done * steps_per_epoch)
-
-    def step(b) -> dict[str, float]:
-        out_ = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense")
-        loss = F.cross_entropy(out_.logits, b.labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
-
+    out, state = open_run(out, overwrite, resume, fingerprint, env)
     extra = {"source_model": source, "data": data.name, "pair": data.is_pair, "stage": "finetune", "finetune": asdict(cfg)}
-    for epoch in range(done + 1, cfg.epochs + 1):
-        logs = train_epoch(model, td.epoch(cfg.batch_size, cfg.seed + epoch), step, f"fine-tune epoch {epoch}/{cfg.epochs}")
-        dev = evaluate(model, data.dev, tokenizer, cfg.max_length, mode="dense", desc="dev")
-        scores.append({"epoch": epoch, "dev_accuracy": dev["accuracy"], "train_loss": logs["loss"]})
-        log(f"epoch {epoch}: train loss {logs['loss']:.4f}, dev accuracy {dev['accuracy']:.4f}")
-        save_checkpoint(model, out / f"epoch-{epoch}", tokenizer=tokenizer, label_names=data.label_names,
-                        max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
-        best = max(scores, key=lambda s: s["dev_accuracy"])
-        if best["epoch"] == epoch:
-            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names, keep_old=True,
-                            max_length=cfg.max_length, extra={**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"]})
-        write_json_atomic(out / "dev_scores.json", scores)
-        write_state(out, {"stage": "finetune", "epochs_done": epoch, "dev_scores": scores, "config": asdict(cfg),
-                          "fingerprint": fingerprint})
-        discard_aside(out / "best")  # the state now names the new best/
-    return out
+    run = Run(out, model, data, tokenizer, cfg.max_length, "finetune", asdict(cfg), extra, env, fingerprint,
+              eval_mode="dense", checkpoint_fields=("dev_accuracy",), epoch_checkpoints=True,
+              history_file="dev_scores.json",
+              make_row=lambda logs, dev: {"dev_accuracy": dev["accuracy"], "train_loss": logs["loss"]},
+              describe=lambda r: f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}, dev accuracy "
+                                 f"{r['dev_accuracy']:.4f}")
+    run.resume_from(state)
+    td = TrainData.make(data, tokenizer, cfg.max_length)
+    steps_per_epoch = -(-len(data.train) // (cfg.batch_size * env.world_size))
+
+    def setup(start_epoch: int):
+        model = run.model
+        opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=cfg.lr)
+        sched = linear_warmup(opt, steps_per_epoch * cfg.epochs, cfg.warmup_ratio,
+                              start_step=start_epoch * steps_per_epoch)
+
+        def step(b) -> dict[str, float]:
+            with env.autocast():
+                out_ = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense")
+                loss = F.cross_entropy(out_.logits.float(), b.labels)
+            opt.zero_grad()
+            env.backward(loss)
+            env.reduce_gradients(model.parameters(), [opt])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            env.step(opt)
+            env.update()
+            sched.step()
+            return {"loss": loss.item()}
+        return step
+
+    return run.run([Phase(None, cfg.epochs, setup)], td, cfg.batch_size, cfg.seed)
 
 
 def top_epochs(finetune_dir: str | Path, k: int = 3) -> list[Path]:

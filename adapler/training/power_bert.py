@@ -28,7 +28,9 @@ from ..flops import Dims, dense_flops, pruned_flops
 from ..progress import log
 from ..selectors.power_bert import AttentionTopKSelector, retention_from_r
 from .common import TrainData, dev_lengths, linear_warmup, param_groups
-from .phased import Phase, PhasedRun, selection_rule, setup_from_finetuned, with_selector
+from .distributed import TrainEnv
+from .phased import selection_rule, setup_from_finetuned, with_selector
+from .runner import Phase, Run
 from .target import check_reachable, check_target_fields, dims_of_config
 
 COLLAPSE_FRACTION = 0.25
@@ -99,22 +101,25 @@ def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
 
 
 def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: PowerBertConfig,
-                     overwrite: bool = False, resume: bool = False) -> Path:
+                     overwrite: bool = False, resume: bool = False, device: str | None = None,
+                     precision: str = "fp32") -> Path:
+    env = TrainEnv.create(device, precision)
+
     def reachable(init_cfg: dict, lengths: Tensor) -> None:  # PoWER-BERT has no predictor; layer 0 may drop
         check_reachable(cfg.target_speedup, lengths, dims_of_config(init_cfg), [], drops_after_attention=True)
 
     out, state, ckpt, ft_model, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
-        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None)
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None, env)
     max_length = ft_cfg["max_length"]
     L = ft_model.num_layers
     model = with_selector(ft_model, AttentionTopKSelector(L, max_length, protect_cls=cfg.protect_cls))
     extra = {"stage": "power-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "power_bert": asdict(cfg)}
-    rule = selection_rule(init, ft_model, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
+    rule = selection_rule(init, ft_model, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup, env)
+    run = Run(out, model, data, tokenizer, max_length, "power-bert", asdict(cfg), extra, env, fingerprint, rule)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // cfg.batch_size)
+    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
     dev_n = dev_lengths(data, tokenizer, max_length)
     dev_len = float(dev_n.float().mean())
 
@@ -133,13 +138,16 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
         sched = linear_warmup(opt, steps * cfg.search_epochs, cfg.warmup_ratio, start_epoch * steps)
 
         def step(b: Encoded) -> dict[str, float]:
-            o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
-            ce = F.cross_entropy(o.logits, b.labels)
-            mass = o.aux["mass_penalty"]
+            with env.autocast():
+                o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
+            ce = F.cross_entropy(o.logits.float(), b.labels)
+            mass = o.aux["mass_penalty"].float()
             opt.zero_grad()
-            (ce + cfg.lam * mass).backward()
+            env.backward(ce + cfg.lam * mass)
+            env.reduce_gradients(run.model.parameters(), [opt])
             torch.nn.utils.clip_grad_norm_([p for _, p in rest], 1.0)  # r's step is Adam-normalised anyway
-            opt.step()
+            env.step(opt)
+            env.update()
             sched.step()
             sel.clip_r()
             return {"ce": ce.item(), "mass_penalty": mass.item()}
@@ -178,12 +186,15 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
         sched = linear_warmup(opt, steps * cfg.retrain_epochs, cfg.warmup_ratio, start_epoch * steps)
 
         def step(b: Encoded) -> dict[str, float]:
-            o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="hard")
-            ce = F.cross_entropy(o.logits, b.labels)
+            with env.autocast():
+                o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="hard")
+            ce = F.cross_entropy(o.logits.float(), b.labels)
             opt.zero_grad()
-            ce.backward()
+            env.backward(ce)
+            env.reduce_gradients([p for _, p in named], [opt])
             torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-            opt.step()
+            env.step(opt)
+            env.update()
             sched.step()
             return {"ce": ce.item()}
         return step

@@ -17,6 +17,7 @@ from ..checkpoint import load_checkpoint
 from ..data import Example, batches, encode
 from ..files import file_sha256
 from ..progress import log, progress_bar
+from .distributed import TrainEnv
 
 
 def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> torch.Tensor:
@@ -51,30 +52,46 @@ def cache_key(checkpoints: list[Path], examples: list[Example], tokenizer, max_l
 
 
 def compute_saliencies(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int,
-                       cache_dir: str | Path, batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``."""
+                       cache_dir: str | Path, batch_size: int = 32, env: TrainEnv | None = None) -> dict[str, torch.Tensor]:
+    """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``.
+
+    With ``env`` the targets are computed on its device, and under torchrun each rank computes a contiguous
+    share of the examples; the shares are gathered on every rank and rank 0 writes the cache."""
+    env = env or TrainEnv()
     cache_dir = Path(cache_dir)
     key = cache_key(checkpoints, examples, tokenizer, max_length)
     path = cache_dir / f"saliency-{key}.safetensors"
     if path.exists():
         log(f"saliency targets: reusing {path}")
         return _load(path)
+    lo, hi = len(examples) * env.rank // env.world_size, len(examples) * (env.rank + 1) // env.world_size
+    sal = _compute(checkpoints, examples[lo:hi], tokenizer, max_length, batch_size, env.device) if hi > lo else {}
+    if env.distributed:
+        sal = {i: v for part in env.all_gather(sal) for i, v in part.items()}
+        sal = {e.id: sal[e.id] for e in examples}  # the one-process order, so the cache file is the same
+    if env.main:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _save(path, sal, {"checkpoints": [str(c) for c in checkpoints], "max_length": max_length})
+        log(f"saliency targets: {len(sal)} examples from {len(checkpoints)} epoch(s) -> {path}")
+    return sal
+
+
+def _compute(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int, batch_size: int,
+             device: torch.device) -> dict[str, torch.Tensor]:
     enc = encode(examples, tokenizer, max_length)
-    total = torch.zeros(enc.input_ids.shape, dtype=torch.float32)
+    total = torch.zeros(enc.input_ids.shape, dtype=torch.float32, device=device)
     for ckpt in checkpoints:
-        model, _ = load_checkpoint(ckpt)
+        model, _ = load_checkpoint(ckpt, device=device)
         rows = []
         for b in progress_bar(list(batches(enc, batch_size)), f"saliency ({Path(ckpt).name})"):
-            sal = saliency_batch(model, b.input_ids, b.attention_mask, b.token_type_ids, b.labels)
+            ids, mask, types, labels = (t.to(device) for t in (b.input_ids, b.attention_mask, b.token_type_ids,
+                                                               b.labels))
+            sal = saliency_batch(model, ids, mask, types, labels)
             rows.append(torch.nn.functional.pad(sal, (0, total.shape[1] - sal.shape[1])))
         total += torch.cat(rows)
-    total /= len(checkpoints)
+    total = (total / len(checkpoints)).cpu()
     lengths = enc.attention_mask.sum(dim=1)
-    sal = {i: total[k, : lengths[k]].clone() for k, i in enumerate(enc.ids)}
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _save(path, sal, {"checkpoints": [str(c) for c in checkpoints], "max_length": max_length})
-    log(f"saliency targets: {len(sal)} examples from {len(checkpoints)} epoch(s) -> {path}")
-    return sal
+    return {i: total[k, : lengths[k]].clone() for k, i in enumerate(enc.ids)}
 
 
 def _save(path: Path, sal: dict[str, torch.Tensor], meta: dict) -> None:

@@ -40,13 +40,8 @@ def run_name(method: str, value: float) -> str:
 
 def _finished(run: Path, method: str) -> bool:
     """True when the run's training is complete (its best/ checkpoint is final)."""
-    state_file = run / "run_state.json"
-    if not (run / "best" / "config.json").exists() or not state_file.exists():
-        return False
-    state = json.loads(state_file.read_text())
-    if method == "adapler":  # the AdapLeR trainer records epochs, not a finished flag
-        return state.get("epochs_done", 0) >= state.get("config", {}).get("epochs", float("inf"))
-    return bool(state.get("finished"))
+    from .runner import is_finished
+    return is_finished(run)
 
 
 def evaluate_run(run: Path, data: Dataset, batch_size: int = 32) -> dict[str, Any]:

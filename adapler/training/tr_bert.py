@@ -19,12 +19,15 @@ from safetensors.torch import load_file, save_file
 from ..data import Dataset, Encoded, batches
 from ..errors import check_choice, check_range
 from ..encoder import PrunedBertClassifier
+from ..flops import model_flops
 from ..progress import log, progress_bar
 from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
                                  reinforce_loss, rewards, selection_points)
 from .common import TrainData, linear_warmup, param_groups
-from .phased import Phase, PhasedRun, selection_rule, setup_from_finetuned, with_selector
-from .target import KnobController, batch_speedup, check_reachable, check_target_fields, dims_of_config
+from .distributed import TrainEnv
+from .phased import selection_rule, setup_from_finetuned, with_selector
+from .runner import Phase, Run
+from .target import KnobController, check_reachable, check_target_fields, dims_of_config
 
 
 @dataclass
@@ -67,7 +70,7 @@ class TrBertConfig:
 
 def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[int], path: Path,
                        batch_size: int = 32) -> dict[str, torch.Tensor]:
-    """id -> [P, n] heuristic scores from the fine-tuned model, cached in ``path`` (safetensors)."""
+    """id -> [P, n] heuristic scores from the fine-tuned model (on its device), cached in ``path`` (safetensors)."""
     if path.exists():
         try:
             from safetensors import safe_open
@@ -80,8 +83,10 @@ def compute_heuristics(model: PrunedBertClassifier, enc: Encoded, points: list[i
         if ids == enc.ids:
             return {i: v.view(len(points), -1) for i, v in zip(ids, torch.split(t["values"], t["sizes"].tolist()))}
     out: dict[str, torch.Tensor] = {}
+    device = next(model.parameters()).device
     for b in progress_bar(list(batches(enc, batch_size)), "TR-BERT heuristic scores"):
-        s = heuristic_scores(model, b.input_ids, b.attention_mask, b.token_type_ids, b.labels, points)
+        s = heuristic_scores(model, *(t.to(device) for t in (b.input_ids, b.attention_mask, b.token_type_ids,
+                                                             b.labels)), points).cpu()
         for r, i in enumerate(b.ids):
             out[i] = s[:, r, : int(b.attention_mask[r].sum())].contiguous()
     sizes = torch.tensor([v.numel() for v in out.values()])
@@ -104,14 +109,17 @@ def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -
 
 
 def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
-                  overwrite: bool = False, resume: bool = False) -> Path:
+                  overwrite: bool = False, resume: bool = False, device: str | None = None,
+                  precision: str = "fp32") -> Path:
+    env = TrainEnv.create(device, precision)
+
     def reachable(init_cfg: dict, lengths: torch.Tensor) -> None:  # layers before the first policy keep everything
         points = selection_points(init_cfg["backbone"].get("num_hidden_layers", 12))
         check_reachable(cfg.target_speedup, lengths, dims_of_config(init_cfg), points,
                         first_drop_layer=points[0] if points else init_cfg["backbone"].get("num_hidden_layers", 12))
 
     out, state, ckpt, teacher, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
-        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None)
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None, env)
     max_length = ft_cfg["max_length"]
     cfgb = teacher.config
     model = with_selector(teacher, PolicySelector(cfgb.hidden_size, cfgb.num_hidden_layers, act=cfgb.hidden_act,
@@ -119,11 +127,11 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
     points = model.selector.points
     if len(points) < 2:
         log(f"TR-BERT on a {cfgb.num_hidden_layers}-layer encoder: only one selection point {points} (limitation)")
-    teacher.eval().requires_grad_(False)
+    teacher.to(env.device).eval().requires_grad_(False)
     extra = {"stage": "tr-bert", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "tr_bert": asdict(cfg), "selection_points": points}
-    rule = selection_rule(init, teacher, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
+    rule = selection_rule(init, teacher, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup, env)
+    run = Run(out, model, data, tokenizer, max_length, "tr-bert", asdict(cfg), extra, env, fingerprint, rule)
     run.resume_from(state)
     # alpha and the calibration continue from where an interrupted run left them
     last = next((r for r in reversed(run.history) if "alpha" in r), {})
@@ -131,8 +139,14 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
         cfg.target_speedup, last.get("alpha", cfg.alpha), cfg.target_gain,
         calibration=last.get("speedup_calibration", 1.0))
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // cfg.batch_size)
+    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
     K = cfg.k
+
+    def heuristics() -> dict[str, torch.Tensor]:
+        """Rank 0 computes and caches them; the others read its file."""
+        heur = compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors") if env.main else None
+        env.barrier()
+        return heur if env.main else compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
 
     def make_stage(joint: bool):
         def setup(start_epoch: int):
@@ -148,7 +162,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
             opt = torch.optim.AdamW(groups, lr=cfg.lr)
             epochs = cfg.joint_epochs if joint else cfg.rl_epochs
             sched = linear_warmup(opt, steps * epochs, cfg.warmup_ratio, start_epoch * steps)
-            heur = None if joint else compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
+            heur = None if joint else heuristics()
             guide_steps = int(cfg.guide_rate * steps * cfg.rl_epochs)
             counter = {"step": start_epoch * steps}
 
@@ -156,34 +170,41 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
                 B, T = b.input_ids.shape
                 guided = heur is not None and counter["step"] < guide_steps
                 if guided:  # the first of the K copies imitates the heuristic (§3.5)
-                    sel.guide_scores = _guides(heur, b.ids, T, K)
-                    sel.guide_rows = torch.arange(K * B) < B
+                    sel.guide_scores = [g.to(b.input_ids.device) for g in _guides(heur, b.ids, T, K)]
+                    sel.guide_rows = torch.arange(K * B, device=b.input_ids.device) < B
                 try:
-                    o = m(b.input_ids.repeat(K, 1), b.attention_mask.repeat(K, 1), b.token_type_ids.repeat(K, 1),
-                          mode="soft")
+                    with env.autocast():
+                        o = m(b.input_ids.repeat(K, 1), b.attention_mask.repeat(K, 1), b.token_type_ids.repeat(K, 1),
+                              mode="soft")
                 finally:
                     sel.guide_scores, sel.guide_rows = None, None
+                logits = o.logits.float()
                 if joint:
-                    with torch.no_grad():
-                        t = teacher(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense").logits
+                    with torch.no_grad(), env.autocast():
+                        t = teacher(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense").logits.float()
                     soft_t = F.softmax(t / cfg.tau, dim=-1).repeat(K, 1)
-                    loss_sample = -(soft_t * F.log_softmax(o.logits / cfg.tau, dim=-1)).sum(-1)
+                    loss_sample = -(soft_t * F.log_softmax(logits / cfg.tau, dim=-1)).sum(-1)
                 else:
-                    loss_sample = F.cross_entropy(o.logits, b.labels.repeat(K), reduction="none")
+                    loss_sample = F.cross_entropy(logits, b.labels.repeat(K), reduction="none")
                 length = length_term(o.aux, cfg.len_denominator)
                 reward = rewards(loss_sample.detach(), length, cfg.alpha if ctrl is None else ctrl.value)
                 l_rl, _ = reinforce_loss(reward, o.aux["select_loss"], K)
                 loss = l_rl + (loss_sample.mean() if joint else 0.0)
                 opt.zero_grad()
-                loss.backward()
+                env.backward(loss)
+                env.reduce_gradients(m.parameters(), [opt])
                 torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.max_grad_norm)
-                opt.step()
+                env.step(opt)
+                env.update()
                 sched.step()
                 counter["step"] += 1
                 logs = {"l_rl": l_rl.item(), "reward": reward.mean().item(), "length_term": length.mean().item(),
                         ("kd" if joint else "ce"): loss_sample.mean().item(), "guided": float(guided)}
                 if ctrl is not None:  # the sampled actions' kept lengths: the speedup the policy is choosing now
-                    logs["train_speedup"] = batch_speedup(m, b.attention_mask.repeat(K, 1), o.kept_lengths)
+                    dense, pruned = model_flops(m, b.attention_mask.repeat(K, 1).sum(dim=1), o.kept_lengths.detach().float())
+                    keep = float(env.share > 0)  # a stand-in row (TrainEnv.shard) counts nothing
+                    dense_sum, pruned_sum = env.global_sum(keep * float(dense.sum()), keep * float(pruned.sum()))
+                    logs["train_speedup"] = dense_sum / pruned_sum
                     ctrl.update(logs["train_speedup"])
                 return logs
             return step
@@ -198,19 +219,22 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
         pol = [(n, p) for n, p in m.named_parameters() if n.startswith("selector.")]
         opt = torch.optim.AdamW(param_groups(pol, cfg.weight_decay), lr=cfg.policy_lr)
         sched = linear_warmup(opt, steps * cfg.init_epochs, cfg.warmup_ratio, start_epoch * steps)
-        heur = compute_heuristics(teacher, td.train, points, out / "heuristic.safetensors")
+        heur = heuristics()
 
         def step(b: Encoded) -> dict[str, float]:
             T = b.input_ids.shape[1]
-            guides = _guides(heur, b.ids, T, 1)
-            hidden = policy_inputs(m, b.input_ids, b.attention_mask, b.token_type_ids, points)
-            mask = b.attention_mask.float()
-            loss = sum(((m.selector.probs_of(w, h, mask) - rank_targets(g, b.attention_mask)).abs() * mask).sum()
-                       / mask.sum() for w, (h, g) in enumerate(zip(hidden, guides)))
+            guides = [g.to(b.input_ids.device) for g in _guides(heur, b.ids, T, 1)]
+            with env.autocast():
+                hidden = policy_inputs(m, b.input_ids, b.attention_mask, b.token_type_ids, points)
+                mask = b.attention_mask.float()
+                loss = sum(((m.selector.probs_of(w, h, mask).float() - rank_targets(g, b.attention_mask)).abs()
+                            * mask).sum() / mask.sum() for w, (h, g) in enumerate(zip(hidden, guides)))
             opt.zero_grad()
-            loss.backward()
+            env.backward(loss)
+            env.reduce_gradients([p for _, p in pol], [opt])
             torch.nn.utils.clip_grad_norm_([p for _, p in pol], cfg.max_grad_norm)
-            opt.step()
+            env.step(opt)
+            env.update()
             sched.step()
             return {"l_init": loss.item()}
         return step

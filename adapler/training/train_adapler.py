@@ -15,23 +15,22 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import (CheckpointError, discard_aside, load_checkpoint, load_checkpoint_tokenizer, match_state,
-                          save_checkpoint)
+from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_choice, check_range
 from ..evaluate import evaluate
-from ..files import write_json_atomic
+from ..flops import model_flops
 from ..models import load_bert
 from ..progress import log
 from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
 from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
-                     linear_warmup, load_init, param_groups, prepare_out_dir, run_fingerprint, seed_everything,
-                     train_epoch, write_state)
+                     linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
+from .distributed import TrainEnv
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
-from .target import (KnobController, SelectionRule, batch_speedup, check_reachable, check_target_fields,
-                     dims_of_config, find_row)
+from .runner import Phase, Run, open_run
+from .target import KnobController, SelectionRule, check_reachable, check_target_fields, dims_of_config
 
 
 @dataclass
@@ -152,11 +151,14 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
 
 
 def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeRConfig,
-                  overwrite: bool = False, resume: bool = False, cache_dir: str | Path | None = None) -> Path:
+                  overwrite: bool = False, resume: bool = False, cache_dir: str | Path | None = None,
+                  device: str | None = None, precision: str = "fp32") -> Path:
     """Writes ``out/last/`` every epoch (resume point), ``out/best/`` (selected), ``out/history.json``.
 
     Saliency targets are cached under ``cache_dir`` (default ``out/saliency``; a sweep shares one), keyed by
-    content, so nothing is written outside the run's own directories."""
+    content, so nothing is written outside the run's own directories. ``device``/``precision`` as in
+    ``finetune``; the CP threshold, the soft removal and the FLOPs of the controller stay float32."""
+    env = TrainEnv.create(device, precision)
     init = Path(init)
     ckpt = init_path(init)
     ft_cfg = load_init(init)
@@ -170,7 +172,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
                         list(range(L)))
     td = TrainData.make(data, tokenizer, max_length)
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    steps_per_epoch = -(-len(data.train) // (cfg.batch_size * env.world_size))
     total_steps = steps_per_epoch * cfg.epochs
     given = cfg
     cfg = resolve_defaults(cfg, float(td.train.attention_mask.sum(1).float().mean()), total_steps,
@@ -178,109 +180,96 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     if given != cfg:
         log(f"AdapLeR {cfg.preset} defaults: phi {cfg.phi:.3g}, eta_lr {cfg.eta_lr:.3g}, cp_lr {cfg.cp_lr:.3g}")
     fingerprint = run_fingerprint(data, asdict(cfg), init)
-    out, state = prepare_out_dir(out, overwrite, resume, fingerprint)
+    out, state = open_run(out, overwrite, resume, fingerprint, env)
     seed_everything(cfg.seed)
     model, ft_cfg = build_adapler_model(ckpt, cfg)
     best_ft = finetuned_dev_accuracy(init, ft_cfg)
-    if best_ft is None:
-        best_ft = evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev")["accuracy"]
+    if best_ft is None:  # measured once, on rank 0
+        best_ft = env.broadcast(evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev",
+                                         device=env.device)["accuracy"] if env.main else None)
     epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
     sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
-                             out / "saliency" if cache_dir is None else cache_dir)
+                             out / "saliency" if cache_dir is None else cache_dir, env=env)
 
     rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
-    done, history, best = 0, [], {"speedup": 0.0, "epoch": None}
-    if state:
-        done, history, best = state["epochs_done"], state["history"], state["best"]
-        if best.get("epoch") is not None:
-            match_state(out / "best", epoch=best["epoch"])
-        if done:
-            if not match_state(out / "last", epoch=done):
-                log(f"warning: {out / 'last'} is not epoch {done} that run_state.json names and no earlier copy "
-                    "is left; continuing from it")
-            model, _ = load_checkpoint(out / "last")
-        log(f"resuming {out} after epoch {done}")
-    sel: ContributionSelector = model.selector
-    model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
-    groups = param_groups([(n, p) for n, p in model_params if not n.startswith("selector.cps.")], cfg.weight_decay)
-    cp_groups = param_groups([(n, p) for n, p in model_params if n.startswith("selector.cps.")], cfg.weight_decay)
-    for g in cp_groups:
-        g["lr"] = cfg.cp_lr
-    opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
-    eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
-    start = done * steps_per_epoch
-    scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
-    step_no = start
+    extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
+             "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
+    run = Run(out, model, data, tokenizer, max_length, "adapler", asdict(cfg), extra, env, fingerprint, rule,
+              checkpoint_fields=("dev_accuracy", "dev_flops_speedup", "phi"),
+              describe=lambda r: f"epoch {r['epoch']}: dev accuracy {r['dev_accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
+                                 f"FLOPs speedup {r['dev_flops_speedup']:.2f}x, eta {r['eta']}, phi {r['phi']:.3g}")
+    run.resume_from(state)
     # phi and the calibration continue from where an interrupted run left them
-    last = history[-1] if history else {}
+    last = run.history[-1] if run.history else {}
     ctrl = None if cfg.target_speedup is None else KnobController(
         cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0))
 
-    def step(b) -> dict[str, float]:
-        nonlocal step_no
-        sel.lam = lambda_at(step_no, step_no // steps_per_epoch, cfg.epochs)
-        o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
-        ce = F.cross_entropy(o.logits, b.labels)
-        targets = batch_targets(sal, b.ids, b.input_ids.shape[1])
-        kl = cp_kl_loss(o.aux["cp_outputs"], targets, b.attention_mask, sel.eta,
-                        sel.theta if cfg.theta else None, sel.lam, cfg.kl_target_stopgrad)
-        lengths = o.kept_lengths.sum(dim=1)
-        if cfg.length_loss == "normalized":
-            lengths = lengths / (b.attention_mask.sum(dim=1).float() * model.num_layers)
-        len_loss = lengths.mean()
-        combined = ce + (cfg.phi if ctrl is None else ctrl.value) * len_loss
-        theta_pr = o.aux["theta_pr"]
-        g_eta, g_thpr = torch.autograd.grad(combined, [sel.eta, theta_pr], retain_graph=True, allow_unused=True)
-        opt.zero_grad()
-        eta_opt.zero_grad()
-        (ce + cfg.gamma * kl).backward()
-        # eta/theta follow only the combined loss (overwrite what the model loss deposited).
-        sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
-        sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
-            else torch.zeros_like(sel.theta)
-        torch.nn.utils.clip_grad_norm_([p for _, p in model_params], 1.0)
-        torch.nn.utils.clip_grad_norm_([sel.eta, sel.theta], 1.0)
-        opt.step()
-        eta_opt.step()
-        for s in scheds:
-            s.step()
-        sel.clip_eta()
-        step_no += 1
-        logs = {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
-        if ctrl is not None:  # soft kept counts: the batch's speedup as training sees it
-            logs["train_speedup"] = batch_speedup(model, b.attention_mask, o.kept_lengths)
-            ctrl.update(logs["train_speedup"])
-        return logs
+    def setup(start_epoch: int):
+        model = run.model
+        sel: ContributionSelector = model.selector
+        model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
+        groups = param_groups([(n, p) for n, p in model_params if not n.startswith("selector.cps.")], cfg.weight_decay)
+        cp_groups = param_groups([(n, p) for n, p in model_params if n.startswith("selector.cps.")], cfg.weight_decay)
+        for g in cp_groups:
+            g["lr"] = cfg.cp_lr
+        opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
+        eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
+        start = start_epoch * steps_per_epoch
+        scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
+        step_no = start
 
-    extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
-             "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
-    for epoch in range(done + 1, cfg.epochs + 1):
-        logs = train_epoch(model, td.epoch(cfg.batch_size, cfg.seed + epoch), step, f"AdapLeR epoch {epoch}/{cfg.epochs}")
-        sel.lam = HARD_LAMBDA
-        dev = evaluate(model, data.dev, tokenizer, max_length, mode="hard", desc="dev")
-        row = {"epoch": epoch, **logs, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
-               "eta": [round(float(v), 5) for v in sel.eta.detach()], "dev_mean_kept_lengths": dev["mean_kept_lengths"],
-               "phi": cfg.phi if ctrl is None else ctrl.value}
+        def step(b) -> dict[str, float]:
+            nonlocal step_no
+            sel.lam = lambda_at(step_no, step_no // steps_per_epoch, cfg.epochs)
+            with env.autocast():
+                o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
+            # the losses in float32: CP scores, thresholds and soft removal already are (soft_removal)
+            ce = F.cross_entropy(o.logits.float(), b.labels)
+            targets = batch_targets(sal, b.ids, b.input_ids.shape[1]).to(b.input_ids.device)
+            kl = cp_kl_loss([c.float() for c in o.aux["cp_outputs"]], targets, b.attention_mask, sel.eta,
+                            sel.theta if cfg.theta else None, sel.lam, cfg.kl_target_stopgrad)
+            lengths = o.kept_lengths.float().sum(dim=1)
+            if cfg.length_loss == "normalized":
+                lengths = lengths / (b.attention_mask.sum(dim=1).float() * model.num_layers)
+            len_loss = lengths.mean()
+            combined = ce + (cfg.phi if ctrl is None else ctrl.value) * len_loss
+            theta_pr = o.aux["theta_pr"]
+            g_eta, g_thpr = torch.autograd.grad(env.scale(combined), [sel.eta, theta_pr], retain_graph=True,
+                                                allow_unused=True)
+            opt.zero_grad()
+            eta_opt.zero_grad()
+            env.backward(ce + cfg.gamma * kl)
+            # eta/theta follow only the combined loss (overwrite what the model loss deposited).
+            sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
+            sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
+                else torch.zeros_like(sel.theta)
+            env.reduce_gradients([p for _, p in model_params] + [sel.eta, sel.theta], [opt, eta_opt])
+            torch.nn.utils.clip_grad_norm_([p for _, p in model_params], 1.0)
+            torch.nn.utils.clip_grad_norm_([sel.eta, sel.theta], 1.0)
+            env.step(opt)
+            env.step(eta_opt)
+            env.update()
+            for s in scheds:
+                s.step()
+            sel.clip_eta()
+            step_no += 1
+            logs = {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
+            if ctrl is not None:  # soft kept counts: the global batch's speedup as training sees it
+                dense, pruned = model_flops(model, b.attention_mask.sum(dim=1), o.kept_lengths.detach().float())
+                keep = float(env.share > 0)  # a stand-in row (see TrainEnv.shard) counts nothing
+                dense_sum, pruned_sum = env.global_sum(keep * float(dense.sum()), keep * float(pruned.sum()))
+                logs["train_speedup"] = dense_sum / pruned_sum
+                ctrl.update(logs["train_speedup"])
+            return logs
+        return step
+
+    def after_epoch(row: dict) -> None:
+        row["eta"] = [round(float(v), 5) for v in run.model.selector.eta.detach()]
+        row["phi"] = cfg.phi if ctrl is None else ctrl.value
         if ctrl is not None:
-            row["speedup_calibration"] = ctrl.calibrate(dev["flops_speedup"])
-        history.append(row)
-        log(f"epoch {epoch}: dev accuracy {dev['accuracy']:.4f} (fine-tuned {best_ft:.4f}), "
-            f"FLOPs speedup {dev['flops_speedup']:.2f}x, eta {row['eta']}, phi {row['phi']:.3g}")
-        meta = {**extra, "epoch": epoch, "dev_accuracy": dev["accuracy"], "dev_flops_speedup": dev["flops_speedup"],
-                "phi": row["phi"]}
-        if best["epoch"] is None or rule.better(row, find_row(history, best["epoch"])):
-            best = {"speedup": dev["flops_speedup"], "epoch": epoch,
-                    "qualified": rule.qualified(dev["accuracy"], dev["flops_speedup"]), "dev_accuracy": dev["accuracy"]}
-            save_checkpoint(model, out / "best", tokenizer=tokenizer, label_names=data.label_names,
-                            max_length=max_length, extra={**meta, **rule.record(row)}, keep_old=True)
-        save_checkpoint(model, out / "last", tokenizer=tokenizer, label_names=data.label_names,
-                        max_length=max_length, extra=meta, keep_old=True)
-        write_json_atomic(out / "history.json", history)
-        write_state(out, {"stage": "adapler", "epochs_done": epoch, "history": history, "best": best,
-                          "config": asdict(cfg), "fingerprint": fingerprint})
-        for name in ("best", "last"):  # the state now names the new copies: the previous ones may go
-            discard_aside(out / name)
-    note = rule.closing_note(find_row(history, best["epoch"]), str(out / "best"))
-    if note:
-        log(note)
-    return out
+            row["speedup_calibration"] = ctrl.calibrate(row["dev_flops_speedup"])
+
+    def hard_lambda() -> None:
+        run.model.selector.lam = HARD_LAMBDA
+
+    return run.run([Phase(None, cfg.epochs, setup, after_epoch, before_eval=hard_lambda)], td, cfg.batch_size, cfg.seed)
