@@ -1,6 +1,7 @@
 """adapler command line: a thin typer layer over the Python API (every command is a few calls)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import typer
 
 from adapler import methods
 from adapler.cli_args import (EXIT_INTERRUPTED, EXIT_USAGE, BatchFill, InitWeights, LenDenominator, LengthLoss, Method,
-                              Mode, Precision, Preset, Quantize, Split, Target, exit_code, knob_help, method_choices,
-                              parse_settings)
+                              Mode, Precision, Preset, Quantize, Split, Target, TrainPrecision, exit_code, knob_help,
+                              method_choices, parse_settings)
 from bench.defaults import baseline_choices
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -28,10 +29,14 @@ def _fail(msg: str, code: int = EXIT_USAGE) -> None:
     raise typer.Exit(code)
 
 
+_placement = contextlib.nullcontext  # the command's --device/--precision (set by _device)
+
+
 def _run(fn, *args, **kwargs):
     """Call the API; known user errors become one line on stderr with their exit code, Ctrl-C keeps finished work."""
     try:
-        return fn(*args, **kwargs)
+        with _placement():
+            return fn(*args, **kwargs)
     except KeyboardInterrupt:
         _fail("interrupted; finished epochs and measurements are saved (re-run with --resume to continue)",
               EXIT_INTERRUPTED)
@@ -67,6 +72,20 @@ TextCol = typer.Option(None, "--text-col", help="text column of a local file (de
 PairCol = typer.Option(None, "--text-pair-col", help="second text column for sentence pairs")
 LabelCol = typer.Option(None, "--label-col", help="label column of a local file (default: label)")
 Encoding = typer.Option("utf-8", "--encoding", help="encoding of a local file")
+DeviceOpt = typer.Option("auto", "--device", help="auto (a GPU when torch sees one) | cpu | cuda | cuda:N")
+PrecisionOpt = typer.Option(TrainPrecision.fp32, "--precision",
+                            help="training precision: fp32 | bf16 (CPU or GPU) | fp16 (GPU; with grad scaling)")
+
+
+def _device(device: str, precision: TrainPrecision | None = None, one_process: str | None = None) -> None:
+    """Check --device/--precision before any data is loaded; every API call of this command (``_run``) then
+    trains there, including trainers reached through sweep, train_baseline and the demo."""
+    global _placement
+    from adapler.training.distributed import check_device_options, use_device, world
+    if one_process and world()[1] > 1:
+        _fail(f"{one_process} runs in one process; launch `finetune` or `train` under torchrun instead")
+    _run(check_device_options, device, precision.value if precision else None)
+    _placement = lambda: use_device(device, precision.value if precision else None)  # noqa: E731
 
 
 @app.command()
@@ -78,15 +97,19 @@ def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directo
              max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
              text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
              label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+             device: str = DeviceOpt, precision: TrainPrecision = PrecisionOpt,
              overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Fine-tune a dense BERT classifier (checkpoint per epoch + dev scores)."""
     from adapler.training.finetune import FinetuneConfig, finetune as run
+    _device(device, precision)
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
     cfg = _run(FinetuneConfig, model=model, max_length=max_length, epochs=epochs, batch_size=batch_size, lr=lr,
                seed=seed)
     out_dir = _run(run, ds, out, cfg, overwrite=overwrite, resume=resume)
-    typer.echo(f"fine-tuned checkpoints in {out_dir} (best: {out_dir / 'best'})")
+    from adapler.training.distributed import is_main_process
+    if is_main_process():  # under torchrun: one line
+        typer.echo(f"fine-tuned checkpoints in {out_dir} (best: {out_dir / 'best'})")
 
 
 @app.command()
@@ -123,6 +146,7 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
           max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+          device: str = DeviceOpt, precision: TrainPrecision = PrecisionOpt,
           overwrite: bool = OverwriteOpt, resume: bool = typer.Option(False, help="continue an interrupted run")):
     """Train a token-dropping model from a fine-tuned run."""
     from adapler.training.target import check_knob_free, check_target_fields
@@ -137,13 +161,16 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
                   "trbert_batch_fill": trbert_batch_fill.value, "trbert_len_denominator": trbert_len_denominator.value}
     options = {**m.options_from_cli(cli_values), "target_speedup": target_speedup,
                "max_accuracy_drop": max_accuracy_drop, **settings}
+    _device(device, precision)
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
     cfg = _run(m.config, knob, epochs, lr, batch_size, seed, **options)
     out_dir = _run(m.train, ds, init, out, cfg, overwrite=overwrite, resume=resume)
-    from adapler.report import training_table
-    training_table(out_dir)
-    typer.echo(f"trained {method.value} in {out_dir} (selected: {out_dir / 'best'})")
+    from adapler.training.distributed import is_main_process
+    if is_main_process():  # under torchrun: one table
+        from adapler.report import training_table
+        training_table(out_dir)
+        typer.echo(f"trained {method.value} in {out_dir} (selected: {out_dir / 'best'})")
 
 
 @app.command()
@@ -156,9 +183,11 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
           set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE for every run (as in `train`); repeatable"),
           max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
-          label_col: Optional[str] = LabelCol, encoding: str = Encoding):
+          label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+          device: str = DeviceOpt, precision: TrainPrecision = PrecisionOpt):
     """Train one model per knob value and record accuracy and FLOPs speedup per value (JSON)."""
     from adapler.training.sweep import sweep as run_sweep
+    _device(device, precision, one_process="sweep")
     try:
         knob_values = [float(v) for v in values.split(",") if v.strip()]
     except ValueError:
@@ -188,14 +217,18 @@ def evaluate(ckpt: Path = typer.Argument(..., help="checkpoint directory (or a r
              max_eval: Optional[int] = typer.Option(None, min=1),
              json_out: Optional[Path] = typer.Option(None, "--json", help="write metrics"),
              text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
-             label_col: Optional[str] = LabelCol, encoding: str = Encoding, overwrite: bool = OverwriteOpt):
+             label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+             device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (latency is measured there)"),
+             overwrite: bool = OverwriteOpt):
     """Accuracy, FLOPs speedup, kept length per layer and torch latency of a checkpoint."""
     from adapler.api import evaluate_checkpoint
     from adapler.files import ensure_writable, write_json_atomic
+    _device(device, one_process="evaluate")
     if json_out is not None:
         _run(ensure_writable, json_out, overwrite)  # fail fast; the write below is exclusive as well
     ds = _data(data, text_col, text_pair_col, label_col, seed, None, max_eval, encoding)
-    metrics = _run(evaluate_checkpoint, ckpt, ds, split=split.value, batch_size=batch_size, mode=mode.value)
+    metrics = _run(evaluate_checkpoint, ckpt, ds, split=split.value, batch_size=batch_size, mode=mode.value,
+                   device=device)
     from adapler.report import metrics_table
     metrics_table(metrics)
     if json_out is not None:
@@ -204,9 +237,11 @@ def evaluate(ckpt: Path = typer.Argument(..., help="checkpoint directory (or a r
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="cache directory for the demo's artifacts"),
+         device: str = typer.Option("auto", "--device", help="where the demo trains: auto | cpu | cuda | cuda:N"),
          overwrite: bool = OverwriteOpt):
     """The main job on the embedded default: fine-tune MiniLM, train AdapLeR, evaluate, show kept tokens."""
     from adapler.demo import run_demo
+    _device(device, one_process="demo")
     _out_dir(out)
     _run(run_demo, out, overwrite=overwrite)
 
@@ -311,7 +346,9 @@ def build_plugins(force: bool = typer.Option(False, help="rebuild even if up to 
 def run_cli(args: list[str] | None = None) -> int:
     """Run the CLI and return its exit code. Usage errors (bad option, value out of range, unknown choice)
     become one ``error:`` line with exit code 2 instead of click's usage box."""
+    global _placement
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    _placement = contextlib.nullcontext  # no --device of an earlier in-process call carries over
     ce = sys.modules[typer.BadParameter.__module__]  # click's exceptions (typer may vendor its own click)
     no_args = getattr(ce, "NoArgsIsHelpError", ())
     try:

@@ -16,9 +16,11 @@ def checkpoint_dir(path: str | Path) -> Path:
 
 
 def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", batch_size: int = 32,
-                        mode: str = "hard") -> dict[str, Any]:
+                        mode: str = "hard", device: str | None = "cpu") -> dict[str, Any]:
+    """``device``: auto | cpu | cuda[:N]."""
+    from .training.distributed import resolve_device
     ckpt = checkpoint_dir(ckpt)
-    model, cfg = load_checkpoint(ckpt)
+    model, cfg = load_checkpoint(ckpt, device=resolve_device(device))
     if data.num_labels != model.num_labels:
         from .checkpoint import CheckpointError
         raise CheckpointError(f"{ckpt} predicts {model.num_labels} classes but {data.name} has {data.num_labels}")

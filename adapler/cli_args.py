@@ -79,6 +79,12 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class TrainPrecision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 # Exit codes (README, "Exit codes"): 0 ok, 1 a check failed (verify parity, bench regressions), 2 usage,
 # 3 data, 4 model/checkpoint/export, 5 output conflict, 6 missing runtime piece, 130 interrupted.
 EXIT_USAGE, EXIT_DATA, EXIT_MODEL, EXIT_OUTPUT, EXIT_RUNTIME, EXIT_INTERRUPTED = 2, 3, 4, 5, 6, 130

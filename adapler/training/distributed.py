@@ -33,7 +33,9 @@ from ..errors import RunAborted, UsageError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_DEVICE = "auto"  # what a trainer uses when it is given no device (cli.py demo changes it: use_device)
+# what a trainer uses when it is given no device or precision (use_device changes them: cli.py, for trainers
+# reached through sweep, train_baseline and the demo)
+DEFAULT_DEVICE, DEFAULT_PRECISION = "auto", "fp32"
 
 
 def world() -> tuple[int, int, int]:
@@ -89,23 +91,23 @@ def check_precision(precision: str, device: torch.device) -> None:
                          "use --precision fp16 or fp32")
 
 
-def check_device_options(device: str | None, precision: str = "fp32") -> torch.device:
+def check_device_options(device: str | None, precision: str | None = None) -> torch.device:
     """Both checks at once, for the CLI to run before any data is loaded."""
     d = resolve_device(device)
-    check_precision(precision, d)
+    check_precision(precision or DEFAULT_PRECISION, d)
     return d
 
 
 @contextlib.contextmanager
-def use_device(device: str | None) -> Iterator[None]:
-    """Run the enclosed trainers on ``device`` when they are not given one (`cli.py demo --device`)."""
-    global DEFAULT_DEVICE
-    before = DEFAULT_DEVICE
-    DEFAULT_DEVICE = device or before
+def use_device(device: str | None, precision: str | None = None) -> Iterator[None]:
+    """Train on ``device`` in ``precision`` wherever a trainer inside is given neither (cli.py)."""
+    global DEFAULT_DEVICE, DEFAULT_PRECISION
+    before = DEFAULT_DEVICE, DEFAULT_PRECISION
+    DEFAULT_DEVICE, DEFAULT_PRECISION = device or before[0], precision or before[1]
     try:
         yield
     finally:
-        DEFAULT_DEVICE = before
+        DEFAULT_DEVICE, DEFAULT_PRECISION = before
 
 
 def _init_process_group(device: torch.device) -> None:
@@ -132,9 +134,10 @@ class TrainEnv:
     share: float = 1.0  # this rank's share of the current global batch (0 for a stand-in row: see shard)
 
     @classmethod
-    def create(cls, device: str | None = None, precision: str = "fp32") -> "TrainEnv":
+    def create(cls, device: str | None = None, precision: str | None = None) -> "TrainEnv":
         """Checks the options (one-line errors), joins a torchrun launch, creates the fp16 grad scaler."""
         dev = resolve_device(device)
+        precision = precision or DEFAULT_PRECISION
         check_precision(precision, dev)
         rank, size, _ = world()
         if size > 1:

@@ -48,7 +48,7 @@ def dense_from_pretrained(model_name: str, num_labels: int) -> tuple[PrunedBertC
 
 
 def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: bool = False,
-             resume: bool = False, device: str | None = None, precision: str = "fp32") -> Path:
+             resume: bool = False, device: str | None = None, precision: str | None = None) -> Path:
     """Writes ``out/epoch-<k>/`` per epoch, ``out/best/`` (best dev accuracy) and ``out/dev_scores.json``.
 
     ``device``: auto | cpu | cuda[:N] (default auto: a GPU when torch sees one); ``precision``: fp32 | bf16 |

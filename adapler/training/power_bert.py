@@ -102,7 +102,7 @@ def drift_budget(lr: float, total_steps: int, warmup_ratio: float) -> float:
 
 def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: PowerBertConfig,
                      overwrite: bool = False, resume: bool = False, device: str | None = None,
-                     precision: str = "fp32") -> Path:
+                     precision: str | None = None) -> Path:
     env = TrainEnv.create(device, precision)
 
     def reachable(init_cfg: dict, lengths: Tensor) -> None:  # PoWER-BERT has no predictor; layer 0 may drop

@@ -110,7 +110,7 @@ def _guides(heur: dict[str, torch.Tensor], ids: list[str], width: int, k: int) -
 
 def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertConfig,
                   overwrite: bool = False, resume: bool = False, device: str | None = None,
-                  precision: str = "fp32") -> Path:
+                  precision: str | None = None) -> Path:
     env = TrainEnv.create(device, precision)
 
     def reachable(init_cfg: dict, lengths: torch.Tensor) -> None:  # layers before the first policy keep everything

@@ -152,7 +152,7 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
 
 def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeRConfig,
                   overwrite: bool = False, resume: bool = False, cache_dir: str | Path | None = None,
-                  device: str | None = None, precision: str = "fp32") -> Path:
+                  device: str | None = None, precision: str | None = None) -> Path:
     """Writes ``out/last/`` every epoch (resume point), ``out/best/`` (selected), ``out/history.json``.
 
     Saliency targets are cached under ``cache_dir`` (default ``out/saliency``; a sweep shares one), keyed by
