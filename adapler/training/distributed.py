@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import datetime
 import os
+import signal
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -122,6 +123,13 @@ def _init_process_group(device: torch.device) -> None:
     atexit.register(lambda: torch.distributed.is_initialized() and torch.distributed.destroy_process_group())
     if torch.distributed.get_rank() != 0:
         os.environ["ADAPLER_QUIET"] = "1"  # one set of progress lines and logs: rank 0's
+    signal.signal(signal.SIGTERM, _stopped_by_torchrun)
+
+
+def _stopped_by_torchrun(signum, frame) -> None:
+    """torchrun stops the other processes when one fails: say so in one line (writes are crash-safe)."""
+    raise RunAborted(f"rank {world()[0]}: stopped by torchrun because another process of the launch failed; "
+                     "finished epochs are saved: re-launch the same command with --resume")
 
 
 @dataclass
