@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapler.checkpoint import OutputError, load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+from adapler.checkpoint import OutputError, load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import load_dataset
 from adapler.errors import UsageError
 from adapler.training.distributed import TrainEnv, check_device_options, resolve_device

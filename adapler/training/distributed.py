@@ -179,7 +179,8 @@ class TrainEnv:
     def backward(self, loss: torch.Tensor) -> None:
         self.scale(loss).backward()
 
-    def reduce_gradients(self, params: Iterable[nn.Parameter], optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
+    def reduce_gradients(self, params: Iterable[nn.Parameter],
+                         optimizers: Iterable[torch.optim.Optimizer] = ()) -> None:
         """Make ``.grad`` the gradient of the global batch's mean loss: unscale (fp16), weight this rank's
         gradient by its share of the batch and sum over ranks (one flat all-reduce)."""
         if self.scaler is not None:

@@ -287,7 +287,8 @@ class Run:
     def _save(self, name: str, meta: dict) -> None:
         if self.env.main:
             save_checkpoint(self.model, self.out / name, tokenizer=self.tokenizer, label_names=self.data.label_names,
-                            max_length=self.max_length, extra={**self.extra, **meta}, keep_old=not name.startswith("epoch-"))
+                            max_length=self.max_length, extra={**self.extra, **meta},
+                            keep_old=not name.startswith("epoch-"))  # epoch-<k>/ is written once
 
     def _write(self, finished: bool = False) -> None:
         if not self.env.main:
