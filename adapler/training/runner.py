@@ -164,10 +164,9 @@ class Run:
             self.phase, self.epochs_done = state.get("phase"), state["epochs_done"]
             self.history = list(state.get("history", state.get("dev_scores", [])))
             self.best = state.get("best") or {}
-            if self._row_of(self.best) is None:  # not recorded (old fine-tuning state) or rolled back by hand
-                self.best = self._replay_best()
-            if self.best.get("epoch") is not None and self.env.main:
-                match_state(self.out / "best", phase=self.best.get("phase"), epoch=self.best["epoch"])
+            if self._row_of(self.best) is None:  # not recorded (old fine-tuning state) or rolled back by hand:
+                self.best = {"epoch": None, "phase": None, "dev_accuracy": -1.0}  # run() replays the history
+            self._restore_best()
             point = self._resume_point()
             if self.env.main and point.exists() and not match_state(point, phase=self.phase, epoch=self.epochs_done) \
                     and not self.epoch_checkpoints:
@@ -183,13 +182,16 @@ class Run:
     def _resume_point(self) -> Path:
         return self.out / (f"epoch-{self.epochs_done}" if self.epoch_checkpoints else "last")
 
-    def _replay_best(self) -> dict:
-        """best of an old state that did not record it (fine-tuning): the selection over its history."""
-        best: dict = {"epoch": None, "phase": None, "dev_accuracy": -1.0}
+    def _restore_best(self) -> None:
+        if self.best.get("epoch") is not None and self.env.main:
+            match_state(self.out / "best", phase=self.best.get("phase"), epoch=self.best["epoch"])
+
+    def _replay_best(self, selecting: list) -> None:
+        """best of a state that does not name it: the selection over the history rows of the selecting phase."""
         for row in self.history:
-            if self.selection.better(row, self._row_of(best)):
-                best = {"epoch": row["epoch"], "phase": row.get("phase"), "dev_accuracy": row["dev_accuracy"]}
-        return best
+            if row.get("phase") in selecting and self.selection.better(row, self._row_of(self.best)):
+                self.best = {"epoch": row["epoch"], "phase": row.get("phase"), "dev_accuracy": row["dev_accuracy"]}
+        self._restore_best()
 
     # ------------------------------------------------------------------ the loop
 
@@ -202,6 +204,8 @@ class Run:
             return self.out
         names = [p.name for p in phases]
         selecting = [p.name for p in phases if p.epochs > 0][-1:]  # best/ comes from the last phase with epochs
+        if self.best.get("epoch") is None:
+            self._replay_best(selecting)
         start = names.index(self.phase) if self.phase in names else 0
         for ph in phases[start:]:
             done = self.epochs_done if ph.name == self.phase else 0
