@@ -190,3 +190,5 @@ def test_smoke_training_and_resume(tmp_path: Path) -> None:
     rows = json.loads((out / "history.json").read_text())
     assert [r["phase"] for r in rows] == ["search", "retrain"]
     assert load_checkpoint(out / "best")[1]["selector"]["retention"] == history[0]["retention"]
+    # the state named no best/: only the retrain epochs compete, never the search row it kept
+    assert json.loads((out / "run_state.json").read_text())["best"]["phase"] == "retrain"
