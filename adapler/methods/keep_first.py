@@ -79,7 +79,8 @@ def fraction_for_speedup(cfg: KeepFirstConfig, n: Tensor, dims: Dims, target: fl
 
 
 def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: KeepFirstConfig,
-                     overwrite: bool = False, resume: bool = False) -> Path:
+                     overwrite: bool = False, resume: bool = False, device: str | None = None,
+                     precision: str | None = None) -> Path:
     """Re-fine-tune the fine-tuned run ``init`` with the first-tokens drop in place; ``out/best`` as for every
     method (target.py's selection rule)."""
     import torch
@@ -89,15 +90,18 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
     from ..progress import log
     from ..selectors.keep_first import KeepFirstSelector
     from ..training.common import TrainData, dev_lengths, linear_warmup, param_groups
-    from ..training.phased import Phase, PhasedRun, selection_rule, setup_from_finetuned, with_selector
+    from ..training.distributed import TrainEnv
+    from ..training.phased import selection_rule, setup_from_finetuned, with_selector
+    from ..training.runner import Phase, Run
     from ..training.target import check_reachable, dims_of_config
     first = min(cfg.layer_list())
+    env = TrainEnv.create(device, precision)
 
     def reachable(init_cfg: dict, lengths: Tensor) -> None:  # no predictor; layers before the first drop run whole
         check_reachable(cfg.target_speedup, lengths, dims_of_config(init_cfg), [], first_drop_layer=first)
 
     out, state, ckpt, ft_model, ft_cfg, tokenizer, fingerprint = setup_from_finetuned(
-        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None)
+        data, init, out, cfg.seed, overwrite, resume, asdict(cfg), reachable if cfg.target_speedup else None, env)
     max_length = ft_cfg["max_length"]
     if max(cfg.layer_list()) >= ft_model.num_layers:
         raise UsageError(f"layers {cfg.layers} must lie in 0..{ft_model.num_layers - 1} for this backbone")
@@ -112,11 +116,11 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
     model = with_selector(ft_model, selector)
     extra = {"stage": "keep-first", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "keep_first": asdict(run_cfg)}
-    rule = selection_rule(init, ft_model, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup)
-    run = PhasedRun(out, model, data, tokenizer, max_length, extra, asdict(cfg), fingerprint=fingerprint, rule=rule)
+    rule = selection_rule(init, ft_model, ft_cfg, data, tokenizer, cfg.max_accuracy_drop, cfg.target_speedup, env)
+    run = Run(out, model, data, tokenizer, max_length, "keep-first", asdict(cfg), extra, env, fingerprint, rule)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // cfg.batch_size)
+    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
 
     def retrain(start_epoch: int):
         named = list(run.model.named_parameters())
@@ -125,12 +129,15 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
 
         def step(b) -> dict[str, float]:
             # soft mode masks the dropped tokens instead of moving them: the same logits, and differentiable
-            o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
-            ce = F.cross_entropy(o.logits, b.labels)
+            with env.autocast():
+                o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
+            ce = F.cross_entropy(o.logits.float(), b.labels)
             opt.zero_grad()
-            ce.backward()
+            env.backward(ce)
+            env.reduce_gradients([p for _, p in named], [opt])
             torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-            opt.step()
+            env.step(opt)
+            env.update()
             sched.step()
             return {"ce": ce.item()}
         return step
