@@ -306,7 +306,7 @@ def rationales(ckpt: Path = typer.Argument(..., help="checkpoint (or run directo
                   ig_steps=ig_steps, batch_size=batch_size, seed=seed, progress=log)
     console.print(rich_table(report))
     if json_out is not None:
-        _run(write_json_atomic, json_out, report, overwrite=overwrite, indent=1)
+        _run(write_json_atomic, json_out, report, overwrite=overwrite)
     if plot is not None:
         plot_report(report, plot)
 

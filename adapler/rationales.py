@@ -270,14 +270,22 @@ def _faithfulness(model, rows, cands, ranking, full, y, judge_mode) -> tuple[np.
             top = set(top_tokens(s, c, bin_size(len(c), frac)).tolist())
             removed.append([t for p, t in enumerate(r) if p not in top])
             kept.append([t for p, t in enumerate(r) if p in top or p in special])
-    p_rem = judge_probs(model, removed, judge_mode)
-    p_kept = judge_probs(model, kept, judge_mode)
+    p_rem, p_kept = _unique_probs(model, removed, judge_mode), _unique_probs(model, kept, judge_mode)
     n, k = len(rows), len(BINS)
     base = full[np.arange(n), y][:, None]
     cls = np.repeat(y, k)
     comp = base - p_rem[np.arange(n * k), cls].reshape(n, k)
     suff = base - p_kept[np.arange(n * k), cls].reshape(n, k)
     return comp, suff
+
+
+def _unique_probs(model, rows: list[list[int]], mode: str) -> np.ndarray:
+    """``judge_probs`` computing each distinct row once (short texts give the same top-1 token for several bins)."""
+    index: dict[tuple[int, ...], int] = {}
+    for r in rows:
+        index.setdefault(tuple(r), len(index))
+    probs = judge_probs(model, [list(r) for r in index], mode)
+    return probs[[index[tuple(r)] for r in rows]]
 
 
 def run_rationales(ckpt: str | Path, data, split: str = "test", limit: int | None = None, *,
