@@ -363,14 +363,22 @@ def markdown_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+SHORT = ["ranking", "comp. AOPC (up)", "suff. AOPC (down)", "AUPRC", "F1 @ budget", "own - this: comp.",
+         "own - this: suff.", "own - this: AUPRC"]
+
+
 def rich_table(report: dict):
+    """The markdown table's rows with short headers; reasons for n/a rows in the caption."""
     from rich.table import Table
+    rows = report_rows(report)
+    na = [f"{r[0]}: {r[5][5:]}" for r in rows if r[1] == "n/a"]
     t = Table(title=f"rationales: {report.get('method', '?')} on {report.get('data', '?')} {report.get('split', '')} "
-                    f"({report['n_texts']} texts, judge: {report['judge_mode']})", title_justify="left")
-    for c in COLUMNS:
-        t.add_column(c, justify="left" if c == "ranking" else "right", overflow="fold")
-    for row in report_rows(report):
-        t.add_row(*row)
+                    f"({report['n_texts']} texts, judge: {report['judge_mode']})", title_justify="left",
+              caption="n/a: " + "; ".join(na) if na else None, caption_justify="left")
+    for c in SHORT:
+        t.add_column(c, justify="left" if c == "ranking" else "right")
+    for row in rows:
+        t.add_row(*(row[:5] + (["", "", ""] if row[1] == "n/a" else row[5:])))
     return t
 
 

@@ -164,3 +164,27 @@ def test_cli_rationales_bad_judge(tmp_path, capsys):
     from cli import run_cli
     assert run_cli(["rationales", str(tmp_path), "--judge", "soft"]) == 2
     assert "--judge must be one of dense, hard" in capsys.readouterr().err
+
+
+def test_cli_rationales_writes_report_and_plot(tmp_path, tokenizer, capsys):
+    import json
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.corpora import cache_root
+    from cli import run_cli
+    from conftest import write_sentiment_csv
+    from test_explain import tiny_model
+    if not (cache_root() / "downloads" / "vaderSentiment-3.3.2.tar.gz").exists():
+        pytest.skip("the vaderSentiment sdist (the lexicon) is not cached")
+    ckpt = save_checkpoint(tiny_model("adapler"), tmp_path / "ckpt", tokenizer=tokenizer,
+                           label_names=["negative", "positive"], max_length=32)
+    data = write_sentiment_csv(tmp_path / "d.csv", n=40)
+    args = ["rationales", str(ckpt), "--data", data, "--limit", "3", "--ig-steps", "1", "--json",
+            str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
+    assert run_cli(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["n_texts"] == 3 and report["lexicon"]["threshold"] == 1.0 and report["method"] == "adapler"
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert "no policy networks" in report["rankings"]["policy"]["reason"]
+    assert "no policy networks" in " ".join(capsys.readouterr().out.split())  # the n/a reason, in the caption
+    assert run_cli(args) == 5  # nothing replaced without --overwrite
