@@ -398,7 +398,8 @@ def plot(report: dict, path: str | Path, title: str | None = None) -> Path:
     ax.set_xticks(range(len(names)), [LABELS[n] for n in names], rotation=15, fontsize=8)
     ax.set_title(title or f"{report.get('method')} on {report.get('data')} ({report['n_texts']} {report.get('split')} texts)",
                  fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.2 * max(report["rankings"][n].get(k, 0) for n in names for k, _ in keys))
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
