@@ -251,10 +251,9 @@ def rationale_report(model, tokenizer, texts: list[str], max_length: int, label_
         for name, vals in per_text.items():
             if name != "own":
                 paired[name] = {m: paired_bootstrap(per_text["own"][m], vals[m], seed=seed) for m in vals}
-    golds = None
     n_pos = [int(lab[c].sum()) for lab, c in zip(labels, cands)] if labels is not None else None
     return {"n_texts": len(texts), "judge_mode": judge_mode, "ig_steps": ig_steps, "bins": list(BINS),
-            "judge_predictions": y.tolist(), "golds": golds,
+            "judge_predictions": y.tolist(),
             "mean_candidates": float(np.mean([len(c) for c in cands])), "mean_budget": float(np.mean(budgets)),
             "texts_with_rationale_tokens": None if n_pos is None else int(sum(1 for n in n_pos if n)),
             "mean_rationale_tokens": None if n_pos is None else float(np.mean(n_pos)),
@@ -315,7 +314,6 @@ def run_rationales(ckpt: str | Path, data, split: str = "test", limit: int | Non
                   lexicon={"source": "vaderSentiment 3.3.2 vader_lexicon.txt", "threshold": threshold,
                            "rule": "|mean rating| >= threshold; every word piece of a matching word (the tokenizer's "
                                    "pre-tokenized word, lower-cased) is a rationale token"})
-    report.pop("golds")
     return report
 
 
