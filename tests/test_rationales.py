@@ -12,6 +12,26 @@ from adapler.rationales import (BINS, _faithfulness, average_precision, bin_size
                                 judge_probs, paired_bootstrap, rationale_report, top_tokens)
 
 KEY = 7  # the one token the constructed judge reads
+TEXTS = ["A gorgeous, witty, seductive movie.",
+         "The plot is nothing but boilerplate cliches from start to finish, and the acting is wooden.",
+         "It's not a great film, but it is a worthwhile one, with a few genuinely funny moments."]
+
+
+def tiny_model(method: str):
+    """A random 4-layer model; AdapLeR's CPs far from uniform so that it drops tokens."""
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.selectors import build_selector
+    from conftest import tiny_config
+    torch.manual_seed(0)
+    cfg = tiny_config(layers=4)
+    model = PrunedBertClassifier(cfg, 2, build_selector(method, cfg)).eval()
+    if method == "adapler":
+        with torch.no_grad():
+            for cp in model.selector.cps:
+                cp.fc1.weight.normal_(0.0, 1.0)
+                cp.fc2.weight.normal_(0.0, 1.0)
+            model.selector.eta.fill_(0.9)
+    return model
 
 
 class CountJudge(nn.Module):
@@ -128,7 +148,6 @@ def test_vader_lexicon_from_the_cached_archive():
 
 def test_grad_x_input_is_the_cp_target_definition():
     from adapler.training.saliency import saliency_batch
-    from test_explain import tiny_model
     from conftest import ragged_batch
     model = tiny_model("adapler")
     ids, mask = ragged_batch(3, 12)
@@ -141,7 +160,6 @@ def test_grad_x_input_is_the_cp_target_definition():
 
 
 def test_rationale_report_end_to_end(tokenizer):
-    from test_explain import TEXTS, tiny_model
     words = {"gorgeous", "witty", "wooden", "funny", "great"}
     report = rationale_report(tiny_model("adapler"), tokenizer, TEXTS, 32, ["negative", "positive"],
                               lexicon_words=words, ig_steps=2, batch_size=2)
@@ -173,7 +191,6 @@ def test_cli_rationales_writes_report_and_plot(tmp_path, tokenizer, capsys):
     from adapler.corpora import cache_root
     from cli import run_cli
     from conftest import write_sentiment_csv
-    from test_explain import tiny_model
     if not (cache_root() / "downloads" / "vaderSentiment-3.3.2.tar.gz").exists():
         pytest.skip("the vaderSentiment sdist (the lexicon) is not cached")
     ckpt = save_checkpoint(tiny_model("adapler"), tmp_path / "ckpt", tokenizer=tokenizer,
