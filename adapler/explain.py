@@ -157,7 +157,10 @@ def layer_scores(model, rec: dict, aux: dict, entering: list[Tensor]) -> tuple[l
                 scores[layer] = as_dict(significance(probs[:1], (pos >= 0).long()[None])[0], pos)
         return scores, thresholds, "attention significance", \
             f"each layer keeps [CLS] + the top l_j - 1 (l = {retention})"
-    return scores, thresholds, "n/a", f"method {model.method!r} drops no tokens and has no token scores"
+    from .encoder import TokenSelector
+    inert = all(getattr(type(sel), hook) is getattr(TokenSelector, hook) for hook in ("before_layer", "after_attention"))
+    return scores, thresholds, "n/a", (f"method {model.method!r} drops no tokens and has no token scores" if inert
+                                       else f"the {model.method!r} selector computes no token scores")
 
 
 # ------------------------------------------------------------------------------------------- torch
@@ -170,14 +173,13 @@ def _encode_one(text: str, tokenizer, max_length: int, pair: str | None = None) 
 
 
 def explain_texts(model, tokenizer, texts: list[str], max_length: int, label_names: list[str]) -> list[Explanation]:
-    """Explain each text at batch 1 with hard removal (the dense model: nothing dropped, scores n/a)."""
-    mode = "dense" if model.method == "bert" else "hard"
+    """Explain each text at batch 1 with hard removal (the dense model's hard mode drops nothing; scores n/a)."""
     out = []
     for text in texts:
         enc, truncated, full = _encode_one(check_text(text), tokenizer, max_length)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         with torch.no_grad(), recording_scores(model) as rec:
-            res = model(ids, mask, enc.get("token_type_ids"), mode=mode, track_positions=True)
+            res = model(ids, mask, enc.get("token_type_ids"), mode="hard", track_positions=True)
         start = torch.where(mask > 0, torch.arange(ids.shape[1]), -1)[0]
         history = [p[0] for p in res.positions]
         entering = [start] + history[:-1]

@@ -1,5 +1,6 @@
 """explain: kept sets and scores per layer (torch, and ONNX through the kept_positions output), rendering, errors."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -113,6 +114,14 @@ def test_dense_model_has_no_scores_and_says_why(tokenizer):
     assert all(s is None for s in e.scores)
     assert e.score_name == "n/a" and "drops no tokens" in e.score_note
     assert all(k == list(range(len(e.tokens))) for k in e.kept)
+
+
+def test_a_selector_without_scores_says_so(tokenizer):
+    _, expls = explain_one("keep-first", tokenizer)  # keeps the first half of the row before layer 2
+    for e in expls:
+        n = len(e.tokens)
+        assert e.kept[1] == list(range(n)) and e.kept[2] == list(range(math.ceil(n / 2)))
+        assert e.score_name == "n/a" and "computes no token scores" in e.score_note
 
 
 def test_own_ranking_is_depth_then_last_score():
