@@ -255,12 +255,14 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
                quantize: Quantize = typer.Option(Quantize.none, help="int8 also writes the dynamic-int8 graph "
                                                  "(encoder MatMul/Attention weights; the selection stays float)"),
                precision: Precision = typer.Option(Precision.fp32, help="fp16 also writes model.fp16.onnx for GPU runtimes"),
+               kept_positions: bool = typer.Option(False, "--kept-positions", help="add the kept_positions output "
+                                                   "(original position of each kept slot per layer; what `explain` reads)"),
                overwrite: bool = OverwriteOpt):
     """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
     from export.onnx import write_export_dir
     _out_dir(out)
     meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
-                quantize=quantize.value, precision=precision.value)
+                quantize=quantize.value, precision=precision.value, kept_positions=kept_positions)
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")
@@ -275,6 +277,73 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
             typer.echo(f"engine built: {report.engine_path}")
         else:
             typer.echo(f"no engine was built: {report.engine_reason}")
+
+
+@app.command("explain")
+def explain_cmd(source: Path = typer.Argument(..., help="checkpoint, run directory, or export directory "
+                                                  "(from `export --kept-positions`)"),
+                text: Optional[str] = typer.Option(None, "--text", help="explain this text"),
+                data: Optional[str] = typer.Option(None, "--data", help="or explain examples of this data"),
+                split: Split = typer.Option(Split.test), limit: int = typer.Option(5, min=1, help="examples of --data"),
+                seed: int = 0, html: Optional[Path] = typer.Option(None, "--html", help="write one HTML page"),
+                jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="write one JSON line per text"),
+                quiet: bool = typer.Option(False, "--quiet", help="no terminal tables"),
+                text_col: Optional[str] = TextCol, label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+                overwrite: bool = OverwriteOpt):
+    """Which tokens each layer kept and the selector's scores, for a text or a dataset (torch or ONNX)."""
+    from adapler.explain import explain, write_jsonl
+    from adapler.explain_render import explanation_table, write_html
+    from adapler.files import ensure_writable
+    from adapler.report import console
+    for path in (html, jsonl):
+        if path is not None:
+            _run(ensure_writable, path, overwrite)
+    if (text is None) == (data is None):
+        _fail("give either --text or --data (not both)")
+    ds = _data(data, text_col, None, label_col, seed, None, None, encoding) if data is not None else None
+    expls = _run(explain, source, None if text is None else [text], data=ds, split=split.value, limit=limit)
+    for e in expls:
+        if not quiet:
+            console.print(explanation_table(e))
+        if e.truncated:
+            typer.echo(f"note: text truncated to {len(e.tokens)} of {e.n_tokens_untruncated} tokens (max length)")
+    if html is not None:
+        _run(write_html, expls, html, title=f"adapler explain: {source}", overwrite=overwrite)
+    if jsonl is not None:
+        _run(write_jsonl, expls, jsonl, overwrite=overwrite)
+
+
+@app.command()
+def rationales(ckpt: Path = typer.Argument(..., help="checkpoint (or run directory with best/)"),
+               data: str = DataOpt, split: Split = typer.Option(Split.test), seed: int = 0,
+               limit: Optional[int] = typer.Option(None, min=1, help="first N examples of the split"),
+               ig_steps: int = typer.Option(16, "--ig-steps", min=0, help="integrated-gradients steps (0: skip)"),
+               lexicon_threshold: float = typer.Option(1.0, "--lexicon-threshold", min=0.01, max=4.0,
+                                                       help="VADER words with |mean rating| >= this are rationale words"),
+               judge: str = typer.Option("dense", help="model judged for faithfulness: dense (nothing dropped) | hard"),
+               batch_size: int = typer.Option(32, min=1),
+               json_out: Optional[Path] = typer.Option(None, "--json", help="write the report"),
+               plot: Optional[Path] = typer.Option(None, "--plot", help="write a bar plot (PNG)"),
+               text_col: Optional[str] = TextCol, label_col: Optional[str] = LabelCol, encoding: str = Encoding,
+               overwrite: bool = OverwriteOpt):
+    """Faithfulness (comprehensiveness, sufficiency, AOPC) and VADER-lexicon agreement of token rankings."""
+    from adapler.errors import check_choice
+    from adapler.files import ensure_writable, write_json_atomic
+    from adapler.progress import log
+    from adapler.rationales import plot as plot_report, rich_table, run_rationales
+    from adapler.report import console
+    _run(check_choice, "--judge", judge, ("dense", "hard"))
+    for path in (json_out, plot):
+        if path is not None:
+            _run(ensure_writable, path, overwrite)
+    ds = _data(data, text_col, None, label_col, seed, None, None, encoding)
+    report = _run(run_rationales, ckpt, ds, split.value, limit, lexicon_threshold=lexicon_threshold, judge_mode=judge,
+                  ig_steps=ig_steps, batch_size=batch_size, seed=seed, progress=log)
+    console.print(rich_table(report))
+    if json_out is not None:
+        _run(write_json_atomic, json_out, report, overwrite=overwrite)
+    if plot is not None:
+        plot_report(report, plot)
 
 
 @app.command()

@@ -30,16 +30,26 @@ class ExportError(ValueError):
 
 
 class ExportWrapper(nn.Module):
-    """(input_ids, attention_mask[, token_type_ids]) -> (logits, kept_lengths [B, L] int64)."""
+    """(input_ids, attention_mask[, token_type_ids]) -> (logits, kept_lengths [B, L] int64[, kept_positions]).
 
-    def __init__(self, model: PrunedBertClassifier, use_std_op: bool, mode: str = "hard"):
+    ``kept_positions`` [B, L, T] int64 (optional): per layer, the original position of each slot its FFN
+    processed, in slot order, -1 after the row's last kept slot; what ``cli.py explain`` reads."""
+
+    def __init__(self, model: PrunedBertClassifier, use_std_op: bool, mode: str = "hard",
+                 kept_positions: bool = False):
         super().__init__()
-        self.model, self.use_std_op, self.mode = model, use_std_op, mode
+        self.model, self.use_std_op, self.mode, self.kept_positions = model, use_std_op, mode, kept_positions
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None = None):
         with standard_op_form() if self.use_std_op else nullcontext():  # model.std.onnx: TokenDrop as standard ops
-            out = self.model(input_ids, attention_mask, token_type_ids, mode=self.mode)
-        return out.logits, out.kept_lengths.to(torch.int64)
+            out = self.model(input_ids, attention_mask, token_type_ids, mode=self.mode,
+                             track_positions=self.kept_positions)
+        if not self.kept_positions:
+            return out.logits, out.kept_lengths.to(torch.int64)
+        T = input_ids.shape[1]
+        # Each layer's slots padded back to the input length, so the output has one static rank and shape.
+        pos = [torch.nn.functional.pad(p, (0, T - p.shape[1]), value=-1) for p in out.positions]
+        return out.logits, out.kept_lengths.to(torch.int64), torch.stack(pos, dim=1).to(torch.int64)
 
 
 def _translation_table() -> dict:
@@ -68,15 +78,17 @@ def example_inputs(model: PrunedBertClassifier, batch: int = 2, length: int = 16
 
 
 def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, opset: int = DEFAULT_OPSET,
-                 token_types: bool = False, fp16: bool = False) -> Path:
-    """Export one graph. ``std=True`` writes standard ops only; otherwise TokenDrop nodes."""
+                 token_types: bool = False, fp16: bool = False, kept_positions: bool = False) -> Path:
+    """Export one graph. ``std=True`` writes standard ops only; otherwise TokenDrop nodes. ``kept_positions``
+    adds that output (see ``ExportWrapper``)."""
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
     path = Path(path)
     model = model.eval()
     if fp16:
         model = copy.deepcopy(model).half()  # the caller's model stays float32
-    wrapper = ExportWrapper(model, use_std_op=std, mode="hard").eval()  # a dense model's hard mode is dense
+    # a dense model's hard mode is dense
+    wrapper = ExportWrapper(model, use_std_op=std, mode="hard", kept_positions=kept_positions).eval()
     args = example_inputs(model, token_types=token_types)
     seq = torch.export.Dim("sequence", min=2, max=model.shape.max_length)  # RoBERTa: 2 rows fewer than its table
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -89,7 +101,8 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             wrapper, args, dynamo=True, opset_version=opset, dynamic_shapes=dyn, input_names=names,
-            output_names=["logits", "kept_lengths"], custom_translation_table=None if std else _translation_table(),
+            output_names=["logits", "kept_lengths"] + (["kept_positions"] if kept_positions else []),
+            custom_translation_table=None if std else _translation_table(),
             verbose=False, report=False, optimize=True)
     program.save(str(path))
     return path
@@ -110,12 +123,13 @@ PRECISION_CHOICES = ("fp32", "fp16")
 
 def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, overwrite: bool = False,
                      custom: bool = True, std: bool = True, ort: bool = True, allow_dense: bool = False,
-                     quantize: str = "none", precision: str = "fp32") -> dict:
+                     quantize: str = "none", precision: str = "fp32", kept_positions: bool = False) -> dict:
     """Write the export directory ``out``: ``model.onnx`` (TokenDrop nodes), ``model.std.onnx`` (standard
     ops), ``model.ort.onnx`` (ONNX Runtime fused graph, where the method has one), tokenizer and
     ``export.json``. ``quantize="int8"`` adds the dynamic-int8 form of the ORT graph (``model.ort.int8.onnx``,
     or ``model.int8.onnx`` from ``model.onnx`` for methods without an ORT graph); ``precision="fp16"``
-    adds ``model.fp16.onnx`` (TokenDrop graph in float16, for GPU runtimes)."""
+    adds ``model.fp16.onnx`` (TokenDrop graph in float16, for GPU runtimes). ``kept_positions`` adds that output
+    to ``model.onnx`` and ``model.std.onnx`` (what ``cli.py explain`` reads; the ORT graph has no such output)."""
     from adapler.api import checkpoint_dir
     if quantize not in QUANTIZE_CHOICES:
         raise ExportError(f"--quantize {quantize!r} is not supported; use one of {', '.join(QUANTIZE_CHOICES)}")
@@ -138,9 +152,11 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
     token_types = bool(cfg.get("pair", False)) and model.backbone.uses_token_types(model.config)
     files = {}
     if custom:
-        files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types).name
+        files["custom"] = export_graph(model, out / "model.onnx", std=False, opset=opset, token_types=token_types,
+                                       kept_positions=kept_positions).name
     if std:
-        files["std"] = export_graph(model, out / "model.std.onnx", std=True, opset=opset, token_types=token_types).name
+        files["std"] = export_graph(model, out / "model.std.onnx", std=True, opset=opset, token_types=token_types,
+                                    kept_positions=kept_positions).name
     notes = []
     if ort or quantize != "none":
         from .ort_graph import UnsupportedForOrtGraph, write_ort_graph
@@ -177,7 +193,7 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
         "label_names": cfg["label_names"],
         "num_layers": model.num_layers,
         "inputs": ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else []),
-        "outputs": ["logits", "kept_lengths"],
+        "outputs": ["logits", "kept_lengths"] + (["kept_positions"] if kept_positions else []),
         "files": files,
         "notes": notes,
     }
