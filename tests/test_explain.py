@@ -23,7 +23,6 @@ def tiny_model(method: str, seed: int = 0) -> PrunedBertClassifier:
     """A random 4-layer model whose selector actually drops tokens."""
     torch.manual_seed(seed)
     cfg: BertConfig = tiny_config(layers=4)
-    # PoWER-BERT retention below the export's 16-token tracing example: the graph fixes its k < T branch there.
     options = {"max_length": MAX_LENGTH, "retention": [12, 8, 6, 4]} if method == "power-bert" else {}
     model = PrunedBertClassifier(cfg, 2, build_selector(method, cfg, options)).eval()
     sel = model.selector
@@ -169,9 +168,8 @@ def test_html_is_self_contained_and_jsonl_round_trips(tokenizer, tmp_path):
 @pytest.mark.parametrize("method", ["adapler", "power-bert"])
 def test_onnx_kept_positions_match_torch(method, tiny_ckpt, tokenizer, tmp_path):
     """The exported graph's kept_positions (standard-op graph, and the TokenDrop graph where the ORT library is
-    built) equal the torch positions, batch-1 through explain and on a ragged batch. PoWER-BERT only on texts
-    longer than its retention: its graph keeps the top-k branch traced at the 16-token example length."""
-    texts = TEXTS if method == "adapler" else TEXTS[1:]
+    built) equal the torch positions, batch-1 through explain and on a ragged batch."""
+    texts = TEXTS
     from export.onnx import write_export_dir
     from plugins.token_drop.ort_session import create_session
     out = tmp_path / "export"

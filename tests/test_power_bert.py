@@ -192,3 +192,21 @@ def test_smoke_training_and_resume(tmp_path: Path) -> None:
     assert load_checkpoint(out / "best")[1]["selector"]["retention"] == history[0]["retention"]
     # the state named no best/: only the retrain epochs compete, never the search row it kept
     assert json.loads((out / "run_state.json").read_text())["best"]["phase"] == "retrain"
+
+
+def test_onnx_graph_follows_the_length_on_both_sides_of_the_tracing_example(tmp_path) -> None:
+    """The export traces at 16 tokens; retention above and below that must still act on every input length
+    (a Python branch on the length used to be fixed at the tracing example: a 25-token row kept 25, not 20)."""
+    import onnxruntime as ort
+
+    from export.onnx import export_graph
+    model = _model(retention=[20, 12, 7, 3])
+    path = export_graph(model, tmp_path / "pb.onnx", std=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, max_len in ((2, 25), (1, 10), (3, 30), (4, 12)):
+        ids, mask = ragged_batch(batch, max_len, seed=max_len)
+        with torch.no_grad():
+            out = model(ids, mask, mode="hard")
+        logits, kept = sess.run(["logits", "kept_lengths"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        assert kept.tolist() == out.kept_lengths.tolist(), (batch, max_len)
+        assert abs(logits - out.logits.numpy()).max() < 1e-4

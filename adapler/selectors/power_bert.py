@@ -125,9 +125,12 @@ class AttentionTopKSelector(TokenSelector):
             return
         ell = state.aux["retention"][layer]
         T = state.hidden.shape[1]
-        k = min(ell, T)  # static: a row shorter than l_j keeps everything (its padding is masked)
-        if k >= T:
+        # A row shorter than l_j keeps everything (its padding is masked). Eagerly that is a skip; under export the
+        # length is symbolic, and a Python branch on it would be fixed at the tracing example's length, so the
+        # graph always takes top-min(l_j, T), which at k = T keeps every position in order.
+        if ell >= T and not torch.compiler.is_exporting():
             return
+        k = torch.sym_min(ell, T)
         idx = topk_keep_indices(significance(probs, state.mask), k)
         if state.mode == "hard":
             state.gather(idx)
