@@ -1,6 +1,7 @@
 """--target-speedup and --max-accuracy-drop: the knob controller, the selection rules, the PoWER-BERT retention
 solve, the reachability bound, and short tiny training runs that record the fields."""
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -57,6 +58,26 @@ def test_controller_is_clipped_and_bounded_per_step():
     c.update(0.0)  # the error is clipped to 1: one step moves by at most exp(gain)
     assert c.value == pytest.approx(float(torch.tensor(0.05).exp()))
 
+
+
+def test_two_sided_controller_turns_into_a_length_reward_after_an_overshoot():
+    """One-sided, phi only approaches 0 when training runs too fast; two-sided it crosses 0 (a reward for
+    keeping tokens, which pulls eta back) and stops at -scale. Far above 0 a step is still ~exp(gain * e)."""
+    one = KnobController(target=2.0, value=1e-2, gain=0.05)
+    two = KnobController(target=2.0, value=1e-2, gain=0.05, scale=1e-2)
+    for _ in range(60):
+        one.update(4.0)
+        two.update(4.0)
+    assert one.value > 0 and two.value < 0
+    for _ in range(500):
+        two.update(4.0)
+    assert two.value == pytest.approx(-1e-2)  # bounded: at most the start value's pressure, reversed
+    for _ in range(40):
+        two.update(1.0)  # too slow again: back through 0
+    assert two.value > 0
+    far = KnobController(target=2.0, value=10.0, gain=0.05, scale=1e-2)
+    far.update(0.0)  # error clipped to 1
+    assert far.value == pytest.approx(10.0 * math.exp(0.05), rel=1e-3)
 
 # ------------------------------------------------------------------------------------------ selection
 

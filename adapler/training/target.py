@@ -52,7 +52,12 @@ class KnobController:
 
     Training batches are not what selection measures (soft counts or sampled actions on training texts vs
     hard removal on dev), so ``calibrate`` after each dev evaluation sets ``calibration`` = dev speedup /
-    recent batch speedup, and later steps compare ``speedup x calibration`` with the aim."""
+    recent batch speedup, and later steps compare ``speedup x calibration`` with the aim.
+
+    Two-sided (``scale`` set, AdapLeR): a loss weight that only shrinks towards 0 cannot undo an overshoot,
+    because what it pushed (eta) then moves back only with the cross-entropy gradient. So the same step
+    moves u, and value = scale * sinh(u): multiplicative far above 0 as before, and through 0 into a
+    length reward of at most ``scale`` (value >= -scale), which pulls eta back down."""
     target: float
     value: float
     gain: float = 0.05
@@ -60,12 +65,18 @@ class KnobController:
     hi: float = 100.0
     calibration: float = 1.0
     recent: float | None = None  # moving average of the raw batch speedup (about the last 20 steps)
+    scale: float | None = None  # two-sided control: value = scale * sinh(u), value >= -scale; None: one-sided
 
     def update(self, speedup: float) -> float:
         self.recent = speedup if self.recent is None else 0.95 * self.recent + 0.05 * speedup
         aim = self.target * TARGET_MARGIN
         err = max(-1.0, min(1.0, (aim - speedup * self.calibration) / aim))
-        self.value = min(self.hi, max(self.lo, self.value * math.exp(self.gain * err)))
+        if self.scale is None:
+            self.value = min(self.hi, max(self.lo, self.value * math.exp(self.gain * err)))
+        else:
+            u = math.asinh(self.value / self.scale) + self.gain * err
+            u = min(math.asinh(self.hi / self.scale), max(-math.asinh(1.0), u))
+            self.value = self.scale * math.sinh(u)
         return self.value
 
     def calibrate(self, dev_speedup: float) -> float:

@@ -202,7 +202,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     # phi and the calibration continue from where an interrupted run left them
     last = run.history[-1] if run.history else {}
     ctrl = None if cfg.target_speedup is None else KnobController(
-        cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0))
+        cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0),
+        scale=cfg.phi)  # two-sided: after an overshoot phi turns into a length reward (down to -phi_0)
 
     def setup(start_epoch: int):
         model = run.model
