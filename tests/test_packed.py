@@ -79,3 +79,182 @@ def test_padding_fraction_by_hand():
     kept = torch.tensor([[4, 2], [2, 2], [2, 1]])
     # layer 0: 8 real of 3 * 4 slots; layer 1: 5 real of 3 * 2
     np.testing.assert_allclose(padding_fraction(kept).numpy(), [1 - 8 / 12, 1 - 5 / 6], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ the op
+
+from plugins.contribution_drop.make_packed_golden import load_packed_golden, packed_golden_cases  # noqa: E402
+from plugins.contribution_drop.packed_reference import (PACKED_INPUTS, PACKED_OUTPUTS,  # noqa: E402
+                                                        packed_contribution_drop_reference, padding_index_reference)
+from plugins.contribution_drop.reference import contribution_drop_reference  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return load_packed_golden()
+
+
+def test_packed_golden_file_is_current(golden):
+    fresh = packed_golden_cases()
+    assert sorted(golden) == sorted(fresh)
+    for case, arrays in fresh.items():
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(golden[case][name], value, err_msg=f"{case}/{name}")
+
+
+def test_packed_reference_is_the_padded_op_repacked(golden):
+    """The kept tokens, in order, are ContributionDrop's on the padded rows."""
+    a = golden["ragged"]
+    offsets = a["offsets"]
+    lengths = np.diff(offsets)
+    T = int(lengths.max())
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int64)
+    hidden = np.zeros((len(lengths), T, a["hidden"].shape[1]), np.float32)
+    cp = np.zeros((len(lengths), T, a["cp_hidden"].shape[1]), np.float32)
+    hidden[mask == 1], cp[mask == 1] = a["hidden"], a["cp_hidden"]
+    hidden_c, mask_c, index = contribution_drop_reference(hidden, cp, a["w2"], mask, a["eta"])
+    assert a["lengths_c"].tolist() == mask_c.sum(1).tolist() and 0 < a["hidden_c"].shape[0] < a["hidden"].shape[0]
+    np.testing.assert_array_equal(a["hidden_c"], hidden_c[mask_c == 1])
+    for b in range(len(lengths)):  # pad_index / unpad_index address the kept tokens of row b
+        n, start = a["lengths_c"][b], a["offsets_c"][b]
+        np.testing.assert_array_equal(a["pad_index"][b, :n], start + np.arange(n))
+        assert (a["pad_index"][b, n:] == start).all()
+        L = a["pad_index"].shape[1]
+        np.testing.assert_array_equal(a["unpad_index"][start:start + n], b * L + np.arange(n))
+
+
+def test_padding_index_reference_matches_torch():
+    offsets = np.array([0, 3, 4, 9], np.int64)
+    lengths, pad_index, unpad_index = padding_index_reference(offsets)
+    t_pad, t_len, t_unpad = padding_index(torch.from_numpy(offsets))
+    assert lengths.tolist() == t_len.tolist() and pad_index.tolist() == t_pad.tolist()
+    assert unpad_index.tolist() == t_unpad.tolist()
+
+
+def test_packed_reference_rejects_empty_rows(golden):
+    a = {k: golden["ragged"][k] for k in PACKED_INPUTS}
+    a["offsets"] = np.array([0, 12, 12, 22, 32], np.int64)
+    with pytest.raises(ValueError, match="PackedContributionDrop: offsets must rise .*every row keeps its \\[CLS\\]\\), got"):
+        packed_contribution_drop_reference(**a)
+
+
+@pytest.fixture(scope="module")
+def packed_op_session():
+    import tempfile
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    from plugins.token_drop.ort_session import create_session
+    try:
+        build_ort_library()
+    except PluginBuildError as e:
+        pytest.skip(f"ORT custom-op library unavailable: {e}")
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    ins = [helper.make_tensor_value_info("hidden", f32, ["N", "D"]), helper.make_tensor_value_info("cp_hidden", f32, ["N", "H"]),
+           helper.make_tensor_value_info("w2", f32, ["H"]), helper.make_tensor_value_info("offsets", i64, ["B1"]),
+           helper.make_tensor_value_info("eta", f32, [1])]
+    outs = [helper.make_tensor_value_info(n, t, None)
+            for n, t in zip(PACKED_OUTPUTS, (f32, i64, TensorProto.INT32, i64, i64))]
+    node = helper.make_node("PackedContributionDrop", list(PACKED_INPUTS), list(PACKED_OUTPUTS), domain="adapler")
+    model = helper.make_model(helper.make_graph([node], "g", ins, outs),
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)], ir_version=8)
+    path = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
+    onnx.save(model, path)
+    return create_session(path, threads=1)
+
+
+@pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])
+def test_packed_ort_kernel_matches_golden(packed_op_session, golden, case):
+    a = golden[case]
+    got = packed_op_session.run(list(PACKED_OUTPUTS), {k: a[k] for k in PACKED_INPUTS})
+    for name, value in zip(PACKED_OUTPUTS, got):
+        assert value.dtype == a[name].dtype, f"{case}/{name}"
+        np.testing.assert_array_equal(value, a[name], err_msg=f"{case}/{name}")
+
+
+def test_packed_ort_kernel_matches_reference_on_random_batches(packed_op_session):
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        b, d, h = rng.integers(1, 6), rng.integers(1, 9), rng.integers(1, 6)
+        lengths = rng.integers(1, 30, size=b)
+        n = int(lengths.sum())
+        a = {"hidden": rng.standard_normal((n, d)).astype(np.float32),
+             "cp_hidden": rng.standard_normal((n, h)).astype(np.float32),
+             "w2": rng.standard_normal(h).astype(np.float32),
+             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+             "eta": np.array([rng.uniform(0.05, 1.5)], np.float32)}
+        for name, got, want in zip(PACKED_OUTPUTS, packed_op_session.run(list(PACKED_OUTPUTS), a),
+                                   packed_contribution_drop_reference(**a)):
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_packed_ort_kernel_errors_name_the_input(packed_op_session, golden):
+    a = {k: golden["ragged"][k] for k in PACKED_INPUTS}
+    bad = dict(a, offsets=np.array([0, 12, 12, 22, 32], np.int64))
+    with pytest.raises(Exception, match="PackedContributionDrop: row 1 is empty"):
+        packed_op_session.run(list(PACKED_OUTPUTS), bad)
+    bad = dict(a, w2=a["w2"][:-1])
+    with pytest.raises(Exception, match="PackedContributionDrop: w2 must be \\[H\\]"):
+        packed_op_session.run(list(PACKED_OUTPUTS), bad)
+
+
+# ------------------------------------------------------------------------------------------------ the graph
+
+def _run_graph(path, ids, mask):
+    from plugins.token_drop.ort_session import create_session
+    sess = create_session(path, threads=1)
+    return sess.run(["logits", "kept_lengths"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+
+
+@pytest.mark.parametrize("batch,length,seed", [(1, 12, 0), (5, 30, 1), (8, 40, 2)])
+def test_packed_graph_matches_padded_graph_and_torch(tmp_path, ort_library, batch, length, seed):
+    from export.ort_graph import write_ort_graph
+    from export.packed_graph import write_packed_graph
+    model = adapler_model(seed, eta=0.9)
+    ids, mask = ragged_batch(batch, length, seed)
+    packed = _run_graph(write_packed_graph(model, tmp_path / "model.ort.packed.onnx"), ids, mask)
+    padded = _run_graph(write_ort_graph(model, tmp_path / "model.ort.onnx"), ids, mask)
+    with torch.no_grad():
+        ref = model(ids, mask, mode="hard")
+    assert ref.kept_lengths[:, -1].sum() < mask.sum()
+    np.testing.assert_array_equal(packed[1], padded[1])
+    np.testing.assert_array_equal(packed[1], ref.kept_lengths.numpy())
+    assert np.abs(packed[0] - padded[0]).max() <= 1e-4 and np.abs(packed[0] - ref.logits.numpy()).max() <= 1e-4
+
+
+@pytest.mark.parametrize("pooler", [True, False])
+def test_packed_dense_graph_needs_no_plugin(tmp_path, pooler):
+    from export.packed_graph import build_packed_graph
+    model = dense_model(pooler=pooler)
+    graph = build_packed_graph(model)
+    assert "adapler" not in {o.domain for o in graph.opset_import}
+    import onnx
+    onnx.save(graph, str(tmp_path / "m.onnx"))
+    ids, mask = ragged_batch(6, 20, 3)
+    logits, kept = _run_graph(tmp_path / "m.onnx", ids, mask)
+    with torch.no_grad():
+        ref = model(ids, mask, mode="dense")
+    np.testing.assert_array_equal(kept, ref.kept_lengths.numpy())
+    assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4
+
+
+def test_packed_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
+    import collections
+
+    import onnx
+
+    from export.deploy import quantize_int8
+    from export.packed_graph import write_packed_graph
+    model = adapler_model(2, eta=0.9)
+    src = write_packed_graph(model, tmp_path / "model.ort.packed.onnx")
+    dst = quantize_int8(src, tmp_path / "model.ort.packed.int8.onnx")
+    nodes = onnx.load(str(dst)).graph.node
+    ops = collections.Counter(n.op_type for n in nodes)
+    assert ops["MatMulInteger"] >= 16 and ops["PackedContributionDrop"] == 4  # QKV, out, FFN x2 per layer
+    cp = [n for n in nodes if ".cp." in n.name and n.op_type.startswith("MatMul")]
+    assert len(cp) == 4 and all(n.op_type == "MatMul" for n in cp)
+    ids, mask = ragged_batch(6, 24, 2)
+    logits, kept = _run_graph(dst, ids, mask)
+    assert logits.shape == (6, 3) and np.isfinite(logits).all() and kept.shape == (6, 4)
