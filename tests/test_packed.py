@@ -258,3 +258,32 @@ def test_packed_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
     ids, mask = ragged_batch(6, 24, 2)
     logits, kept = _run_graph(dst, ids, mask)
     assert logits.shape == (6, 3) and np.isfinite(logits).all() and kept.shape == (6, 4)
+
+
+# ------------------------------------------------------------------------------------------------ bench
+
+def test_bench_entry_reports_parity_flops_and_padding(tmp_path, ort_library):
+    from adapler.flops import model_flops
+    from bench.packed import build_graphs, markdown, run_batch_size
+    from plugins.token_drop.ort_session import create_session
+    models = {"dense": dense_model(), "pruned": adapler_model(1, eta=0.9, layers=3)}
+    sessions = {k: create_session(p, threads=1) for k, p in build_graphs(models, tmp_path, int8=False).items()}
+    feeds = []
+    for seed in (1, 2):
+        ids, mask = ragged_batch(5, 30, seed)
+        feeds.append({"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    entry = run_batch_size(sessions, feeds, models["pruned"], repeats=1, warmup=0)
+    assert set(entry["parity"]) == {"dense.packed", "pruned.packed"}
+    assert all(p["kept_lengths_equal"] and p["max_abs_logit_diff"] <= 1e-4 for p in entry["parity"].values())
+    with torch.no_grad():
+        outs = [models["pruned"](torch.from_numpy(f["input_ids"]), torch.from_numpy(f["attention_mask"])) for f in feeds]
+    kept = torch.cat([o.kept_lengths for o in outs])
+    n = torch.cat([torch.from_numpy(f["attention_mask"]).sum(1) for f in feeds])
+    dense_f, pruned_f = model_flops(models["pruned"], n, kept)
+    assert entry["flops_speedup"]["fp32"] == pytest.approx(float(dense_f.sum() / pruned_f.sum()), rel=1e-3)
+    slots = sum(o.kept_lengths.shape[0] * o.kept_lengths.max(dim=0).values for o in outs)
+    want = 1 - kept.sum(0).float() / slots.float()
+    np.testing.assert_allclose(entry["padding_fraction"]["pruned"], want.numpy(), atol=1e-4)
+    assert set(entry["latency"]) == set(sessions) and set(entry["pruned_vs_dense"]) == {"pruned.padded", "pruned.packed"}
+    table = markdown({"set": "t", "max_length": 30, "threads": 1, "uptime": "-", "entries": [entry]})
+    assert "| pruned.packed |" in table and "padding fraction per layer" in table
