@@ -220,12 +220,13 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
                quantize: Quantize = typer.Option(Quantize.none, help="int8 also writes the dynamic-int8 graph "
                                                  "(encoder MatMul/Attention weights; the selection stays float)"),
                precision: Precision = typer.Option(Precision.fp32, help="fp16 also writes model.fp16.onnx for GPU runtimes"),
+               packed: bool = typer.Option(False, help="also write model.ort.packed.onnx (padding-free batches)"),
                overwrite: bool = OverwriteOpt):
     """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
     from export.onnx import write_export_dir
     _out_dir(out)
     meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
-                quantize=quantize.value, precision=precision.value)
+                quantize=quantize.value, precision=precision.value, packed=packed)
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")

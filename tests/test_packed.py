@@ -287,3 +287,20 @@ def test_bench_entry_reports_parity_flops_and_padding(tmp_path, ort_library):
     assert set(entry["latency"]) == set(sessions) and set(entry["pruned_vs_dense"]) == {"pruned.padded", "pruned.packed"}
     table = markdown({"set": "t", "max_length": 30, "threads": 1, "uptime": "-", "entries": [entry]})
     assert "| pruned.packed |" in table and "padding fraction per layer" in table
+
+
+def test_export_packed_writes_both_packed_graphs(tmp_path, tiny_bert_dir, ort_library):
+    from export.onnx import write_export_dir
+    from test_export import pruned_checkpoint
+    model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
+    meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8", packed=True)
+    assert meta["files"] == {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx",
+                             "ort-packed": "model.ort.packed.onnx", "ort-packed-int8": "model.ort.packed.int8.onnx"}
+    ids, mask = ragged_batch(4, 20, 5)
+    logits, kept = _run_graph(tmp_path / "export" / "model.ort.packed.onnx", ids, mask)
+    with torch.no_grad():
+        ref = model(ids, mask, mode="hard")
+    np.testing.assert_array_equal(kept, ref.kept_lengths.numpy())
+    assert np.abs(logits - ref.logits.numpy()).max() <= 1e-4
+    int8_logits, _ = _run_graph(tmp_path / "export" / "model.ort.packed.int8.onnx", ids, mask)
+    assert int8_logits.shape == logits.shape and np.isfinite(int8_logits).all()
