@@ -60,6 +60,9 @@ def pack(hidden: Tensor, mask: Tensor) -> Packed:
     """``[B, T, D]`` with ``mask [B, T]`` (1 = real token) -> the real tokens in row order."""
     keep = mask == 1
     lengths = keep.sum(dim=1)
+    if (lengths == 0).any():
+        row = int((lengths == 0).nonzero()[0])
+        raise ValueError(f"row {row} has no token (attention_mask is all 0); every row needs at least its [CLS]")
     offsets = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])
     positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)[keep]
     return Packed(hidden[keep], offsets, positions)

@@ -66,6 +66,11 @@ def test_packed_batch_equals_rows_one_by_one():
         assert (one.logits[0] - batched.logits[row]).abs().max() <= 1e-5
 
 
+def test_pack_refuses_an_empty_row():
+    with pytest.raises(ValueError, match="row 1 has no token .*at least its \\[CLS\\]"):
+        pack(torch.zeros(2, 3, 4), torch.tensor([[1, 1, 0], [0, 0, 0]]))
+
+
 def test_methods_without_packed_path_are_refused():
     from adapler.selectors import build_selector
     cfg = tiny_config(layers=2)
