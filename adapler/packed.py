@@ -13,13 +13,13 @@ Spec of the packed selection step: ``plugins/contribution_drop/README.md`` (Pack
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from .backbones import LayerPieces
 from .encoder import NEG, ClassifierOutput, PrunedBertClassifier, TokenSelector
 
 
@@ -38,11 +38,6 @@ class Packed:
     @property
     def lengths(self) -> Tensor:
         return self.offsets[1:] - self.offsets[:-1]
-
-
-def _parts(model: PrunedBertClassifier):
-    """``(embed(ids, types), layers, pooler or None)``: the one place the packed path reaches into the backbone."""
-    return model.embed, list(model.bert.encoder.layer), model.bert.pooler
 
 
 def _selection(model: PrunedBertClassifier):
@@ -116,11 +111,10 @@ def contribution_drop_packed(hidden: Tensor, z: Tensor, offsets: Tensor, eta: Te
     return Packed(hidden[keep], new_offsets, positions[keep])
 
 
-def packed_attention(layer: nn.Module, hidden: Tensor, offsets: Tensor, num_heads: int) -> Tensor:
+def packed_attention(layer: LayerPieces, hidden: Tensor, offsets: Tensor, num_heads: int) -> Tensor:
     """Self-attention sub-layer (+ residual and LayerNorm) on packed tokens: projections packed, the
     attention itself per row on the padded view."""
     N, D = hidden.shape
-    sa = layer.attention.self
     hd = D // num_heads
     pad_index, lengths, unpad_index = padding_index(offsets)
     B, L = pad_index.shape
@@ -130,10 +124,10 @@ def packed_attention(layer: nn.Module, hidden: Tensor, offsets: Tensor, num_head
     def heads(t: Tensor) -> Tensor:  # packed [N, D] -> padded [B, heads, L, hd]
         return t[pad_index].view(B, L, num_heads, hd).transpose(1, 2)
 
-    q, k, v = heads(sa.query(hidden)), heads(sa.key(hidden)), heads(sa.value(hidden))
+    q, k, v = heads(layer.q(hidden)), heads(layer.k(hidden)), heads(layer.v(hidden))
     ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     ctx = ctx.transpose(1, 2).reshape(B * L, D)[unpad_index]
-    return layer.attention.output(ctx, hidden)
+    return layer.ln1(layer.drop1(layer.o(ctx)) + hidden)
 
 
 @torch.no_grad()
@@ -145,22 +139,19 @@ def packed_forward(model: PrunedBertClassifier, input_ids: Tensor, attention_mas
     padded ``[B, L_l]`` tensor (-1 in padding), as the padded model reports them.
     """
     selector = _selection(model)
-    embed, layers, pooler = _parts(model)
     mask = attention_mask.to(torch.int64)
-    x = pack(embed(input_ids, token_type_ids), mask)
+    x = pack(model.embed(input_ids, token_type_ids), mask)
     kept, history = [], []
-    for i, layer in enumerate(layers):
+    for i, layer in enumerate(model.layers):  # the backbone adapter's pieces, as the padded loop uses them
         if selector is not None:
             z = selector.cps[i](x.hidden)
             x = contribution_drop_packed(x.hidden, z, x.offsets, selector.eta[i], x.positions)
         h = packed_attention(layer, x.hidden, x.offsets, model.num_heads)
-        x.hidden = layer.output(layer.intermediate(h), h)
+        x.hidden = model.feed_forward(layer, h)
         kept.append(x.lengths)
         if track_positions:
             history.append(_padded_positions(x))
-    cls = x.hidden[x.offsets[:-1]]
-    pooled = pooler.activation(pooler.dense(cls)) if pooler is not None else cls
-    logits = model.classifier(pooled)
+    logits = model.classify(x.hidden[x.offsets[:-1]])
     return ClassifierOutput(logits, torch.stack(kept, dim=1), history if track_positions else None, {})
 
 

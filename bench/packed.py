@@ -23,7 +23,6 @@ Input sets: ``mixed`` = the test texts of vader-movies and pang-lee-reviews shuf
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path

@@ -29,7 +29,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from adapler.encoder import PrunedBertClassifier
-from export.ort_graph import IR_VERSION, MS, _act_node, _Graph, _selection
+from export.ort_graph import IR_VERSION, MS, _act_node, _embedding_nodes, _Graph, _head_nodes, _selection
 
 PACKED_FILE = "model.ort.packed.onnx"
 
@@ -68,29 +68,17 @@ def _pack_from_mask(g: _Graph, hidden: str, d: int) -> tuple[str, str, str, str,
 def build_packed_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
     """The packed ORT graph of a dense or AdapLeR classifier (float32)."""
     model = model.eval()
-    cfg, bert = model.config, model.bert
     selection = _selection(model)
     g = _Graph()
-    eps, d = float(cfg.layer_norm_eps), int(cfg.hidden_size)
+    d = int(model.shape.hidden)
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
     g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
-    emb = bert.embeddings
-    if token_types:
-        g.node("Cast", ["token_type_ids"], ["types32"], "cast_types", to=TensorProto.INT32)
-        seg, pos_table = ["types32"], emb.position_embeddings.weight
-        seg_w = [g.const("emb.token_type", emb.token_type_embeddings.weight)]
-    else:  # token type 0 everywhere: fold its row into the position table
-        seg, seg_w = [""], [""]
-        pos_table = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
-    g.node("EmbedLayerNormalization",
-           ["ids32", *seg, g.const("emb.word", emb.word_embeddings.weight), g.const("emb.position", pos_table),
-            *seg_w, g.const("emb.ln.gamma", emb.LayerNorm.weight), g.const("emb.ln.beta", emb.LayerNorm.bias),
-            "mask32_in"], ["h0", "emb_mask_index"], "embed", domain=MS, epsilon=float(emb.LayerNorm.eps))
+    _embedding_nodes(g, model, token_types)  # -> h0 [B, T, D], padded
     hidden, offsets, len32, pad_index, unpad_index = _pack_from_mask(g, "h0", d)
     axis1 = "pack.axis1"
     lengths = []
-    for i, layer in enumerate(bert.encoder.layer):
+    for i, layer in enumerate(model.layers):
         p = f"l{i}."
         if selection is not None:
             w1, b1, w2, eta, act = selection[i]
@@ -103,44 +91,32 @@ def build_packed_graph(model: PrunedBertClassifier, *, token_types: bool = False
             hidden, offsets, len32, pad_index, unpad_index = outs
         g.node("Unsqueeze", [len32, axis1], [p + "kept"], p + "kept_length")
         lengths.append(p + "kept")
-        sa = layer.attention.self
-        qkv_w = np.concatenate([sa.query.weight.detach().T.numpy(), sa.key.weight.detach().T.numpy(),
-                                sa.value.weight.detach().T.numpy()], axis=1)
-        qkv_b = np.concatenate([sa.query.bias.detach().numpy(), sa.key.bias.detach().numpy(),
-                                sa.value.bias.detach().numpy()])
+        qkv_w = np.concatenate([layer.q.weight.detach().T.numpy(), layer.k.weight.detach().T.numpy(),
+                                layer.v.weight.detach().T.numpy()], axis=1)
+        qkv_b = np.concatenate([layer.q.bias.detach().numpy(), layer.k.bias.detach().numpy(),
+                                layer.v.bias.detach().numpy()])
         g.node("MatMul", [hidden, g.const(p + "qkv.w", qkv_w)], [p + "qkv"], p + "qkv.matmul")
         g.node("Gather", [p + "qkv", pad_index], [p + "qkv_pad"], p + "pad", axis=0)
         g.node("Split", [p + "qkv_pad"], [p + "q", p + "k", p + "v"], p + "split_qkv", axis=2, num_outputs=3)
         g.node("MultiHeadAttention", [p + "q", p + "k", p + "v", g.const(p + "qkv.b", qkv_b), len32],
-               [p + "ctx_pad"], p + "attention", domain=MS, num_heads=int(cfg.num_attention_heads))
+               [p + "ctx_pad"], p + "attention", domain=MS, num_heads=int(model.num_heads))
         g.node("Reshape", [p + "ctx_pad", g.const(p + "rows", np.array([-1, d], np.int64))], [p + "ctx_rows"],
                p + "ctx_rows")
         g.node("Gather", [p + "ctx_rows", unpad_index], [p + "ctx"], p + "unpad", axis=0)
-        ao = layer.attention.output
-        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", ao.dense.weight.T)], [p + "ao"], p + "ao.matmul")
-        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", ao.LayerNorm.weight),
-                                          g.const(p + "ln1.beta", ao.LayerNorm.bias), g.const(p + "ao.b", ao.dense.bias)],
-               [p + "h1"], p + "ln1", domain=MS, epsilon=eps)
-        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.intermediate.dense.weight.T)], [p + "f1"], p + "ffn.matmul1")
-        g.nodes += _act_node(cfg.hidden_act, p + "f1", g.const(p + "ffn.b1", layer.intermediate.dense.bias),
-                             p + "f1a", p + "ffn.act")
-        out = layer.output
-        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", out.dense.weight.T)], [p + "f2"], p + "ffn.matmul2")
-        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", out.LayerNorm.weight),
-                                          g.const(p + "ln2.beta", out.LayerNorm.bias), g.const(p + "ffn.b2", out.dense.bias)],
-               [p + "h2"], p + "ln2", domain=MS, epsilon=eps)
+        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", layer.o.weight.T)], [p + "ao"], p + "ao.matmul")
+        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", layer.ln1.weight),
+                                          g.const(p + "ln1.beta", layer.ln1.bias), g.const(p + "ao.b", layer.o.bias)],
+               [p + "h1"], p + "ln1", domain=MS, epsilon=float(layer.ln1.eps))
+        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.ffn_in.weight.T)], [p + "f1"], p + "ffn.matmul1")
+        g.nodes += _act_node(layer.act_name, p + "f1", g.const(p + "ffn.b1", layer.ffn_in.bias), p + "f1a", p + "ffn.act")
+        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", layer.ffn_out.weight.T)], [p + "f2"], p + "ffn.matmul2")
+        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", layer.ln2.weight),
+                                          g.const(p + "ln2.beta", layer.ln2.bias), g.const(p + "ffn.b2", layer.ffn_out.bias)],
+               [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
         hidden = p + "h2"
     g.node("Slice", [offsets, "pack.s0", "pack.s1"], ["cls_rows"], "cls_rows")
     g.node("Gather", [hidden, "cls_rows"], ["cls"], "cls", axis=0)
-    if bert.pooler is not None:
-        g.node("Gemm", ["cls", g.const("pooler.w", bert.pooler.dense.weight), g.const("pooler.b", bert.pooler.dense.bias)],
-               ["pooled_pre"], "pooler", transB=1)
-        g.node("Tanh", ["pooled_pre"], ["pooled"], "pooler_tanh")
-        cls = "pooled"
-    else:
-        cls = "cls"
-    g.node("Gemm", [cls, g.const("classifier.w", model.classifier.weight), g.const("classifier.b", model.classifier.bias)],
-           ["logits"], "classifier", transB=1)
+    _head_nodes(g, model, "cls")  # -> logits
     g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)
     g.node("Cast", ["kept32"], ["kept_lengths"], "kept_lengths", to=TensorProto.INT64)
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
