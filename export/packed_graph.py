@@ -7,14 +7,15 @@ runs the token-wise work on the real tokens only, ``[N, D]`` with row offsets (`
     per layer:  [MatMul -> BiasGelu -> PackedContributionDrop]      (AdapLeR only; emits the kept tokens
                                                                       packed, their offsets and the
                                                                       padded-view indices)
-                MatMul (QKV, packed) -> Gather (padded view [B, L, 3D]) -> Split -> MultiHeadAttention
-                (per row, key lengths) -> Gather (back to packed) -> MatMul -> SkipLayerNormalization
+                Gather (padded view [B, L, D]) -> Attention (QKV and attention per row, key lengths [B])
+                -> Reshape -> Gather (back to packed [N, D]) -> MatMul -> SkipLayerNormalization
                 -> MatMul -> BiasGelu -> MatMul -> SkipLayerNormalization                 (all packed)
     [CLS] of each row = Gather at the row offsets -> pooler -> classifier
 
 ONNX Runtime's CPU execution provider has no varlen attention (``PackedAttention``,
-``PackedMultiHeadAttention``, ``RemovePadding`` are CUDA-only in ORT 1.32: no CPU kernel), so
-attention alone runs on the padded view ``[B, L]`` and everything else on ``[N, D]``. The dense graph
+``PackedMultiHeadAttention``, ``RemovePadding`` are CUDA-only in ORT 1.32: no CPU kernel), so the
+attention sub-layer's first half (the fused QKV projection and attention) runs on the padded view
+``[B, L]`` of each layer's kept tokens, and everything else on ``[N, D]``. The dense graph
 packs once from ``attention_mask`` with standard ops and needs no plugin; the AdapLeR graph needs
 ``libadapler_ops.so`` (PackedContributionDrop, spec in plugins/contribution_drop/README.md).
 
@@ -95,10 +96,10 @@ def build_packed_graph(model: PrunedBertClassifier, *, token_types: bool = False
                                 layer.v.weight.detach().T.numpy()], axis=1)
         qkv_b = np.concatenate([layer.q.bias.detach().numpy(), layer.k.bias.detach().numpy(),
                                 layer.v.bias.detach().numpy()])
-        g.node("MatMul", [hidden, g.const(p + "qkv.w", qkv_w)], [p + "qkv"], p + "qkv.matmul")
-        g.node("Gather", [p + "qkv", pad_index], [p + "qkv_pad"], p + "pad", axis=0)
-        g.node("Split", [p + "qkv_pad"], [p + "q", p + "k", p + "v"], p + "split_qkv", axis=2, num_outputs=3)
-        g.node("MultiHeadAttention", [p + "q", p + "k", p + "v", g.const(p + "qkv.b", qkv_b), len32],
+        # ORT's fused Attention on the padded view: its kernel beat MatMul + Gather + Split + MultiHeadAttention
+        # at batch 1 and on long rows and tied at batch 32 on mixed lengths (docs/results.md §7)
+        g.node("Gather", [hidden, pad_index], [p + "h_pad"], p + "pad", axis=0)
+        g.node("Attention", [p + "h_pad", g.const(p + "qkv.w", qkv_w), g.const(p + "qkv.b", qkv_b), len32],
                [p + "ctx_pad"], p + "attention", domain=MS, num_heads=int(model.num_heads))
         g.node("Reshape", [p + "ctx_pad", g.const(p + "rows", np.array([-1, d], np.int64))], [p + "ctx_rows"],
                p + "ctx_rows")

@@ -257,7 +257,8 @@ def test_packed_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
     dst = quantize_int8(src, tmp_path / "model.ort.packed.int8.onnx")
     nodes = onnx.load(str(dst)).graph.node
     ops = collections.Counter(n.op_type for n in nodes)
-    assert ops["MatMulInteger"] >= 16 and ops["PackedContributionDrop"] == 4  # QKV, out, FFN x2 per layer
+    # per layer: QAttention (QKV + attention on the padded view), MatMulInteger for the output projection and FFN
+    assert ops["QAttention"] == 4 and ops["MatMulInteger"] >= 12 and ops["PackedContributionDrop"] == 4
     cp = [n for n in nodes if ".cp." in n.name and n.op_type.startswith("MatMul")]
     assert len(cp) == 4 and all(n.op_type == "MatMul" for n in cp)
     ids, mask = ragged_batch(6, 24, 2)
