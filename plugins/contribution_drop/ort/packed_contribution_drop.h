@@ -6,7 +6,7 @@
 //   scores[row] = softmax(cp_hidden[row] . w2), renormalised as ContributionDrop does
 //   keep t      = first token of the row, or scores[t] >= eta / n_row
 // Outputs: the kept tokens packed (hidden_c [M, D]), their row offsets [B+1], row lengths (int32, the
-// key_padding_mask of com.microsoft.MultiHeadAttention) and the two indices of the padded view the
+// 1-D mask_index of com.microsoft.Attention) and the two indices of the padded view the
 // attention runs on: pad_index [B, L] (packed row of slot (b, i); padding -> the row's first token)
 // and unpad_index [M] (slot b * L + i of each kept token).
 #pragma once
