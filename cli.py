@@ -257,12 +257,13 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
                precision: Precision = typer.Option(Precision.fp32, help="fp16 also writes model.fp16.onnx for GPU runtimes"),
                kept_positions: bool = typer.Option(False, "--kept-positions", help="add the kept_positions output "
                                                    "(original position of each kept slot per layer; what `explain` reads)"),
+               packed: bool = typer.Option(False, help="also write model.ort.packed.onnx (padding-free batches)"),
                overwrite: bool = OverwriteOpt):
     """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
     from export.onnx import write_export_dir
     _out_dir(out)
     meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
-                quantize=quantize.value, precision=precision.value, kept_positions=kept_positions)
+                quantize=quantize.value, precision=precision.value, kept_positions=kept_positions, packed=packed)
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")

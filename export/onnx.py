@@ -123,13 +123,15 @@ PRECISION_CHOICES = ("fp32", "fp16")
 
 def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_OPSET, overwrite: bool = False,
                      custom: bool = True, std: bool = True, ort: bool = True, allow_dense: bool = False,
-                     quantize: str = "none", precision: str = "fp32", kept_positions: bool = False) -> dict:
+                     quantize: str = "none", precision: str = "fp32", kept_positions: bool = False,
+                     packed: bool = False) -> dict:
     """Write the export directory ``out``: ``model.onnx`` (TokenDrop nodes), ``model.std.onnx`` (standard
     ops), ``model.ort.onnx`` (ONNX Runtime fused graph, where the method has one), tokenizer and
     ``export.json``. ``quantize="int8"`` adds the dynamic-int8 form of the ORT graph (``model.ort.int8.onnx``,
     or ``model.int8.onnx`` from ``model.onnx`` for methods without an ORT graph); ``precision="fp16"``
     adds ``model.fp16.onnx`` (TokenDrop graph in float16, for GPU runtimes). ``kept_positions`` adds that output
-    to ``model.onnx`` and ``model.std.onnx`` (what ``cli.py explain`` reads; the ORT graph has no such output)."""
+    to ``model.onnx`` and ``model.std.onnx`` (what ``cli.py explain`` reads; the ORT graph has no such output);
+    ``packed`` adds the padding-free ``model.ort.packed.onnx`` (and its int8 form with ``quantize="int8"``)."""
     from adapler.api import checkpoint_dir
     if quantize not in QUANTIZE_CHOICES:
         raise ExportError(f"--quantize {quantize!r} is not supported; use one of {', '.join(QUANTIZE_CHOICES)}")
@@ -174,6 +176,13 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
                                                token_types=token_types).name
             src, key = files["custom"], "int8"
         files[key] = quantize_int8(out / src, out / src.replace(".onnx", ".int8.onnx")).name
+    if packed and "ort" in files:  # the same graph on packed tokens (export/packed_graph.py, docs/deploy.md §10)
+        from .packed_graph import PACKED_FILE, write_packed_graph
+        files["ort-packed"] = write_packed_graph(model, out / PACKED_FILE, token_types=token_types).name
+        if quantize == "int8":
+            from .deploy import quantize_int8
+            files["ort-packed-int8"] = quantize_int8(out / PACKED_FILE,
+                                                     out / PACKED_FILE.replace(".onnx", ".int8.onnx")).name
     if precision == "fp16":
         files["fp16"] = export_graph(model, out / "model.fp16.onnx", std=False, opset=opset, token_types=token_types,
                                      fp16=True).name

@@ -90,17 +90,9 @@ def _head_act_node(act: str | None, x: str, name: str) -> list[onnx.NodeProto]:
     return [helper.make_node(op, [x], [name], name=name, domain=domain)]
 
 
-def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
-    """The fused ORT graph of a dense or AdapLeR classifier (float32), for every backbone family: the
-    family's adapter gives the embedding tables, each layer's pieces and the head's layers."""
-    model = model.eval()
-    backbone = model.backbone
-    selection = _selection(model)
-    g = _Graph()
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
-    g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
-    g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
-    emb = backbone.embedding_tables(model.bert)
+def _embedding_nodes(g: _Graph, model: PrunedBertClassifier, token_types: bool) -> None:
+    """EmbedLayerNormalization (+ ELECTRA's projection) from ``ids32``, ``types32`` and ``mask32_in`` to ``h0``."""
+    emb = model.backbone.embedding_tables(model.bert)
     if token_types and emb.token_type is not None:
         g.node("Cast", ["token_type_ids"], ["types32"], "cast_types", to=TensorProto.INT32)
         seg = ["types32"]
@@ -117,6 +109,29 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
     if emb.project is not None:  # ELECTRA: embedding_size -> hidden_size
         g.node("MatMul", ["e0", g.const("emb.project.w", emb.project.weight.T)], ["e0p"], "emb_project")
         g.node("Add", ["e0p", g.const("emb.project.b", emb.project.bias)], ["h0"], "emb_project_bias")
+
+
+def _head_nodes(g: _Graph, model: PrunedBertClassifier, x: str) -> None:
+    """The family's head from the first token's hidden state ``x`` [B, D] to ``logits``."""
+    head = model.backbone.head_layers(model)
+    for j, (linear, act) in enumerate(head):
+        name = "classifier" if j == len(head) - 1 else f"head{j}"
+        out = "logits" if j == len(head) - 1 else name + "_pre"
+        g.node("Gemm", [x, g.const(name + ".w", linear.weight), g.const(name + ".b", linear.bias)], [out], name, transB=1)
+        g.nodes += _head_act_node(act, out, name + "_act")
+        x = name + "_act" if act else out
+
+
+def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
+    """The fused ORT graph of a dense or AdapLeR classifier (float32), for every backbone family: the
+    family's adapter gives the embedding tables, each layer's pieces and the head's layers."""
+    model = model.eval()
+    selection = _selection(model)
+    g = _Graph()
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+    g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
+    g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
+    _embedding_nodes(g, model, token_types)  # -> h0 [B, T, D]
     hidden, mask64, mask32 = "h0", "attention_mask", "mask32_in"
     lengths = []
     for i, layer in enumerate(model.layers):
@@ -151,14 +166,7 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
                [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
         hidden = p + "h2"
     g.node("Gather", [hidden, g.const("cls_index", np.array(0, np.int64))], ["cls"], "cls", axis=1)
-    x = "cls"
-    head = backbone.head_layers(model)
-    for j, (linear, act) in enumerate(head):
-        name = "classifier" if j == len(head) - 1 else f"head{j}"
-        out = "logits" if j == len(head) - 1 else name + "_pre"
-        g.node("Gemm", [x, g.const(name + ".w", linear.weight), g.const(name + ".b", linear.bias)], [out], name, transB=1)
-        g.nodes += _head_act_node(act, out, name + "_act")
-        x = name + "_act" if act else out
+    _head_nodes(g, model, "cls")  # -> logits
     g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)
     g.node("Cast", ["kept32"], ["kept_lengths"], "kept_lengths", to=TensorProto.INT64)
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]

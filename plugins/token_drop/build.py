@@ -37,7 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCE = Path(__file__).resolve().parent / "ort" / "token_drop.cc"
 # Everything the library is compiled from: a change to any of them triggers a rebuild.
 SOURCES = (SOURCE, SOURCE.parent / "compact.h",
-           Path(__file__).resolve().parents[1] / "contribution_drop" / "ort" / "contribution_drop.h")
+           Path(__file__).resolve().parents[1] / "contribution_drop" / "ort" / "contribution_drop.h",
+           Path(__file__).resolve().parents[1] / "contribution_drop" / "ort" / "packed_contribution_drop.h")
 DEFAULT_BUILD_DIR = "build/token_drop"
 LIBRARY_NAME = "libadapler_ops.so"
 ENV_LIBRARY = "ADAPLER_ORT_LIBRARY"

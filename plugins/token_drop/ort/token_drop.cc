@@ -20,6 +20,7 @@
 
 #include "compact.h"
 #include "../../contribution_drop/ort/contribution_drop.h"
+#include "../../contribution_drop/ort/packed_contribution_drop.h"
 
 #include <cstdint>
 #include <cstring>
@@ -109,6 +110,7 @@ std::once_flag g_once;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f32;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f16;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_contribution;
+std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_packed_contribution;
 std::unique_ptr<Ort::CustomOpDomain> g_domain;
 
 }  // namespace
@@ -139,6 +141,10 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
       g_op_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::ContributionDropKernel>(
           "ContributionDrop", "CPUExecutionProvider"));
       g_domain->Add(g_op_contribution.get());
+      // The same selection on a packed batch [N, D] with row offsets (model.ort.packed.onnx).
+      g_op_packed_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::PackedContributionDropKernel>(
+          "PackedContributionDrop", "CPUExecutionProvider"));
+      g_domain->Add(g_op_packed_contribution.get());
     });
     Ort::UnownedSessionOptions session_options(options);
     session_options.Add(*g_domain);
