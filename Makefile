@@ -40,7 +40,7 @@ plugins: $(STAMP)
 
 # The TokenDrop CUDA kernel library (needs nvcc, no GPU); architectures: plugins/token_drop/cuda/architectures.txt
 cuda-kernel: $(STAMP)
-	$(PY) -m plugins.token_drop.cuda_library
+	$(PY) -m adapler.plugins.token_drop.cuda_library
 
 bench: $(STAMP)
 	$(PY) cli.py bench --baseline all

@@ -6,6 +6,7 @@ from typing import Any
 
 from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from .data import Dataset
+from .devices import resolve_device
 from .evaluate import evaluate
 
 
@@ -18,7 +19,6 @@ def checkpoint_dir(path: str | Path) -> Path:
 def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", batch_size: int = 32,
                         mode: str = "hard", device: str | None = "cpu") -> dict[str, Any]:
     """``device``: auto | cpu | cuda[:N]."""
-    from .training.distributed import resolve_device
     ckpt = checkpoint_dir(ckpt)
     model, cfg = load_checkpoint(ckpt, device=resolve_device(device))
     if data.num_labels != model.num_labels:

@@ -96,16 +96,16 @@ def _exit_codes() -> list[tuple[type[BaseException], int]]:
     from adapler.data import DataError
     from adapler.errors import RunAborted
     from adapler.models import ModelError
-    from bench import BenchError
-    from export.onnx import ExportError
+    from adapler.bench import BenchError
+    from adapler.export.onnx import ExportError
     codes: list[tuple[type[BaseException], int]] = [
         (OutputError, EXIT_OUTPUT), (FileExistsError, EXIT_OUTPUT), (UsageError, EXIT_USAGE),
         (BenchError, EXIT_USAGE), (FloatingPointError, EXIT_USAGE), (DataError, EXIT_DATA),
         (FileNotFoundError, EXIT_DATA), (ModelError, EXIT_MODEL), (CheckpointError, EXIT_MODEL),
         (ExportError, EXIT_MODEL), (RunAborted, EXIT_INTERRUPTED)]
     try:
-        from plugins.token_drop.build import PluginBuildError
-        from plugins.token_drop.ort_session import InputTooLong, TokenDropLibraryMissing
+        from adapler.plugins.token_drop.build import PluginBuildError
+        from adapler.plugins.token_drop.ort_session import InputTooLong, TokenDropLibraryMissing
         codes += [(PluginBuildError, EXIT_RUNTIME), (TokenDropLibraryMissing, EXIT_RUNTIME), (InputTooLong, EXIT_DATA)]
     except ImportError:
         pass

@@ -23,6 +23,10 @@ class OutputError(CheckpointError):
     --resume whose data or options differ from the interrupted run's."""
 
 
+class ExportError(ValueError):
+    """One-line, user-facing export problem (raised by adapler.export; here so lower layers can raise it too)."""
+
+
 class RunAborted(Exception):
     """A training run stopped by something outside it (a process of a torchrun launch died or was killed);
     finished epochs are kept and --resume continues."""

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .data import DataError
-from .errors import UsageError
+from .errors import ExportError, UsageError
 
 
 class ExplainError(UsageError):
@@ -211,8 +211,7 @@ def explain_onnx(export_dir: str | Path, texts: list[str], library: Any = "auto"
     import numpy as np
     from transformers import AutoTokenizer
 
-    from export.onnx import ExportError
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     export_dir = Path(export_dir)
     meta = json.loads((export_dir / "export.json").read_text())
     if "kept_positions" not in meta.get("outputs", []):

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 # the keep rule lives with the op's kernels: one copy for torch, the std ONNX graph and the GPU path
-from plugins.token_drop.keep_rule import keep_flags
+from adapler.plugins.token_drop.keep_rule import keep_flags
 
 __all__ = ["drop_tokens", "gather_tokens", "keep_flags", "standard_op_form", "token_drop", "token_drop_std"]
 
@@ -41,7 +41,7 @@ def token_drop(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor) 
 def _token_drop_cuda(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor):
     # On GPUs the op runs the plugin folder's GPU implementation (Triton when installed, else vectorised
     # torch), the same function the TensorRT quickly-deployable plugin calls.
-    from plugins.token_drop.gpu import token_drop_gpu
+    from adapler.plugins.token_drop.gpu import token_drop_gpu
     return token_drop_gpu(hidden, scores.float(), mask, threshold.float())
 
 

@@ -150,7 +150,7 @@ def export_dir(spec: ModelSpec, ctx: BackendContext, graph: str) -> Path | Skip:
             if graph in ("ort", "ort-int8") and meta.get("notes"):  # tried already: the method has no fused graph
                 return Skip("; ".join(meta["notes"]))
     from adapler.progress import log
-    from export.onnx import write_export_dir
+    from adapler.export.onnx import write_export_dir
     need = _graphs_needed(ctx.requested)
     need[{"ort-int8": "int8"}.get(graph, graph)] = True
     log(f"exporting {spec.name} ({', '.join(k for k, v in need.items() if v)} graph) to {out}")
@@ -177,7 +177,7 @@ def _ort(spec: ModelSpec, ctx: BackendContext, graph: str) -> Backend | Skip:
 
 def _session_backend(path: Path, ctx: BackendContext, library: str | None = "auto") -> Backend | Skip:
     """An ORT CPU session on ``path`` as a backend (the TokenDrop library registered when the graph needs it)."""
-    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
+    from adapler.plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     try:
         sess = create_session(path, library=library, threads=ctx.threads, spinning=False)
     except (TokenDropLibraryMissing, FileNotFoundError) as e:
@@ -197,7 +197,7 @@ ort_std = partial(_ort, graph="std")
 
 def _dense_reference(spec: ModelSpec, ctx: BackendContext, key: str) -> Path | Skip:
     """The dense model as users deploy it (``export.deploy.dense_reference_graphs``), cached per checkpoint."""
-    from export.deploy import DeployError, dense_reference_graphs
+    from adapler.export.deploy import DeployError, dense_reference_graphs
     out = ctx.export_cache / spec.name / "reference"
     fp_path, fp = out / "bench_source.json", checkpoint_fingerprint(spec.ckpt)
     if out.exists() and (not fp_path.exists() or json.loads(fp_path.read_text()) != fp):
@@ -236,7 +236,7 @@ ort_int8 = partial(_deployed, int8=True)
 
 def tensorrt(spec: ModelSpec, ctx: BackendContext) -> Backend | Skip:
     """TensorRT engine built from ``model.onnx`` (TokenDrop as plugin) and run with Polygraphy's TrtRunner."""
-    from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+    from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
     if not TENSORRT_AVAILABLE:
         return Skip(TENSORRT_UNAVAILABLE_REASON)
     if not torch.cuda.is_available():
@@ -244,7 +244,7 @@ def tensorrt(spec: ModelSpec, ctx: BackendContext) -> Backend | Skip:
     d = export_dir(spec, ctx, "custom")
     if isinstance(d, Skip):
         return d
-    from export.trt import write_trt_bundle
+    from adapler.export.trt import write_trt_bundle
     meta = json.loads((d / "export.json").read_text())
     names = meta["inputs"]
     try:

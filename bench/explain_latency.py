@@ -1,6 +1,6 @@
 """How long `explain` takes for one long text on the CPU (issue: explanations; docs/results.md §7).
 
-    python -m bench.explain_latency --ckpt runs/vader/adapler-phi0.01 [--export DIR] --length 512 --json FILE
+    python -m adapler.bench.explain_latency --ckpt runs/vader/adapler-phi0.01 [--export DIR] --length 512 --json FILE
 
 The text is the first pang-lee-reviews review with at least ``--length`` tokens (the corpus is fetched on
 first use), explained at batch 1 with the checkpoint's max length raised to ``--length`` (a vader-movies

@@ -53,7 +53,7 @@ def _cuda() -> bool:
 def environment() -> dict[str, Any]:
     import torch
 
-    from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+    from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
     env: dict[str, Any] = {"python": platform.python_version(), "torch": torch.__version__,
                            "torch_cuda": torch.version.cuda, "cuda_available": _cuda(),
@@ -71,7 +71,7 @@ def environment() -> dict[str, Any]:
 
 def _arch() -> tuple[str, ...]:
     if not _cuda():
-        from plugins.token_drop.cuda_library import cuda_architectures
+        from adapler.plugins.token_drop.cuda_library import cuda_architectures
         return cuda_architectures()  # plugins/token_drop/cuda/architectures.txt
     import torch
 
@@ -80,7 +80,7 @@ def _arch() -> tuple[str, ...]:
 
 
 def kernel_build(work: Path) -> dict[str, Any]:
-    from plugins.token_drop.cuda_library import build_cuda_kernel_library
+    from adapler.plugins.token_drop.cuda_library import build_cuda_kernel_library
 
     if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
         raise Skipped("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
@@ -113,7 +113,7 @@ def run_cases(impl: Callable[..., Sequence[Any]], cases: Sequence[tuple[np.ndarr
     """``impl`` (torch tensors on ``device`` -> hidden_c, mask_c, index) against the NumPy reference."""
     import torch
 
-    from plugins.token_drop.reference import token_drop_reference
+    from adapler.plugins.token_drop.reference import token_drop_reference
 
     same_index = same_mask = same_shape = True
     worst = {"float32": 0.0, "float16": 0.0}
@@ -139,7 +139,7 @@ def kernel_check(library: str | None, n_cases: int = 240) -> dict[str, Any]:
         raise Skipped(NO_CUDA)
     if library is None:
         raise Skipped("the kernel library was not built (see kernel_build)")
-    from plugins.token_drop.cuda_library import load_cuda_kernel_library
+    from adapler.plugins.token_drop.cuda_library import load_cuda_kernel_library
 
     result = run_cases(load_cuda_kernel_library(library), ragged_cases(n_cases), "cuda")
     if not result["passed"]:
@@ -173,7 +173,7 @@ def torch_cuda_timing(demo_dir: Path, batches: Sequence[int] = (1, 32), n_inputs
     import torch
 
     from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
-    from bench.timing import ratio, summarize, time_paired
+    from adapler.bench.timing import ratio, summarize, time_paired
 
     models = {k: load_checkpoint(p)[0].to(device).eval() for k, p in ckpts.items()}
     tok = load_checkpoint_tokenizer(ckpts["pruned"])
@@ -215,7 +215,7 @@ def _cmake_plugin(work: Path) -> Path:
 
 
 def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
-    from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+    from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
     if not TENSORRT_AVAILABLE:
         raise Skipped(TENSORRT_UNAVAILABLE_REASON)
@@ -225,8 +225,8 @@ def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
     ckpt = demo_dir / methods.MAIN / "best"
     if not ckpt.exists():
         raise Skipped(f"demo checkpoint {ckpt} missing: run `make demo` or pass --demo-dir")
-    from export.onnx import write_export_dir
-    from export.trt import compare_with_ort, write_trt_bundle_for_export
+    from adapler.export.onnx import write_export_dir
+    from adapler.export.trt import compare_with_ort, write_trt_bundle_for_export
 
     plugin_lib = _cmake_plugin(work) if os.environ.get("TRT_ROOT") and shutil.which("cmake") else None
     export = work / "export"

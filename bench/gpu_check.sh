@@ -11,4 +11,4 @@ if [[ -z "$PY" ]]; then
   if [[ -x .venv/bin/python ]]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TRANSFORMERS_OFFLINE="${TRANSFORMERS_OFFLINE:-1}"
-exec timeout --signal=INT --kill-after=20 "${GPU_CHECK_TIMEOUT:-600}" "$PY" -m bench.gpu_check "$@"
+exec timeout --signal=INT --kill-after=20 "${GPU_CHECK_TIMEOUT:-600}" "$PY" -m adapler.bench.gpu_check "$@"

@@ -17,7 +17,7 @@ interleaved run (``bench.timing.time_paired``) on the same batches. Per batch si
 Input sets: ``mixed`` = the test texts of vader-movies and pang-lee-reviews shuffled together (max length
 256 by default); ``pang-lee`` = pang-lee-reviews test (512); ``vader`` = vader-movies test (64).
 
-    python -m bench.packed --pruned runs/vader/adapler-phi0.01/best --dense runs/vader/ft/best \\
+    python -m adapler.bench.packed --pruned runs/vader/adapler-phi0.01/best --dense runs/vader/ft/best \\
         --set mixed --batch-sizes 1,32 --int8 --threads 2 --out runs/packed-bench
 """
 from __future__ import annotations
@@ -56,9 +56,9 @@ def make_feeds(texts: list[str], tokenizer: Any, batch_size: int, n_batches: int
 
 def build_graphs(models: dict[str, Any], out: Path, int8: bool) -> dict[str, Path]:
     """``{"<model>.<layout>[.int8]": path}``; layout ``padded`` (model.ort.onnx) or ``packed``."""
-    from export.deploy import quantize_int8
-    from export.ort_graph import write_ort_graph
-    from export.packed_graph import write_packed_graph
+    from adapler.export.deploy import quantize_int8
+    from adapler.export.ort_graph import write_ort_graph
+    from adapler.export.packed_graph import write_packed_graph
     out.mkdir(parents=True, exist_ok=True)
     files = {}
     for name, model in models.items():
@@ -158,7 +158,7 @@ def run(pruned: str, dense: str, set_name: str, out: str | Path, batch_sizes: tu
 
     from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
     from adapler.files import ensure_out_dir, ensure_writable, write_json_atomic, write_text_atomic
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     out = ensure_out_dir(out)
     ensure_writable(out / "packed.json", overwrite)
     models = {"dense": load_checkpoint(dense)[0], "pruned": load_checkpoint(pruned)[0]}
@@ -179,7 +179,7 @@ def run(pruned: str, dense: str, set_name: str, out: str | Path, batch_sizes: tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.packed", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m adapler.bench.packed", description=__doc__.split("\n\n")[0])
     p.add_argument("--pruned", required=True, help="AdapLeR checkpoint directory")
     p.add_argument("--dense", required=True, help="dense (fine-tuned) checkpoint directory")
     p.add_argument("--set", dest="set_name", choices=sorted(SETS), default="mixed")

@@ -50,7 +50,7 @@ def node_roles(model_path: str | Path) -> dict[str, str]:
 def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], repeats: int = 3,
                   threads: int | None = None) -> dict[str, Any]:
     """Run ``feeds`` ``repeats`` times with profiling; return time per role (µs) and its share."""
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
 
     model_path = Path(model_path).resolve()  # the profile is written from a temporary working directory
     roles = node_roles(model_path)
@@ -93,8 +93,8 @@ def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch
     from transformers import AutoTokenizer
 
     from adapler.data import load_dataset
-    from bench.run import batch_feeds
-    from export.verify import read_export
+    from adapler.bench.run import batch_feeds
+    from adapler.export.verify import read_export
     meta = read_export(export_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(Path(export_dir) / "tokenizer"))
     test = load_dataset(data).test
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None and args.json.exists():
         raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
     feeds = test_feeds(args.export_dir, args.data, args.single, args.batches)
-    from export.verify import read_export
+    from adapler.export.verify import read_export
     files = read_export(args.export_dir)["files"]
     out = {name: profile_roles(args.export_dir / name, feeds, repeats=args.repeats, threads=args.threads)
            for key, name in files.items() if key in ("custom", "std", "ort", "ort-int8")}

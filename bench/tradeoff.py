@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from bench.plots import plot_accuracy_vs_flops
+    from adapler.bench.plots import plot_accuracy_vs_flops
     from adapler import methods
     models = {"fine-tuned": {"method": methods.dense().name, "accuracy": dense["test_accuracy"], "flops_speedup": 1.0}} if dense else {}
     plot_accuracy_vs_flops({"models": models, "config": {"data": args.title}}, args.out, sweeps=points)

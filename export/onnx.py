@@ -19,14 +19,13 @@ from torch import Tensor, nn
 from adapler import methods
 from adapler.checkpoint import CheckpointError, load_checkpoint, read_config
 from adapler.encoder import PrunedBertClassifier
+from adapler.errors import ExportError  # noqa: F401  (export's error class; callers import it from here)
 from adapler.ops import standard_op_form
 
 SUPPORTED_OPSETS = (18, 19, 20, 21, 22, 23)
 DEFAULT_OPSET = 23
 
 
-class ExportError(ValueError):
-    """One-line, user-facing export problem."""
 
 
 class ExportWrapper(nn.Module):
@@ -56,7 +55,7 @@ def _translation_table() -> dict:
     import onnxscript
     from onnxscript import opset23 as op  # noqa: F401  (keeps the standard opset imported alongside)
 
-    from plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, plugin_attributes, register_onnx_schema
+    from adapler.plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, plugin_attributes, register_onnx_schema
 
     register_onnx_schema()
     custom = onnxscript.values.Opset(DOMAIN, OP_VERSION)

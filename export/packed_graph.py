@@ -30,7 +30,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from adapler.encoder import PrunedBertClassifier
-from export.ort_graph import IR_VERSION, MS, _act_node, _embedding_nodes, _Graph, _head_nodes, _selection
+from adapler.export.ort_graph import IR_VERSION, MS, _act_node, _embedding_nodes, _Graph, _head_nodes, _selection
 
 PACKED_FILE = "model.ort.packed.onnx"
 

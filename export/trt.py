@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import onnx
 
-from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
 from .trt_lint import (OP_RESTRICTIONS, PLUGIN_ATTRS, PLUGIN_OPS, SUPPORTED_ONNX_OPS, TOPK_MAX_K, TRT_MAX_IR_VERSION,
                        UNSUPPORTED_ONNX_OPS, LintIssue, ModelLike, _attr, _iter_graphs, lint_for_tensorrt)
@@ -169,7 +169,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path,
     from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, LoadPlugins, NetworkFromOnnxPath, Profile
     from polygraphy.backend.trt import SaveEngine
 
-    from plugins.token_drop.trt.qdp import register_qdp
+    from adapler.plugins.token_drop.trt.qdp import register_qdp
 
     network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
     if plugin_lib is not None:
@@ -202,7 +202,7 @@ def compare_with_ort(engine_path: str | Path, onnx_path: str | Path, feeds: Mapp
     if plugin_lib is not None:
         ctypes.CDLL(str(plugin_lib))  # static registration before deserialising the engine
     else:
-        from plugins.token_drop.trt.qdp import register_qdp
+        from adapler.plugins.token_drop.trt.qdp import register_qdp
 
         register_qdp()
     with TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path)))) as runner:

@@ -12,7 +12,7 @@ from typing import Union
 import onnx
 from onnx import numpy_helper
 
-from plugins.token_drop.schema import OP_TYPE, plugin_attributes
+from adapler.plugins.token_drop.schema import OP_TYPE, plugin_attributes
 
 ModelLike = Union[str, Path, onnx.ModelProto]
 

@@ -83,7 +83,7 @@ def feeds_for(examples: list[Example], tokenizer, max_length: int, inputs: list[
 def verify_export(export_dir: str | Path, examples: list[Example], atol: float = 1e-4) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
 
     export_dir = Path(export_dir)
     meta = read_export(export_dir)
@@ -137,7 +137,7 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
     has none. fp16 graphs run on ORT's CPU provider too (slowly): they are meant for GPU runtimes."""
     from transformers import AutoTokenizer
 
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     export_dir = Path(export_dir)
     meta = read_export(export_dir)
     files = meta["files"]

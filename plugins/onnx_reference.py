@@ -2,7 +2,7 @@
 
 Each op runs its NumPy reference, so an exported graph runs without the C++ library::
 
-    from plugins.onnx_reference import reference_evaluator
+    from adapler.plugins.onnx_reference import reference_evaluator
     logits, kept_lengths = reference_evaluator("model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})
 
 ``model.onnx`` and ``model.std.onnx`` run this way. ``model.ort.onnx`` does not: its ``com.microsoft`` fused
@@ -18,8 +18,8 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from plugins.contribution_drop.reference import contribution_drop_reference
-from plugins.token_drop.reference import token_drop_reference
+from .contribution_drop.reference import contribution_drop_reference
+from .token_drop.reference import token_drop_reference
 
 __all__ = ["ContributionDrop", "TokenDrop", "reference_evaluator"]
 

@@ -127,7 +127,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def ort_library():
     """The ONNX Runtime custom-op library (TokenDrop, ContributionDrop), built if needed; skips without it."""
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    from adapler.plugins.token_drop.build import PluginBuildError, build_ort_library
     try:
         return build_ort_library()
     except PluginBuildError as e:
@@ -137,9 +137,9 @@ def ort_library():
 # ------------------------------------------------------------------------------------------------ TokenDrop
 # The op's contract, shared by every backend's test: the committed golden file, random ragged inputs and the
 # exact comparison against the reference.
-from plugins.token_drop.make_golden import INPUTS as TOKEN_DROP_INPUTS  # noqa: E402
-from plugins.token_drop.make_golden import OUTPUTS as TOKEN_DROP_OUTPUTS  # noqa: E402
-from plugins.token_drop.make_golden import load_golden as _load_token_drop_golden  # noqa: E402
+from adapler.plugins.token_drop.make_golden import INPUTS as TOKEN_DROP_INPUTS  # noqa: E402
+from adapler.plugins.token_drop.make_golden import OUTPUTS as TOKEN_DROP_OUTPUTS  # noqa: E402
+from adapler.plugins.token_drop.make_golden import load_golden as _load_token_drop_golden  # noqa: E402
 
 TOKEN_DROP_GOLDEN = _load_token_drop_golden()  # {case: {input and output name: array}}
 TOKEN_DROP_CASES = sorted(TOKEN_DROP_GOLDEN)
@@ -187,7 +187,7 @@ def token_drop_onnx_model(dtype=np.float32):
     onnx.reference run it)."""
     from onnx import TensorProto, helper
 
-    from plugins.token_drop.schema import plugin_attributes
+    from adapler.plugins.token_drop.schema import plugin_attributes
     elem = {np.float32: TensorProto.FLOAT, np.float16: TensorProto.FLOAT16}[dtype]
     node = helper.make_node("TokenDrop", list(TOKEN_DROP_INPUTS), list(TOKEN_DROP_OUTPUTS), domain="adapler",
                             name="drop0", **plugin_attributes())
@@ -228,7 +228,7 @@ def make_model(nodes, initializers=(), ir_version: int = 10, functions=(), fp16:
 
 def token_drop_node(attrs: dict | None = None, name: str = "drop0", out: str = "h1") -> onnx.NodeProto:
     """A TokenDrop node; ``attrs`` default to the plugin attributes TensorRT needs, ``{}`` gives none."""
-    from plugins.token_drop.schema import plugin_attributes
+    from adapler.plugins.token_drop.schema import plugin_attributes
     attrs = plugin_attributes() if attrs is None else attrs
     return oh.make_node("TokenDrop", ["x", "scores", "mask", "thr"], [out, "mask1", "index1"], domain="adapler",
                         name=name, **attrs)

@@ -172,7 +172,7 @@ def test_resolve_model_accepts_families_and_names_the_supported_ones(tmp_path):
 # ------------------------------------------------------------------------------------------ export
 
 def _ort(path, feeds, library=None):
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     sess = create_session(path, library=library, threads=1)
     return sess.run(["logits", "kept_lengths"], {i.name: feeds[i.name] for i in sess.get_inputs()})
 
@@ -180,8 +180,8 @@ def _ort(path, feeds, library=None):
 @pytest.mark.parametrize("name", ["roberta", "electra", "distilbert"])
 def test_onnx_export_matches_torch(tmp_path, ort_library, one_thread, name):
     """model.onnx (TokenDrop), model.std.onnx and model.ort.onnx against torch, with padding."""
-    from export.onnx import export_graph
-    from export.ort_graph import write_ort_graph
+    from adapler.export.onnx import export_graph
+    from adapler.export.ort_graph import write_ort_graph
     hf = hf_classifier(name, seed=1)
     model = with_adapler(from_hf_classifier(hf), seed=1)
     graphs = [(export_graph(model, tmp_path / "model.onnx", std=False), ort_library),
@@ -202,7 +202,7 @@ def test_onnx_export_matches_torch(tmp_path, ort_library, one_thread, name):
 @pytest.mark.parametrize("name", ["xlm-roberta", "distilbert-sinusoidal", "bert"])
 def test_dense_ort_graph_matches_hugging_face(tmp_path, name):
     """The fused graph of each family's dense model against the HF classifier itself."""
-    from export.ort_graph import write_ort_graph
+    from adapler.export.ort_graph import write_ort_graph
     hf = hf_classifier(name, seed=2)
     path = write_ort_graph(from_hf_classifier(hf).eval(), tmp_path / "m.onnx")
     ids, mask = padded_batch(hf.config, 4, 20, seed=2)

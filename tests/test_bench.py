@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from bench.compare import compare_results
-from bench.report import LATENCY, MODEL, TOP, check_schema
-from bench.run import run_bench
-from bench.timing import ratio, summarize, time_paired
+from adapler.bench.compare import compare_results
+from adapler.bench.report import LATENCY, MODEL, TOP, check_schema
+from adapler.bench.run import run_bench
+from adapler.bench.timing import ratio, summarize, time_paired
 from conftest import tiny_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -162,7 +162,7 @@ def test_readme_documents_every_key():
 
 
 def test_backends_skipped_with_reasons(full_run):
-    from plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
+    from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
     out, r = full_run
     if torch.cuda.is_available() or TENSORRT_AVAILABLE:
         pytest.skip("this machine has CUDA/TensorRT")
@@ -191,7 +191,7 @@ def test_reports_and_plots_written(full_run):
 
 
 def test_accuracy_plot_with_sweep_pareto(tmp_path, full_run):
-    from bench.plots import pareto_front, plot_accuracy_vs_flops
+    from adapler.bench.plots import pareto_front, plot_accuracy_vs_flops
     assert pareto_front([(1.0, 0.9), (2.0, 0.85), (1.5, 0.8), (3.0, 0.86)]) == [(1.0, 0.9), (3.0, 0.86)]
     rows = [{"method": "adapler", "knob": "phi", "value": v, "dev_accuracy": a, "test_accuracy": a,
              "flops_speedup": s, "mean_kept_lengths": [5.0, 3.0], "checkpoint": "x"}
@@ -204,7 +204,7 @@ def test_accuracy_plot_with_sweep_pareto(tmp_path, full_run):
 # ------------------------------------------------------------------------------------------ safety
 
 def test_overwrite_refused(tmp_path, ckpts, data):
-    from bench.main import bench_command
+    from adapler.bench.main import bench_command
     (tmp_path / "results.json").write_text('{"keep": true}')
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_bench(ckpts, data, out_dir=tmp_path)
@@ -215,8 +215,8 @@ def test_overwrite_refused(tmp_path, ckpts, data):
 
 
 def test_bench_command_with_given_checkpoints(tmp_path, ckpts, sentiment_csv):
-    from bench import BenchError
-    from bench.main import bench_command, parse_batch_sizes
+    from adapler.bench import BenchError
+    from adapler.bench.main import bench_command, parse_batch_sizes
     assert parse_batch_sizes("1, 32") == (1, 32)
     with pytest.raises(BenchError, match="batch-sizes"):
         parse_batch_sizes("1,x")
@@ -228,8 +228,8 @@ def test_bench_command_with_given_checkpoints(tmp_path, ckpts, sentiment_csv):
 
 
 def test_parse_lengths():
-    from bench import BenchError
-    from bench.main import parse_lengths
+    from adapler.bench import BenchError
+    from adapler.bench.main import parse_lengths
     assert parse_lengths("64, 128,512") == (64, 128, 512)
     assert parse_lengths("none") == () and parse_lengths("") == ()
     with pytest.raises(BenchError, match="comma-separated"):
@@ -239,7 +239,7 @@ def test_parse_lengths():
 
 
 def test_interrupt_keeps_finished_measurements(tmp_path, ckpts, data):
-    from bench.backends import BACKENDS
+    from adapler.bench.backends import BACKENDS
     calls = {"n": 0}
 
     def boom(spec, ctx):
@@ -296,7 +296,7 @@ def _fake_run(path, ckpt, state):
 
 
 def test_default_models_reuses_finished_runs(tmp_path, ckpts, data, monkeypatch):
-    from bench.defaults import default_models, parse_baseline
+    from adapler.bench.defaults import default_models, parse_baseline
     assert parse_baseline("all") == ("power-bert", "tr-bert", "keep-first") and parse_baseline("bert") == ()
     assert parse_baseline("keep-first") == ("keep-first",)
     with pytest.raises(ValueError, match="--baseline"):
@@ -321,7 +321,7 @@ def test_default_models_reuses_finished_runs(tmp_path, ckpts, data, monkeypatch)
 
 
 def test_tradeoff_table_and_plot_from_metric_files(tmp_path, capsys):
-    from bench import tradeoff
+    from adapler.bench import tradeoff
     ev = {"method": "bert", "split": "test", "accuracy": 0.80, "flops_speedup": 1.0}
     (tmp_path / "ft_test.json").write_text(json.dumps(ev))
     (tmp_path / "ad_test.json").write_text(json.dumps({**ev, "method": "adapler", "accuracy": 0.81, "flops_speedup": 4.0}))

@@ -253,9 +253,9 @@ def test_label_count_differs_from_init(env, capsys):
 
 def test_bench_exports_under_out(env, monkeypatch):
     """bench used to export into ./runs/bench/exports of the working directory."""
-    import bench.defaults
-    import bench.run
-    from bench.main import bench_command
+    import adapler.bench.defaults
+    import adapler.bench.run
+    from adapler.bench.main import bench_command
     seen = {}
     monkeypatch.setattr(bench.defaults, "default_data", lambda spec=None: None)
     monkeypatch.setattr(bench.defaults, "default_models", lambda *a, **kw: {})

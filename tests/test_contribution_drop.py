@@ -6,9 +6,9 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from plugins.contribution_drop.make_golden import golden_cases, load_golden
-from plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
-from plugins.token_drop.reference import token_drop_reference
+from adapler.plugins.contribution_drop.make_golden import golden_cases, load_golden
+from adapler.plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
+from adapler.plugins.token_drop.reference import token_drop_reference
 
 INPUTS = ("hidden", "cp_hidden", "w2", "mask", "eta")
 OUTPUTS = ("hidden_c", "mask_c", "index")
@@ -98,7 +98,7 @@ def contribution_drop_model() -> onnx.ModelProto:
 @pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])
 def test_onnx_reference_op_matches_golden(golden, case):
     """The reference registered as an onnx.reference op (plugins/onnx_reference.py) runs the one-node graph."""
-    from plugins.onnx_reference import reference_evaluator
+    from adapler.plugins.onnx_reference import reference_evaluator
     a = golden[case]
     got = reference_evaluator(contribution_drop_model()).run(list(OUTPUTS), {k: a[k] for k in INPUTS})
     for name, value in zip(OUTPUTS, got):
@@ -107,7 +107,7 @@ def test_onnx_reference_op_matches_golden(golden, case):
 
 @pytest.fixture(scope="module")
 def session(ort_library, tmp_path_factory):
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     path = tmp_path_factory.mktemp("contribution_drop") / "contribution_drop.onnx"
     onnx.save(contribution_drop_model(), str(path))
     return create_session(path, library=ort_library, threads=1)

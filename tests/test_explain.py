@@ -170,8 +170,8 @@ def test_onnx_kept_positions_match_torch(method, tiny_ckpt, tokenizer, tmp_path)
     """The exported graph's kept_positions (standard-op graph, and the TokenDrop graph where the ORT library is
     built) equal the torch positions, batch-1 through explain and on a ragged batch."""
     texts = TEXTS
-    from export.onnx import write_export_dir
-    from plugins.token_drop.ort_session import create_session
+    from adapler.export.onnx import write_export_dir
+    from adapler.plugins.token_drop.ort_session import create_session
     out = tmp_path / "export"
     # PoWER-BERT's graph has no TokenDrop node (static gathers), so its TokenDrop graph would be the same one.
     meta = write_export_dir(tiny_ckpt[method], out, ort=False, custom=method != "power-bert", kept_positions=True)
@@ -190,7 +190,7 @@ def test_onnx_kept_positions_match_torch(method, tiny_ckpt, tokenizer, tmp_path)
     feed = {"input_ids": enc["input_ids"].numpy(), "attention_mask": enc["attention_mask"].numpy()}
     graphs = ["model.std.onnx"]
     if method != "power-bert":
-        from plugins.token_drop.build import find_ort_library
+        from adapler.plugins.token_drop.build import find_ort_library
         if find_ort_library() is not None:  # without the library the TokenDrop graph is covered where it is built
             graphs.append("model.onnx")
     for g in graphs:

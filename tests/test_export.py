@@ -7,7 +7,7 @@ import torch
 
 from adapler.checkpoint import save_checkpoint
 from conftest import ragged_batch
-from export.onnx import ExportError, export_graph, write_export_dir
+from adapler.export.onnx import ExportError, export_graph, write_export_dir
 from conftest import adapler_model
 
 
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
 
 
 def _run(path, ids, mask, library):
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     sess = create_session(path, library=library)
     return sess.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
 
@@ -59,7 +59,7 @@ def test_graph_contents(exported):
 
 
 def test_custom_graph_without_library_names_the_fix(exported):
-    from plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
+    from adapler.plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     with pytest.raises(TokenDropLibraryMissing, match="model.std.onnx"):
         create_session(exported[1], library=None)
 
@@ -93,7 +93,7 @@ def test_export_dir_errors(tmp_path, tiny_bert_dir):
 def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
     """--quantize int8: the int8 ORT graph, and verify's whole-split report against fp32."""
     from adapler.data import load_dataset
-    from export.verify import quantization_report
+    from adapler.export.verify import quantization_report
     model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8")
     assert meta["files"] == {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx"}
@@ -112,7 +112,7 @@ def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, 
     """--precision fp16: a float16 TokenDrop graph next to model.onnx; verify compares it on the whole split."""
     import onnx
     from adapler.data import load_dataset
-    from export.verify import quantization_report
+    from adapler.export.verify import quantization_report
     model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export", std=False, ort=False, precision="fp16")
     assert meta["files"] == {"custom": "model.onnx", "fp16": "model.fp16.onnx"}
@@ -126,7 +126,7 @@ def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, 
 
 def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
     from adapler.data import load_dataset
-    from export.verify import verify_export
+    from adapler.export.verify import verify_export
     model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export")
     assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx", "ort": "model.ort.onnx"}
@@ -142,7 +142,7 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
     """bench/profile_ort.py: every profiled node gets a role, shares sum to 1, selection is visible."""
     from transformers import AutoTokenizer
 
-    from bench.profile_ort import main
+    from adapler.bench.profile_ort import main
     model = adapler_model(2, eta=0.9)
     ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
                            label_names=["a", "b"], max_length=32)
@@ -166,7 +166,7 @@ def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, or
     from adapler.encoder import PrunedBertClassifier
     from adapler.selectors import build_selector
     from conftest import tiny_config
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     cfg = tiny_config(layers=2)
     model = PrunedBertClassifier(cfg, 2, build_selector("power-bert", cfg, {"retention": [8, 4]})).eval()
     ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
@@ -184,7 +184,7 @@ def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, or
 def test_onnx_reference_runs_both_graphs(exported, ort_library, batch, length, seed):
     """onnx.reference, with TokenDrop registered as its NumPy reference, runs model.onnx without the C++
     library and agrees with torch and with ONNX Runtime + the custom op (and model.std.onnx with torch)."""
-    from plugins.onnx_reference import reference_evaluator
+    from adapler.plugins.onnx_reference import reference_evaluator
     model, custom, std = exported
     ids, mask = ragged_batch(batch, length, seed)
     feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
@@ -206,7 +206,7 @@ def test_exported_token_drop_outputs_get_inferred_shapes(exported):
     [batch, <node>_L, hidden] and [batch, <node>_L]."""
     import onnx
 
-    from plugins.token_drop.schema import register_onnx_schema
+    from adapler.plugins.token_drop.schema import register_onnx_schema
     register_onnx_schema()
     model = onnx.load(exported[1])
     model.graph.ClearField("value_info")

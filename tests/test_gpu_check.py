@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import gpu_check
-from plugins.token_drop.gpu import token_drop_torch
+from adapler.bench import gpu_check
+from adapler.plugins.token_drop.gpu import token_drop_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from conftest import TOKEN_DROP_CASES, assert_token_drop_outputs, random_token_drop_inputs, token_drop_inputs
-from plugins.token_drop.cuda_library import build_cuda_kernel_library, cuda_architectures, load_cuda_kernel_library
-from plugins.token_drop.gpu import token_drop_gpu
-from plugins.token_drop.reference import token_drop_reference
-from plugins.token_drop.torch_impl import token_drop_torch
-from plugins.token_drop.triton_impl import TRITON_AVAILABLE, TRITON_UNAVAILABLE_REASON, token_drop_triton
+from adapler.plugins.token_drop.cuda_library import build_cuda_kernel_library, cuda_architectures, load_cuda_kernel_library
+from adapler.plugins.token_drop.gpu import token_drop_gpu
+from adapler.plugins.token_drop.reference import token_drop_reference
+from adapler.plugins.token_drop.torch_impl import token_drop_torch
+from adapler.plugins.token_drop.triton_impl import TRITON_AVAILABLE, TRITON_UNAVAILABLE_REASON, token_drop_triton
 
 CUDA = torch.cuda.is_available()
 NO_CUDA = "no CUDA GPU on this machine (torch.cuda.is_available() is False)"

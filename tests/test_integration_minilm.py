@@ -41,14 +41,14 @@ def test_trained_minilm_checkpoint(minilm_adapler):
 
 def test_export_and_verify_trained_minilm(minilm_adapler, small_vader, tmp_path):
     """Export the trained MiniLM model with a raised eta (so tokens really drop) and check parity."""
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
+    from adapler.plugins.token_drop.build import PluginBuildError, build_ort_library
     try:
         build_ort_library()
     except PluginBuildError as e:
         pytest.skip(f"ORT custom-op library unavailable: {e}")
     from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
-    from export.onnx import write_export_dir
-    from export.verify import verify_export
+    from adapler.export.onnx import write_export_dir
+    from adapler.export.verify import verify_export
     model, cfg = load_checkpoint(minilm_adapler / "ad" / "best")
     with torch.no_grad():
         model.selector.eta.fill_(1.0)

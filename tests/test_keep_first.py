@@ -133,8 +133,8 @@ def test_exports_through_the_token_drop_path(tmp_path: Path, tiny_bert_dir) -> N
     from transformers import AutoTokenizer
 
     from adapler.checkpoint import save_checkpoint
-    from export.onnx import write_export_dir
-    from plugins.token_drop.ort_session import create_session
+    from adapler.export.onnx import write_export_dir
+    from adapler.plugins.token_drop.ort_session import create_session
     model = _model((1,), 0.5)
     ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
                            label_names=["a", "b"], max_length=32)

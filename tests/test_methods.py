@@ -65,7 +65,7 @@ def test_each_method_takes_only_its_own_cli_options() -> None:
 
 def test_cli_choices_come_from_the_registry() -> None:
     from adapler.cli_args import Method, knob_help
-    from bench.defaults import baseline_choices
+    from adapler.bench.defaults import baseline_choices
     assert [m.value for m in Method] == methods.names(trainable=True)
     assert "TR-BERT alpha" in knob_help() and "keep-first fraction" in knob_help()
     choices = baseline_choices()

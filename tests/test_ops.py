@@ -6,7 +6,7 @@ import torch
 
 from adapler.ops import drop_tokens, standard_op_form, token_drop, token_drop_std
 from conftest import TOKEN_DROP_CASES, assert_token_drop_outputs, token_drop_inputs
-from plugins.token_drop.reference import token_drop_reference
+from adapler.plugins.token_drop.reference import token_drop_reference
 
 
 @pytest.mark.parametrize("impl", [token_drop, token_drop_std])

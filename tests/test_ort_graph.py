@@ -8,12 +8,12 @@ import torch
 
 from adapler.encoder import PrunedBertClassifier
 from conftest import ragged_batch, tiny_config
-from export.ort_graph import UnsupportedForOrtGraph, build_ort_graph, write_ort_graph
+from adapler.export.ort_graph import UnsupportedForOrtGraph, build_ort_graph, write_ort_graph
 from conftest import adapler_model
 
 
 def _session(path):
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     return create_session(path, threads=1)
 
 
@@ -79,7 +79,7 @@ def test_methods_without_ort_graph_are_refused():
 
 
 def test_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
-    from export.deploy import quantize_int8
+    from adapler.export.deploy import quantize_int8
     model = adapler_model(2, eta=0.9)
     src = write_ort_graph(model, tmp_path / "model.ort.onnx")
     dst = quantize_int8(src, tmp_path / "model.ort.int8.onnx")
@@ -96,7 +96,7 @@ def test_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
 
 def test_standard_dense_export_and_optimizer(tmp_path):
     """The reference users deploy: HF export + ORT's optimizer fuses it and keeps the logits."""
-    from export.deploy import dense_reference_graphs
+    from adapler.export.deploy import dense_reference_graphs
     model = dense_model()
     files = dense_reference_graphs(model, tmp_path)
     ops = collections.Counter(n.op_type for n in onnx.load(str(files["hf-opt"])).graph.node)
@@ -112,6 +112,6 @@ def test_standard_dense_export_and_optimizer(tmp_path):
 
 
 def test_dense_without_pooler_has_no_hf_reference(tmp_path):
-    from export.deploy import DeployError, export_hf_dense
+    from adapler.export.deploy import DeployError, export_hf_dense
     with pytest.raises(DeployError, match="no pooler"):
         export_hf_dense(dense_model(pooler=False), tmp_path / "m.onnx")

@@ -88,10 +88,10 @@ def test_padding_fraction_by_hand():
 
 # ------------------------------------------------------------------------------------------------ the op
 
-from plugins.contribution_drop.make_packed_golden import load_packed_golden, packed_golden_cases  # noqa: E402
-from plugins.contribution_drop.packed_reference import (PACKED_INPUTS, PACKED_OUTPUTS,  # noqa: E402
+from adapler.plugins.contribution_drop.make_packed_golden import load_packed_golden, packed_golden_cases  # noqa: E402
+from adapler.plugins.contribution_drop.packed_reference import (PACKED_INPUTS, PACKED_OUTPUTS,  # noqa: E402
                                                         packed_contribution_drop_reference, padding_index_reference)
-from plugins.contribution_drop.reference import contribution_drop_reference  # noqa: E402
+from adapler.plugins.contribution_drop.reference import contribution_drop_reference  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +150,8 @@ def packed_op_session():
     import onnx
     from onnx import TensorProto, helper
 
-    from plugins.token_drop.build import PluginBuildError, build_ort_library
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.build import PluginBuildError, build_ort_library
+    from adapler.plugins.token_drop.ort_session import create_session
     try:
         build_ort_library()
     except PluginBuildError as e:
@@ -208,15 +208,15 @@ def test_packed_ort_kernel_errors_name_the_input(packed_op_session, golden):
 # ------------------------------------------------------------------------------------------------ the graph
 
 def _run_graph(path, ids, mask):
-    from plugins.token_drop.ort_session import create_session
+    from adapler.plugins.token_drop.ort_session import create_session
     sess = create_session(path, threads=1)
     return sess.run(["logits", "kept_lengths"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
 
 
 @pytest.mark.parametrize("batch,length,seed", [(1, 12, 0), (5, 30, 1), (8, 40, 2)])
 def test_packed_graph_matches_padded_graph_and_torch(tmp_path, ort_library, batch, length, seed):
-    from export.ort_graph import write_ort_graph
-    from export.packed_graph import write_packed_graph
+    from adapler.export.ort_graph import write_ort_graph
+    from adapler.export.packed_graph import write_packed_graph
     model = adapler_model(seed, eta=0.9)
     ids, mask = ragged_batch(batch, length, seed)
     packed = _run_graph(write_packed_graph(model, tmp_path / "model.ort.packed.onnx"), ids, mask)
@@ -231,7 +231,7 @@ def test_packed_graph_matches_padded_graph_and_torch(tmp_path, ort_library, batc
 
 @pytest.mark.parametrize("pooler", [True, False])
 def test_packed_dense_graph_needs_no_plugin(tmp_path, pooler):
-    from export.packed_graph import build_packed_graph
+    from adapler.export.packed_graph import build_packed_graph
     model = dense_model(pooler=pooler)
     graph = build_packed_graph(model)
     assert "adapler" not in {o.domain for o in graph.opset_import}
@@ -250,8 +250,8 @@ def test_packed_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
 
     import onnx
 
-    from export.deploy import quantize_int8
-    from export.packed_graph import write_packed_graph
+    from adapler.export.deploy import quantize_int8
+    from adapler.export.packed_graph import write_packed_graph
     model = adapler_model(2, eta=0.9)
     src = write_packed_graph(model, tmp_path / "model.ort.packed.onnx")
     dst = quantize_int8(src, tmp_path / "model.ort.packed.int8.onnx")
@@ -270,8 +270,8 @@ def test_packed_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
 
 def test_bench_entry_reports_parity_flops_and_padding(tmp_path, ort_library):
     from adapler.flops import model_flops
-    from bench.packed import build_graphs, markdown, run_batch_size
-    from plugins.token_drop.ort_session import create_session
+    from adapler.bench.packed import build_graphs, markdown, run_batch_size
+    from adapler.plugins.token_drop.ort_session import create_session
     models = {"dense": dense_model(), "pruned": adapler_model(1, eta=0.9, layers=3)}
     sessions = {k: create_session(p, threads=1) for k, p in build_graphs(models, tmp_path, int8=False).items()}
     feeds = []
@@ -296,7 +296,7 @@ def test_bench_entry_reports_parity_flops_and_padding(tmp_path, ort_library):
 
 
 def test_export_packed_writes_both_packed_graphs(tmp_path, tiny_bert_dir, ort_library):
-    from export.onnx import write_export_dir
+    from adapler.export.onnx import write_export_dir
     from test_export import pruned_checkpoint
     model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
     meta = write_export_dir(ckpt, tmp_path / "export", custom=False, std=False, quantize="int8", packed=True)

@@ -199,7 +199,7 @@ def test_onnx_graph_follows_the_length_on_both_sides_of_the_tracing_example(tmp_
     (a Python branch on the length used to be fixed at the tracing example: a 25-token row kept 25, not 20)."""
     import onnxruntime as ort
 
-    from export.onnx import export_graph
+    from adapler.export.onnx import export_graph
     model = _model(retention=[20, 12, 7, 3])
     path = export_graph(model, tmp_path / "pb.onnx", std=True)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from adapler.data import load_dataset  # noqa: E402
 from adapler.ops import token_drop, token_drop_std  # noqa: E402
-from plugins.token_drop.reference import token_drop_reference  # noqa: E402
+from adapler.plugins.token_drop.reference import token_drop_reference  # noqa: E402
 
 SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 

@@ -179,7 +179,7 @@ def test_onnx_session_rejects_inputs_longer_than_positions(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from plugins.token_drop.ort_session import InputTooLong, create_session
+    from adapler.plugins.token_drop.ort_session import InputTooLong, create_session
     table = helper.make_tensor("bert.embeddings.position_embeddings.weight", TensorProto.FLOAT, [8, 2],
                                [float(i) for i in range(16)])
     graph = helper.make_graph([helper.make_node("Gather", ["bert.embeddings.position_embeddings.weight", "input_ids"],
@@ -234,7 +234,7 @@ def test_resume_after_crash_between_checkpoint_and_state(finetuned_run, sentimen
 
 
 def test_bench_cache_trained_on_other_data_is_not_reused(finetuned_run, sentiment_csv, tmp_path):
-    from bench.defaults import default_models
+    from adapler.bench.defaults import default_models
     cache = tmp_path / "cache"
     shutil.copytree(finetuned_run / "best", cache / "finetune" / "best")
     state = {"epochs_done": 2, "config": {"epochs": 2}, "fingerprint": {"data": "not-this-data"}}

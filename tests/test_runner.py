@@ -57,7 +57,7 @@ def test_is_finished_needs_best_and_a_readable_state(tmp_path):
 
 def test_sweep_and_bench_ask_the_runner(tmp_path):
     from adapler.training.sweep import _finished
-    from bench.defaults import finished
+    from adapler.bench.defaults import finished
     for state in ({"epochs_done": 2, "config": {"epochs": 2}}, {"finished": False}):
         run = run_dir(tmp_path, state, name=f"r{len(list(tmp_path.iterdir()))}")
         assert _finished(run, "adapler") == finished(run) == is_finished(run)

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import (TOKEN_DROP_CASES, TOKEN_DROP_INPUTS, assert_token_drop_outputs, token_drop_inputs,
                       token_drop_onnx_model)
-from plugins.onnx_reference import reference_evaluator
-from plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, register_onnx_schema
+from adapler.plugins.onnx_reference import reference_evaluator
+from adapler.plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, register_onnx_schema
 
 
 @pytest.fixture(scope="module", autouse=True)

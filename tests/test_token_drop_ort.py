@@ -21,13 +21,13 @@ from conftest import (  # noqa: E402
     token_drop_inputs,
     token_drop_onnx_model,
 )
-from plugins.token_drop.build import PluginBuildError, build_ort_library  # noqa: E402
-from plugins.token_drop.ort_session import (  # noqa: E402
+from adapler.plugins.token_drop.build import PluginBuildError, build_ort_library  # noqa: E402
+from adapler.plugins.token_drop.ort_session import (  # noqa: E402
     TokenDropLibraryMissing,
     create_session,
     model_uses_token_drop,
 )
-from plugins.token_drop.reference import token_drop_reference  # noqa: E402
+from adapler.plugins.token_drop.reference import token_drop_reference  # noqa: E402
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict:
@@ -145,7 +145,7 @@ def test_model_uses_token_drop(models, tmp_path) -> None:
 
 
 def test_find_ort_library_env_override(monkeypatch, tmp_path) -> None:
-    from plugins.token_drop import build
+    from adapler.plugins.token_drop import build
 
     fake = tmp_path / "libcustom.so"
     fake.write_bytes(b"")
@@ -156,7 +156,7 @@ def test_find_ort_library_env_override(monkeypatch, tmp_path) -> None:
 
 
 def test_build_error_is_one_line_with_fix(monkeypatch, tmp_path) -> None:
-    from plugins.token_drop import build
+    from adapler.plugins.token_drop import build
 
     monkeypatch.setattr(build.shutil, "which", lambda name: None)  # no apt-get / dpkg
     with pytest.raises(PluginBuildError) as info:

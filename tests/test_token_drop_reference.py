@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import TOKEN_DROP_GOLDEN
-from plugins.token_drop.make_golden import golden_cases
-from plugins.token_drop.reference import keep_mask_reference, token_drop_reference
+from adapler.plugins.token_drop.make_golden import golden_cases
+from adapler.plugins.token_drop.reference import keep_mask_reference, token_drop_reference
 
 
 def test_golden_file_is_current() -> None:

@@ -259,8 +259,8 @@ def test_tr_bert_exports_to_onnx(tmp_path: Path) -> None:
     """TR-BERT's hard mode goes through the shared op, so it exports with data-dependent lengths."""
     import numpy as np
 
-    from export.onnx import export_graph
-    from plugins.token_drop.ort_session import create_session
+    from adapler.export.onnx import export_graph
+    from adapler.plugins.token_drop.ort_session import create_session
     torch.manual_seed(0)
     cfg = tiny_config(layers=4)
     model = PrunedBertClassifier(cfg, 2, PolicySelector(cfg.hidden_size, cfg.num_hidden_layers)).eval()

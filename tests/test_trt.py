@@ -20,7 +20,7 @@ from onnx import TensorProto as TP
 from onnx import helper as oh
 from onnx import numpy_helper
 
-from export.trt import (
+from adapler.export.trt import (
     SUPPORTED_ONNX_OPS,
     TENSORRT_AVAILABLE,
     TENSORRT_UNAVAILABLE_REASON,
@@ -33,7 +33,7 @@ from export.trt import (
     trt_commands,
 )
 from conftest import const, good_model, make_model, rules, token_drop_node, tokendrop_function
-from plugins.token_drop.trt import qdp
+from adapler.plugins.token_drop.trt import qdp
 
 needs_trt = pytest.mark.skipif(not TENSORRT_AVAILABLE, reason=TENSORRT_UNAVAILABLE_REASON)
 without_trt = pytest.mark.skipif(TENSORRT_AVAILABLE, reason="TensorRT is installed: unavailability path not testable")

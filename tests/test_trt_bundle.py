@@ -16,7 +16,7 @@ from onnx import TensorProto as TP
 from onnx import helper as oh
 
 from adapler.checkpoint import save_checkpoint
-from export.trt import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON, write_trt_bundle, write_trt_bundle_for_export
+from adapler.export.trt import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON, write_trt_bundle, write_trt_bundle_for_export
 from conftest import adapler_model, const, good_model, make_model, rules, tokendrop_function
 
 ROOT = Path(__file__).resolve().parents[1]

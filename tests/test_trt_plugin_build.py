@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.token_drop.trt.toolchain import (CUDA_DIR, PLUGIN_DIR, TrtHeaders, find_cuda_root, find_cxx, find_nvcc,
+from adapler.plugins.token_drop.trt.toolchain import (CUDA_DIR, PLUGIN_DIR, TrtHeaders, find_cuda_root, find_cxx, find_nvcc,
                                               find_trt_headers, run_tool)
 
 HARNESS_DIR = Path(__file__).resolve().parent / "trt_harness"

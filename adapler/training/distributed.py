@@ -30,54 +30,15 @@ import torch
 from torch import nn
 
 from ..data import Encoded
+from .. import devices
+from ..devices import is_main_process, resolve_device, world  # noqa: F401  (re-exported)
 from ..errors import RunAborted, UsageError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-# what a trainer uses when it is given no device or precision (use_device changes them: cli.py, for trainers
-# reached through sweep, train_baseline and the demo)
-DEFAULT_DEVICE, DEFAULT_PRECISION = "auto", "fp32"
-
-
-def world() -> tuple[int, int, int]:
-    """(rank, world size, local rank) of this process: from torch.distributed once it is set up, else from
-    torchrun's environment, else a single process."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return (torch.distributed.get_rank(), torch.distributed.get_world_size(),
-                int(os.environ.get("LOCAL_RANK", 0)))
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def is_main_process() -> bool:
-    return world()[0] == 0
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """``auto`` (a GPU when torch sees one), ``cpu``, ``cuda`` or ``cuda:N``; under torchrun ``cuda`` and
-    ``auto`` mean this process's GPU (LOCAL_RANK). Bad values are a one-line UsageError naming the fix."""
-    device = (device or DEFAULT_DEVICE).strip().lower()
-    _, size, local = world()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return torch.device("cpu")
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
-    if not torch.cuda.is_available():
-        why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
-        raise UsageError(f"--device {device}: torch sees no GPU ({why}); use --device cpu (or auto)")
-    count = torch.cuda.device_count()
-    if size > 1:
-        if index:
-            raise UsageError(f"--device {device}: under torchrun each process takes its own GPU (LOCAL_RANK); "
-                             "use --device cuda, and CUDA_VISIBLE_DEVICES to choose the GPUs")
-        index = str(local)
-    n = int(index or 0)
-    if n >= count:
-        raise UsageError(f"--device cuda:{n}: torch sees {count} GPU(s) (cuda:0 to cuda:{count - 1}); "
-                         f"use one of those" + (" or fewer processes per node" if size > 1 else ""))
-    return torch.device("cuda", n)
+# what a trainer uses when it is given no precision (use_device changes it and adapler.devices.DEFAULT_DEVICE:
+# cli.py, for trainers reached through sweep, train_baseline and the demo)
+DEFAULT_PRECISION = "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -102,13 +63,13 @@ def check_device_options(device: str | None, precision: str | None = None) -> to
 @contextlib.contextmanager
 def use_device(device: str | None, precision: str | None = None) -> Iterator[None]:
     """Train on ``device`` in ``precision`` wherever a trainer inside is given neither (cli.py)."""
-    global DEFAULT_DEVICE, DEFAULT_PRECISION
-    before = DEFAULT_DEVICE, DEFAULT_PRECISION
-    DEFAULT_DEVICE, DEFAULT_PRECISION = device or before[0], precision or before[1]
+    global DEFAULT_PRECISION
+    before = devices.DEFAULT_DEVICE, DEFAULT_PRECISION
+    devices.DEFAULT_DEVICE, DEFAULT_PRECISION = device or before[0], precision or before[1]
     try:
         yield
     finally:
-        DEFAULT_DEVICE, DEFAULT_PRECISION = before
+        devices.DEFAULT_DEVICE, DEFAULT_PRECISION = before
 
 
 def _init_process_group(device: torch.device) -> None:

@@ -1,5 +1,5 @@
 """``adapler::ContributionDrop``: AdapLeR's CP output layer, threshold and TokenDrop compaction in one node."""
-from plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
+from .reference import contribution_drop_reference, contribution_scores_reference
 
 DOMAIN = "adapler"
 OP_TYPE = "ContributionDrop"

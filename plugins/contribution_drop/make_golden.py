@@ -1,6 +1,6 @@
 """Write ``golden.npz``: inputs and reference outputs of ContributionDrop that every backend's test reads.
 
-Run ``python -m plugins.contribution_drop.make_golden`` after a spec change; the file is committed.
+Run ``python -m adapler.plugins.contribution_drop.make_golden`` after a spec change; the file is committed.
 Cases: a ragged batch (padding, drops), batch 1, a row whose tokens all survive, and ``eta`` so high
 that only ``[CLS]`` survives.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.contribution_drop.reference import contribution_drop_reference
+from .reference import contribution_drop_reference
 
 GOLDEN = Path(__file__).with_name("golden.npz")
 

@@ -1,6 +1,6 @@
 """Write ``golden_packed.npz``: inputs and reference outputs of PackedContributionDrop.
 
-Run ``python -m plugins.contribution_drop.make_packed_golden`` after a spec change; the file is committed.
+Run ``python -m adapler.plugins.contribution_drop.make_packed_golden`` after a spec change; the file is committed.
 The cases are ContributionDrop's golden cases (``make_golden.golden_cases``) with their rows packed, so
 both files describe the same selections.
 """
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.contribution_drop.make_golden import golden_cases
-from plugins.contribution_drop.packed_reference import PACKED_OUTPUTS, packed_contribution_drop_reference
+from .make_golden import golden_cases
+from .packed_reference import PACKED_OUTPUTS, packed_contribution_drop_reference
 
 GOLDEN_PACKED = Path(__file__).with_name("golden_packed.npz")
 

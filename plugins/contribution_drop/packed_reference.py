@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.contribution_drop.reference import contribution_drop_reference
+from .reference import contribution_drop_reference
 
 __all__ = ["padding_index_reference", "packed_contribution_drop_reference", "PACKED_INPUTS", "PACKED_OUTPUTS"]
 

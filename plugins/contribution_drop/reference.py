@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from plugins.token_drop.reference import token_drop_reference
+from ..token_drop.reference import token_drop_reference
 
 __all__ = ["contribution_scores_reference", "contribution_drop_reference"]
 

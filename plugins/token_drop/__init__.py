@@ -4,7 +4,7 @@ Importing this package is cheap (NumPy only): ``schema`` imports ``onnx`` lazily
 build (``build``) and session helper (``ort_session``) are separate submodules.
 """
 
-from plugins.token_drop.reference import token_drop_reference
-from plugins.token_drop.schema import DOMAIN, OP_TYPE, OP_VERSION, register_onnx_schema
+from .reference import token_drop_reference
+from .schema import DOMAIN, OP_TYPE, OP_VERSION, register_onnx_schema
 
 __all__ = ["DOMAIN", "OP_TYPE", "OP_VERSION", "register_onnx_schema", "token_drop_reference"]

@@ -8,7 +8,7 @@ to libonnxruntime: the API arrives at run time through ``OrtApiBase``.
 
 Usage::
 
-    python -m plugins.token_drop.build [--build-dir build/token_drop] [--force]
+    python -m adapler.plugins.token_drop.build [--build-dir build/token_drop] [--force]
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def find_ort_library() -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m plugins.token_drop.build",
+        prog="python -m adapler.plugins.token_drop.build",
         description="Build the ONNX Runtime custom-op library for adapler::TokenDrop.",
     )
     parser.add_argument("--build-dir", default=DEFAULT_BUILD_DIR,

@@ -1,6 +1,6 @@
 """The CUDA kernel library ``libadapler_token_drop_cuda.so``: its one build (nvcc) and its ctypes binding.
 
-    python -m plugins.token_drop.cuda_library [--out PATH] [--arch 90a --arch 87]
+    python -m adapler.plugins.token_drop.cuda_library [--out PATH] [--arch 90a --arch 87]
 
 Compiles ``cuda/token_drop_kernel.cu`` for the architectures in ``cuda/architectures.txt`` (the list the
 TensorRT plugin's CMake build reads too). Needs only nvcc: no GPU, no TensorRT. Calling the library needs
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from plugins.token_drop.keep_rule import check_inputs
+from .keep_rule import check_inputs
 
 __all__ = [
     "ARCHITECTURES_FILE",
@@ -145,12 +145,12 @@ def load_cuda_kernel_library(path: str | Path | None = None) -> CudaTokenDropLib
     """
     p = Path(path) if path is not None else default_cuda_kernel_library_path()
     if not p.exists():
-        raise FileNotFoundError(f"{p} not found: build it with `python -m plugins.token_drop.cuda_library`")
+        raise FileNotFoundError(f"{p} not found: build it with `python -m adapler.plugins.token_drop.cuda_library`")
     return CudaTokenDropLibrary(p)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plugins.token_drop.cuda_library",
+    parser = argparse.ArgumentParser(prog="python -m adapler.plugins.token_drop.cuda_library",
                                      description="Build the TokenDrop CUDA kernel library with nvcc.")
     parser.add_argument("--out", default=None, help="library path (default build/token_drop_cuda/...)")
     parser.add_argument("--arch", action="append", default=None,

@@ -14,8 +14,8 @@ import warnings
 import torch
 from torch import Tensor
 
-from plugins.token_drop.torch_impl import token_drop_torch
-from plugins.token_drop.triton_impl import TRITON_AVAILABLE, token_drop_triton
+from .torch_impl import token_drop_torch
+from .triton_impl import TRITON_AVAILABLE, token_drop_triton
 
 __all__ = ["token_drop_gpu"]
 

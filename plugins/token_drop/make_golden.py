@@ -1,6 +1,6 @@
 """Write ``golden.npz``: inputs and reference outputs of TokenDrop that every backend's test reads.
 
-Run ``python -m plugins.token_drop.make_golden`` after a spec change; the file is committed and
+Run ``python -m adapler.plugins.token_drop.make_golden`` after a spec change; the file is committed and
 ``tests/test_token_drop_reference.py`` checks that it is current. One case per rule of the spec
 (README.md "Semantics" and "Shape rules"):
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plugins.token_drop.reference import token_drop_reference
+from .reference import token_drop_reference
 
 GOLDEN = Path(__file__).with_name("golden.npz")
 INPUTS = ("hidden", "scores", "mask", "threshold")

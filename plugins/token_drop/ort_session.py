@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
-from plugins.token_drop.schema import DOMAIN, OP_TYPE
+from .schema import DOMAIN, OP_TYPE
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -123,7 +123,7 @@ def _resolve_library(library: LibrarySpec) -> Path | None:
     if library is None:
         return None
     if isinstance(library, str) and library == "auto":
-        from plugins.token_drop.build import find_ort_library
+        from .build import find_ort_library
 
         return find_ort_library()
     path = Path(library).expanduser()

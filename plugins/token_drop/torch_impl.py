@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from plugins.token_drop.keep_rule import check_inputs, keep_flags
+from .keep_rule import check_inputs, keep_flags
 
 __all__ = ["token_drop_torch"]
 

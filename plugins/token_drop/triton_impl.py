@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from plugins.token_drop.keep_rule import check_inputs
+from .keep_rule import check_inputs
 
 __all__ = ["TRITON_AVAILABLE", "TRITON_UNAVAILABLE_REASON", "token_drop_triton"]
 

@@ -21,7 +21,7 @@ Design (docs/deploy.md §5.3, NVIDIA sample ``samples/python/quickly_deployable_
 Checked in CI against the real ``tensorrt.plugin`` Python source (``tests/test_trt_qdp.py``, fake native
 core, host memory); never run with TensorRT there. Usage on a TensorRT machine::
 
-    from plugins.token_drop.trt.qdp import register_qdp
+    from adapler.plugins.token_drop.trt.qdp import register_qdp
     register_qdp()   # before parsing the ONNX model (node op_type TokenDrop, plugin_namespace "adapler")
 """
 
@@ -123,7 +123,7 @@ def run_token_drop(hidden: Any, scores: Any, mask: Any, threshold: Any, outputs:
     """The impl's body: TokenDrop on the inputs, dense ``hidden_c``/``mask_c``/``index`` and ``L`` written into
     ``outputs`` (4 ``tensorrt.plugin.Tensor``); returns ``L``. ``as_tensor`` turns an object with a CUDA array
     interface into a torch tensor (``torch.as_tensor(x, device="cuda")`` in TensorRT)."""
-    from plugins.token_drop.gpu import token_drop_gpu
+    from ..gpu import token_drop_gpu
 
     hidden_c, mask_c, index = token_drop_gpu(*(as_tensor(t) for t in (hidden, scores, mask, threshold)))
     length = int(hidden_c.shape[1])
