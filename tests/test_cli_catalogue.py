@@ -253,13 +253,13 @@ def test_label_count_differs_from_init(env, capsys):
 
 def test_bench_exports_under_out(env, monkeypatch):
     """bench used to export into ./runs/bench/exports of the working directory."""
-    import adapler.bench.defaults
-    import adapler.bench.run
+    from adapler.bench import defaults as bench_defaults
+    from adapler.bench import run as bench_run
     from adapler.bench.main import bench_command
     seen = {}
-    monkeypatch.setattr(bench.defaults, "default_data", lambda spec=None: None)
-    monkeypatch.setattr(bench.defaults, "default_models", lambda *a, **kw: {})
-    monkeypatch.setattr(bench.run, "run_bench", lambda models, ds, **kw: seen.update(kw) or {})
+    monkeypatch.setattr(bench_defaults, "default_data", lambda spec=None: None)
+    monkeypatch.setattr(bench_defaults, "default_models", lambda *a, **kw: {})
+    monkeypatch.setattr(bench_run, "run_bench", lambda models, ds, **kw: seen.update(kw) or {})
     out = env["tmp"] / "b"
     bench_command("bert", out=out)
     assert seen.get("export_cache") is None or Path(seen["export_cache"]).is_relative_to(out)

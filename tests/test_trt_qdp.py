@@ -163,7 +163,9 @@ def real_trtp(monkeypatch):
     with warnings.catch_warnings():  # NVIDIA's docstrings have invalid escape sequences
         warnings.simplefilter("ignore", DeprecationWarning)
         spec.loader.exec_module(trtp)
-    qspec = importlib.util.spec_from_file_location("_qdp_real", ROOT / "plugins/token_drop/trt/qdp.py")
+    # a fresh copy bound to the fake core, inside its package so that its relative imports resolve
+    qspec = importlib.util.spec_from_file_location("adapler.plugins.token_drop.trt._qdp_real",
+                                                   ROOT / "plugins/token_drop/trt/qdp.py")
     qdp = importlib.util.module_from_spec(qspec)
     qspec.loader.exec_module(qdp)
     yield core, trtp, qdp
