@@ -413,6 +413,13 @@ def build_plugins(force: bool = typer.Option(False, help="rebuild even if up to 
     typer.echo(f"ONNX Runtime custom-op library: {path}")
 
 
+def _prog(full: bool = False) -> str:
+    """How the user called us: the installed `adapler` command, or `python cli.py` from a checkout."""
+    if Path(sys.argv[0]).name == "adapler":
+        return "adapler"
+    return "python cli.py" if full else "cli.py"
+
+
 def run_cli(args: list[str] | None = None) -> int:
     """Run the CLI and return its exit code. Usage errors (bad option, value out of range, unknown choice)
     become one ``error:`` line with exit code 2 instead of click's usage box."""
@@ -421,12 +428,12 @@ def run_cli(args: list[str] | None = None) -> int:
     ce = sys.modules[typer.BadParameter.__module__]  # click's exceptions (typer may vendor its own click)
     no_args = getattr(ce, "NoArgsIsHelpError", ())
     try:
-        rv = app(args=args, standalone_mode=False, prog_name="cli.py")
+        rv = app(args=args, standalone_mode=False, prog_name=_prog())
     except no_args as e:  # bare `cli.py`: show the help
         typer.echo(e.ctx.get_help())
         return 0
     except ce.UsageError as e:
-        hint = f" (see python cli.py {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent else ""
+        hint = f" (see {_prog(full=True)} {e.ctx.info_name} --help)" if e.ctx is not None and e.ctx.parent else ""
         typer.secho(f"error: {e.format_message()}{hint}", fg="red", err=True)
         return EXIT_USAGE
     except ce.ClickException as e:
