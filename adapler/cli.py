@@ -413,10 +413,13 @@ def build_plugins(force: bool = typer.Option(False, help="rebuild even if up to 
     typer.echo(f"ONNX Runtime custom-op library: {path}")
 
 
+CONSOLE_SCRIPT = "adapler"  # [project.scripts] in pyproject.toml
+
+
 def _prog(full: bool = False) -> str:
     """How the user called us: the installed `adapler` command, or `python cli.py` from a checkout."""
-    if Path(sys.argv[0]).name == "adapler":
-        return "adapler"
+    if Path(sys.argv[0]).name == CONSOLE_SCRIPT:
+        return CONSOLE_SCRIPT
     return "python cli.py" if full else "cli.py"
 
 
