@@ -55,6 +55,9 @@ class AdapLeRConfig:
     target_speedup: float | None = None  # steer phi towards this dev FLOPs speedup (phi is then the start value)
     max_accuracy_drop: float = 1.0  # points below the fine-tuned dev accuracy that selection accepts
     target_gain: float = 0.05  # controller step: phi *= exp(gain * relative speedup error) per step
+    # phi may turn negative (down to -phi_0) after an overshoot; off by default: on vader X = 1.5 it pulled the
+    # speedup back too slowly to help (docs/results.md §1d)
+    target_two_sided: bool = False
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -203,7 +206,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     last = run.history[-1] if run.history else {}
     ctrl = None if cfg.target_speedup is None else KnobController(
         cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0),
-        scale=cfg.phi)  # two-sided: after an overshoot phi turns into a length reward (down to -phi_0)
+        scale=cfg.phi if cfg.target_two_sided else None)
 
     def setup(start_epoch: int):
         model = run.model
