@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..golden import read_golden, write_golden
+
 from .reference import contribution_drop_reference
 
 GOLDEN = Path(__file__).with_name("golden.npz")
@@ -36,18 +38,11 @@ def golden_cases(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
 
 def load_golden() -> dict[str, dict[str, np.ndarray]]:
     """``{case: {input and output name: array}}`` from the committed file (no pickle)."""
-    with np.load(GOLDEN, allow_pickle=False) as z:
-        cases: dict[str, dict[str, np.ndarray]] = {}
-        for key in z.files:
-            case, _, name = key.partition("/")
-            cases.setdefault(case, {})[name] = z[key]
-    return cases
+    return read_golden(GOLDEN)
 
 
 def main() -> None:
-    flat = {f"{c}/{k}": v for c, arrays in golden_cases().items() for k, v in arrays.items()}
-    np.savez(GOLDEN, **flat)
-    print(GOLDEN)
+    print(write_golden(GOLDEN, golden_cases()))
 
 
 if __name__ == "__main__":

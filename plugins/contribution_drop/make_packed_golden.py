@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..golden import read_golden, write_golden
+
 from .make_golden import golden_cases
 from .packed_reference import PACKED_OUTPUTS, packed_contribution_drop_reference
 
@@ -29,18 +31,11 @@ def packed_golden_cases(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
 
 def load_packed_golden() -> dict[str, dict[str, np.ndarray]]:
     """``{case: {input and output name: array}}`` from the committed file (no pickle)."""
-    with np.load(GOLDEN_PACKED, allow_pickle=False) as z:
-        cases: dict[str, dict[str, np.ndarray]] = {}
-        for key in z.files:
-            case, _, name = key.partition("/")
-            cases.setdefault(case, {})[name] = z[key]
-    return cases
+    return read_golden(GOLDEN_PACKED)
 
 
 def main() -> None:
-    flat = {f"{c}/{k}": v for c, arrays in packed_golden_cases().items() for k, v in arrays.items()}
-    np.savez(GOLDEN_PACKED, **flat)
-    print(GOLDEN_PACKED)
+    print(write_golden(GOLDEN_PACKED, packed_golden_cases()))
 
 
 if __name__ == "__main__":
