@@ -134,10 +134,8 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
             ce = F.cross_entropy(o.logits.float(), b.labels)
             opt.zero_grad()
             env.backward(ce)
-            env.reduce_gradients([p for _, p in named], [opt])
-            torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-            env.step(opt)
-            env.update()
+            params = [p for _, p in named]
+            env.apply_gradients(params, [opt], [params])
             sched.step()
             return {"ce": ce.item()}
         return step

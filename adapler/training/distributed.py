@@ -6,8 +6,8 @@ devices or processes:
     with env.autocast():                 # forward in bf16/fp16 where asked (float32 otherwise)
         loss = ...
     env.backward(loss)                   # scaled for fp16
-    env.reduce_gradients(params, opts)   # unscale (fp16), weight by this rank's share, all-reduce
-    clip; env.step(opt) ...; env.update()
+    env.apply_gradients(params, opts, clip_groups)  # unscale (fp16), weight by this rank's share,
+                                         # all-reduce, clip, step, update the scaler
 
 Data parallelism is hand-made rather than DistributedDataParallel: every rank gets a contiguous slice of the
 same global batch (``shard``), its gradients are weighted by its share of that batch and summed across ranks,
@@ -172,6 +172,17 @@ class TrainEnv:
     def update(self) -> None:
         if self.scaler is not None:
             self.scaler.update()
+
+    def apply_gradients(self, params: Iterable[nn.Parameter], optimizers: list[torch.optim.Optimizer],
+                        clip_groups: Iterable[list[nn.Parameter]], max_norm: float = 1.0) -> None:
+        """Everything after ``backward`` in one place: reduce ``params``' gradients, clip each group to
+        ``max_norm``, step every optimizer (in order) and update the fp16 scaler."""
+        self.reduce_gradients(params, optimizers)
+        for group in clip_groups:
+            torch.nn.utils.clip_grad_norm_(group, max_norm)
+        for opt in optimizers:
+            self.step(opt)
+        self.update()
 
     # ------------------------------------------------------------------ batches
 

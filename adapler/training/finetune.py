@@ -82,10 +82,8 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
                 loss = F.cross_entropy(out_.logits.float(), b.labels)
             opt.zero_grad()
             env.backward(loss)
-            env.reduce_gradients(model.parameters(), [opt])
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            env.step(opt)
-            env.update()
+            params = list(model.parameters())
+            env.apply_gradients(params, [opt], [params])
             sched.step()
             return {"loss": loss.item()}
         return step

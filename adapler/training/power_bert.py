@@ -144,10 +144,8 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
             mass = o.aux["mass_penalty"].float()
             opt.zero_grad()
             env.backward(ce + cfg.lam * mass)
-            env.reduce_gradients(run.model.parameters(), [opt])
-            torch.nn.utils.clip_grad_norm_([p for _, p in rest], 1.0)  # r's step is Adam-normalised anyway
-            env.step(opt)
-            env.update()
+            # r is not clipped: its step is Adam-normalised anyway
+            env.apply_gradients(run.model.parameters(), [opt], [[p for _, p in rest]])
             sched.step()
             sel.clip_r()
             return {"ce": ce.item(), "mass_penalty": mass.item()}
@@ -191,10 +189,8 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
             ce = F.cross_entropy(o.logits.float(), b.labels)
             opt.zero_grad()
             env.backward(ce)
-            env.reduce_gradients([p for _, p in named], [opt])
-            torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
-            env.step(opt)
-            env.update()
+            params = [p for _, p in named]
+            env.apply_gradients(params, [opt], [params])
             sched.step()
             return {"ce": ce.item()}
         return step

@@ -192,10 +192,8 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
                 loss = l_rl + (loss_sample.mean() if joint else 0.0)
                 opt.zero_grad()
                 env.backward(loss)
-                env.reduce_gradients(m.parameters(), [opt])
-                torch.nn.utils.clip_grad_norm_([p for p in m.parameters() if p.requires_grad], cfg.max_grad_norm)
-                env.step(opt)
-                env.update()
+                env.apply_gradients(m.parameters(), [opt], [[p for p in m.parameters() if p.requires_grad]],
+                                    cfg.max_grad_norm)
                 sched.step()
                 counter["step"] += 1
                 logs = {"l_rl": l_rl.item(), "reward": reward.mean().item(), "length_term": length.mean().item(),
@@ -231,10 +229,8 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
                             * mask).sum() / mask.sum() for w, (h, g) in enumerate(zip(hidden, guides)))
             opt.zero_grad()
             env.backward(loss)
-            env.reduce_gradients([p for _, p in pol], [opt])
-            torch.nn.utils.clip_grad_norm_([p for _, p in pol], cfg.max_grad_norm)
-            env.step(opt)
-            env.update()
+            params = [p for _, p in pol]
+            env.apply_gradients(params, [opt], [params], cfg.max_grad_norm)
             sched.step()
             return {"l_init": loss.item()}
         return step

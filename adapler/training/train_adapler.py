@@ -247,12 +247,9 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
             sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
                 else torch.zeros_like(sel.theta)
-            env.reduce_gradients([p for _, p in model_params] + [sel.eta, sel.theta], [opt, eta_opt])
-            torch.nn.utils.clip_grad_norm_([p for _, p in model_params], 1.0)
-            torch.nn.utils.clip_grad_norm_([sel.eta, sel.theta], 1.0)
-            env.step(opt)
-            env.step(eta_opt)
-            env.update()
+            encoder_params = [p for _, p in model_params]
+            env.apply_gradients(encoder_params + [sel.eta, sel.theta], [opt, eta_opt],
+                                [encoder_params, [sel.eta, sel.theta]])
             for s in scheds:
                 s.step()
             sel.clip_eta()
