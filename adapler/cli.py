@@ -91,8 +91,11 @@ def _device(device: str, precision: TrainPrecision | None = None, one_process: s
 @app.command()
 def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directory or hub name"),
              data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
-             max_length: int = typer.Option(64, min=4, help="tokens per text (at most the model's positions)"),
-             epochs: int = typer.Option(3, min=1), batch_size: int = typer.Option(32, min=1),
+             max_length: Optional[int] = typer.Option(
+                 None, min=4, help="tokens per text (default: the smallest of 64/128/256/384/512 that holds 95 % "
+                 "of the training texts, at most the model's positions)"),
+             epochs: Optional[int] = typer.Option(None, min=1, help="default: enough for ~600 steps, 3 to 10"),
+             batch_size: Optional[int] = typer.Option(None, min=1, help="default: ~4096 tokens, 8 to 32"),
              lr: float = typer.Option(5e-5, min=0.0), seed: int = 42,
              max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
              text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
@@ -116,7 +119,9 @@ def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directo
 def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choices()),
           init: Path = typer.Option(..., help="fine-tuned run directory (from `finetune`)"),
           data: str = DataOpt, out: Path = typer.Option(..., help="output directory"),
-          epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
+          epochs: Optional[int] = typer.Option(None, min=1),
+          batch_size: Optional[int] = typer.Option(None, min=1, help="default: ~4096 tokens of the --init run's max "
+                                                   "length, 8 to 32"),
           lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
           knob: Optional[float] = typer.Option(None, min=0.0, help=f"trade-off knob: {knob_help()}"),
           gamma: float = typer.Option(0.005, min=0.0, help="AdapLeR CP loss weight"),
@@ -164,6 +169,9 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
     _device(device, precision)
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
+    if batch_size is None:
+        from adapler.training.auto import batch_size_for_init
+        batch_size = batch_size_for_init(init) or 32
     cfg = _run(m.config, knob, epochs, lr, batch_size, seed, **options)
     out_dir = _run(m.train, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     from adapler.training.distributed import is_main_process
@@ -178,7 +186,9 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
           values: str = typer.Option(..., help=f"comma-separated knob values ({knob_help()})"),
           init: Path = typer.Option(..., help="fine-tuned run directory"),
           data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
-          epochs: Optional[int] = typer.Option(None, min=1), batch_size: int = typer.Option(32, min=1),
+          epochs: Optional[int] = typer.Option(None, min=1),
+          batch_size: Optional[int] = typer.Option(None, min=1, help="default: ~4096 tokens of the --init run's max "
+                                                   "length, 8 to 32"),
           lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
           set_: list[str] = typer.Option([], "--set", help="config field KEY=VALUE for every run (as in `train`); repeatable"),
           max_train: Optional[int] = typer.Option(None, min=1, help="use a subset of the training split"),
@@ -196,6 +206,9 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
         _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
     if any(not v >= 0 or v == float("inf") for v in knob_values):
         _fail(f"--values must be finite numbers >= 0, got {values!r}")
+    if batch_size is None:
+        from adapler.training.auto import batch_size_for_init
+        batch_size = batch_size_for_init(init) or 32
     kwargs = {"batch_size": batch_size, "seed": seed}
     if epochs is not None:
         kwargs["epochs"] = epochs

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -12,6 +12,8 @@ from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_range
 from ..models import load_bert, load_tokenizer, resolve_model
+from ..progress import log
+from .auto import auto_batch_size, auto_epochs, auto_max_length, token_lengths
 from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, linear_warmup, param_groups, run_fingerprint,
                      seed_everything)
 from .distributed import TrainEnv
@@ -21,9 +23,11 @@ from .runner import Phase, Run, open_run
 @dataclass
 class FinetuneConfig:
     model: str = "all-MiniLM-L6-v2"
-    max_length: int = 64
-    epochs: int = 3
-    batch_size: int = 32
+    # None: from the data (auto.py): the length that holds 95 % of the training texts, ~4096 tokens a batch,
+    # epochs for ~600 steps; the resolved values are what config.json records
+    max_length: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
@@ -31,12 +35,39 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         # epochs 0 would "succeed" without a best/ checkpoint; the rest fail late with tracebacks
-        check_range("--epochs", self.epochs, 1)
-        check_range("--max-length", self.max_length, MIN_MAX_LENGTH)
-        check_range("--batch-size", self.batch_size, 1)
+        for name, value, lo in (("--epochs", self.epochs, 1), ("--max-length", self.max_length, MIN_MAX_LENGTH),
+                                ("--batch-size", self.batch_size, 1)):
+            if value is not None:
+                check_range(name, value, lo)
         check_range("--lr", self.lr, 0, strict_lo=True)
         check_range("weight_decay", self.weight_decay, 0)
         check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+
+
+def resolve_finetune_defaults(cfg: FinetuneConfig, data: Dataset, tokenizer, positions: int,
+                              world_size: int = 1) -> FinetuneConfig:
+    """``cfg`` with max_length, batch_size and epochs filled from the data where None (auto.py); says what
+    it chose in one line."""
+    chosen = []
+    max_length = cfg.max_length
+    if max_length is None:
+        lengths = token_lengths(data.train, tokenizer)
+        max_length = auto_max_length(lengths, positions)
+        held = float((lengths <= max_length).double().mean()) * 100
+        limit = "the model's limit; " if max_length == positions else ""
+        chosen.append(f"max length {max_length} ({limit}{held:.0f} % of the training texts fit untruncated, median "
+                      f"{float(lengths.median()):.0f} tokens)")
+    batch_size = cfg.batch_size or auto_batch_size(max_length)
+    if cfg.batch_size is None:
+        chosen.append(f"batch size {batch_size}")
+    epochs = cfg.epochs or auto_epochs(len(data.train), batch_size * world_size)
+    if cfg.epochs is None:
+        steps = -(-len(data.train) // (batch_size * world_size)) * epochs
+        chosen.append(f"{epochs} epochs ({steps} steps)")
+    if chosen:
+        log("defaults from the data: " + ", ".join(chosen) + " (set --max-length / --batch-size / --epochs to "
+            "choose)")
+    return replace(cfg, max_length=max_length, batch_size=batch_size, epochs=epochs)
 
 
 def dense_from_pretrained(model_name: str, num_labels: int) -> tuple[PrunedBertClassifier, object, str]:
@@ -56,7 +87,10 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
     env = TrainEnv.create(device, precision)  # bad --device/--precision before anything is written
     seed_everything(cfg.seed)
     model, tokenizer, source = dense_from_pretrained(cfg.model, data.num_labels)
-    check_max_length(cfg.max_length, model.config.max_position_embeddings, source)  # before --out is created
+    positions = model.config.max_position_embeddings
+    if cfg.max_length is not None:
+        check_max_length(cfg.max_length, positions, source)  # before --out is created
+    cfg = resolve_finetune_defaults(cfg, data, tokenizer, positions, env.world_size)
     fingerprint = run_fingerprint(data, asdict(cfg))
     out, state = open_run(out, overwrite, resume, fingerprint, env)
     extra = {"source_model": source, "data": data.name, "pair": data.is_pair, "stage": "finetune", "finetune": asdict(cfg)}
