@@ -79,6 +79,40 @@ def test_two_sided_controller_turns_into_a_length_reward_after_an_overshoot():
     far.update(0.0)  # error clipped to 1
     assert far.value == pytest.approx(10.0 * math.exp(0.05), rel=1e-3)
 
+def test_pullback_acts_only_above_the_aim():
+    c = KnobController(target=2.0, value=1e-2)
+    c.update(1.0)  # too slow: eta is left to the gradient and phi
+    assert c.error > 0 and c.pullback(0.01) == 1.0
+    c.update(3.15)  # 50 % above the aim 2.1
+    assert c.error == pytest.approx(-0.5) and c.pullback(0.01) == pytest.approx(math.exp(-0.005))
+    c.update(100.0)  # clipped like the knob's step
+    assert c.pullback(0.01) == pytest.approx(math.exp(-0.01))
+
+
+def test_adapler_overshoot_scales_eta_back(finetuned_run, sentiment_csv, tmp_path, monkeypatch):
+    """With the batches always above the aim, eta ends lower than with phi control alone (same seed, same data),
+    by about the per-step factor; gain 0 is the old behaviour."""
+    from adapler.data import load_dataset
+    from adapler.training import train_adapler as ta
+
+    class AlwaysAbove(ta.KnobController):
+        def update(self, speedup: float) -> float:
+            return super().update(10.0 * self.target)
+
+    monkeypatch.setattr(ta, "KnobController", AlwaysAbove)
+    data = load_dataset(sentiment_csv)
+    etas = {}
+    for gain in (0.0, 0.3):
+        cfg = AdapLeRConfig(epochs=1, batch_size=16, saliency_epochs=1, target_speedup=1.5, target_eta_gain=gain)
+        out = ta.train_adapler(data, finetuned_run, tmp_path / f"ad{gain}", cfg)
+        etas[gain] = torch.tensor(json.loads((out / "history.json").read_text())[-1]["eta"])
+    steps = -(-len(data.train) // 16)
+    assert torch.all(etas[0.3] <= etas[0.0] * math.exp(-0.3 * steps) * 1.5 + 0.011)  # +ETA_MIN: the clip
+    assert torch.all(etas[0.3] < etas[0.0])
+    with pytest.raises(UsageError, match="target_eta_gain"):
+        AdapLeRConfig(target_eta_gain=-1.0)
+
+
 # ------------------------------------------------------------------------------------------ selection
 
 def test_target_rule_picks_the_most_accurate_epoch_at_or_above_the_target():

@@ -66,11 +66,12 @@ class KnobController:
     calibration: float = 1.0
     recent: float | None = None  # moving average of the raw batch speedup (about the last 20 steps)
     scale: float | None = None  # two-sided control: value = scale * sinh(u), value >= -scale; None: one-sided
+    error: float = 0.0  # the last step's relative error (aim - calibrated speedup) / aim, clipped to [-1, 1]
 
     def update(self, speedup: float) -> float:
         self.recent = speedup if self.recent is None else 0.95 * self.recent + 0.05 * speedup
         aim = self.target * TARGET_MARGIN
-        err = max(-1.0, min(1.0, (aim - speedup * self.calibration) / aim))
+        err = self.error = max(-1.0, min(1.0, (aim - speedup * self.calibration) / aim))
         if self.scale is None:
             self.value = min(self.hi, max(self.lo, self.value * math.exp(self.gain * err)))
         else:
@@ -78,6 +79,13 @@ class KnobController:
             u = min(math.asinh(self.hi / self.scale), max(-math.asinh(1.0), u))
             self.value = self.scale * math.sinh(u)
         return self.value
+
+    def pullback(self, gain: float) -> float:
+        """Factor for the state the knob pushed (AdapLeR's eta) after an overshoot: exp(gain * error) while the
+        calibrated speedup is above the aim, 1 otherwise. Shrinking the loss weight alone cannot undo an
+        overshoot (docs/results.md §1d: phi went to ~0 and eta stayed where it was); scaling eta itself can,
+        and a common factor keeps the per-layer shape the gradient found."""
+        return math.exp(gain * min(0.0, self.error))
 
     def calibrate(self, dev_speedup: float) -> float:
         """Ratio of the dev speedup to the recent batches' (clipped to [0.5, 2]: one evaluation is noisy)."""

@@ -58,6 +58,9 @@ class AdapLeRConfig:
     # phi may turn negative (down to -phi_0) after an overshoot; off by default: on vader X = 1.5 it pulled the
     # speedup back too slowly to help (docs/results.md §1d)
     target_two_sided: bool = False
+    # after an overshoot eta itself is scaled back: eta *= exp(gain * error) per step while the calibrated batch
+    # speedup is above the aim (KnobController.pullback); 0 turns it off (phi control alone)
+    target_eta_gain: float = 0.01
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -78,6 +81,7 @@ class AdapLeRConfig:
             check_range("max_length", self.max_length, MIN_MAX_LENGTH)
         check_target_fields(self.target_speedup, self.max_accuracy_drop)
         check_range("target_gain", self.target_gain, 0, strict_lo=True)
+        check_range("target_eta_gain", self.target_eta_gain, 0)
 
 
 PRESETS = ("auto", "paper")
@@ -261,6 +265,10 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                 dense_sum, pruned_sum = env.global_sum(keep * float(dense.sum()), keep * float(pruned.sum()))
                 logs["train_speedup"] = dense_sum / pruned_sum
                 ctrl.update(logs["train_speedup"])
+                if cfg.target_eta_gain > 0:  # the same factor on every rank: the error is from global sums
+                    with torch.no_grad():
+                        sel.eta.mul_(ctrl.pullback(cfg.target_eta_gain))
+                    sel.clip_eta()
             return logs
         return step
 
