@@ -342,3 +342,25 @@ def test_dense_deploy_reference(tmp_path, name, pair):
         # int8 moves these random models' logits by ~0.05-0.3: argmax may flip on a near-tie, rarely
         assert (logits.argmax(1) == ref.argmax(1)).mean() >= 0.8
 
+
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra"])
+def test_bench_deployed_backends_use_the_family_reference(tmp_path, name):
+    """`cli.py bench` on a dense RoBERTa / DistilBERT / ELECTRA checkpoint: ort-opt and ort-int8 are the
+    family's optimized and int8 dense graphs (not a skip), with the checkpoint's inputs."""
+    from adapler.bench.backends import BackendContext, ModelSpec, Skip, ort_int8, ort_opt
+    model, cfg = dense_checkpoint(tmp_path, name, pair=True, seed=1)
+    spec = ModelSpec(name, tmp_path / "ckpt", model, cfg)
+    ctx = BackendContext(tmp_path / "exports", threads=1, requested=("ort-opt", "ort-int8"))
+    ids, mask = padded_batch(model.config, 6, 18, seed=3)
+    with_types = name == "electra"  # the pair checkpoint's only family here that reads token types
+    types = _pair_types(mask) if with_types else torch.zeros_like(ids)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+    with torch.no_grad():
+        ref = model(ids, mask, types if with_types else None, mode="dense").logits.numpy()
+    opt, int8 = ort_opt(spec, ctx), ort_int8(spec, ctx)
+    assert not isinstance(opt, Skip) and not isinstance(int8, Skip)
+    for backend in (opt, int8):
+        names = [i.name for i in backend.session.get_inputs()]
+        assert names == ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else [])
+    assert np.abs(opt(feed) - ref).max() <= 1e-4
+    assert (int8(feed).argmax(1) == ref.argmax(1)).mean() >= 0.8
