@@ -199,12 +199,15 @@ def _dense_reference(spec: ModelSpec, ctx: BackendContext, key: str) -> Path | S
     """The dense model as users deploy it (``export.deploy.dense_reference_graphs``), cached per checkpoint."""
     from adapler.export.deploy import DeployError, dense_reference_graphs
     out = ctx.export_cache / spec.name / "reference"
-    fp_path, fp = out / "bench_source.json", checkpoint_fingerprint(spec.ckpt)
+    # token_type_ids as in the checkpoint's own export (sentence pairs, families that read them); in the
+    # fingerprint, so references cached before they were passed are rebuilt
+    token_types = bool(spec.config.get("pair", False))
+    fp_path, fp = out / "bench_source.json", {**checkpoint_fingerprint(spec.ckpt), "token_types": token_types}
     if out.exists() and (not fp_path.exists() or json.loads(fp_path.read_text()) != fp):
         import shutil
-        shutil.rmtree(out)  # stale: made from other weights
+        shutil.rmtree(out)  # stale: made from other weights or inputs
     try:
-        files = dense_reference_graphs(spec.model, out)
+        files = dense_reference_graphs(spec.model, out, token_types=token_types)
     except DeployError as e:
         return Skip(str(e))
     fp_path.write_text(json.dumps(fp, indent=2))

@@ -1,9 +1,10 @@
 """What users deploy instead, and the int8 step: small composable functions (Polygraphy style).
 
-- ``export_hf_dense``: the dense classifier exported the standard way, as a Hugging Face
-  ``BertForSequenceClassification`` through torch's TorchScript exporter (what optimum does);
+- ``export_hf_dense``: the dense classifier exported the standard way, as the family's Hugging Face
+  ``*ForSequenceClassification`` (``BertForSequenceClassification``, ``RobertaForSequenceClassification``,
+  ...; the backbone adapter names it) through torch's TorchScript exporter (what optimum does);
 - ``optimize_dense``: ONNX Runtime's transformer optimizer on that file (fused attention,
-  SkipLayerNormalization, BiasGelu, EmbedLayerNormalization);
+  SkipLayerNormalization, BiasGelu, EmbedLayerNormalization; which of them each family gets: docs/deploy.md §4.5);
 - ``quantize_int8``: ONNX Runtime's dynamic int8 quantization. For the dense reference it is the
   one-line default a user would write; for pruned graphs it is restricted to the encoder's MatMul
   and Attention nodes, so the Contribution Predictors, the threshold, the softmax and TokenDrop stay
@@ -19,49 +20,55 @@ from pathlib import Path
 import onnx
 
 from adapler.encoder import PrunedBertClassifier
+from adapler.errors import ExportError
 
 HF_OPSET = 17  # ORT's optimizer fusion patterns are written against TorchScript exports at opset 11-17
 QUANT_OP_TYPES = ("MatMul", "Attention")
 
 
-class DeployError(ValueError):
+class DeployError(ExportError):
     """One-line, user-facing problem with a deploy-graph step."""
 
 
 def to_hf_classifier(model: PrunedBertClassifier):
-    """The dense weights as a ``transformers.BertForSequenceClassification`` (same logits as dense mode)."""
-    from transformers import BertForSequenceClassification
-    if model.bert.pooler is None:
-        raise DeployError("the checkpoint has no pooler, so it is not a BertForSequenceClassification; "
-                          "compare against its own dense export (ort-custom) instead")
-    cfg = model.config.__class__.from_dict({**model.config.to_dict(), "num_labels": model.num_labels})
-    cfg._attn_implementation = "eager"  # the optimizer's attention fusion matches the eager pattern
-    hf = BertForSequenceClassification(cfg).eval()
-    hf.bert.load_state_dict(model.bert.state_dict())
-    hf.classifier.load_state_dict(model.classifier.state_dict())
-    return hf
+    """The dense weights as the family's ``transformers`` ``*ForSequenceClassification`` (same logits as
+    dense mode), built by the backbone adapter (``adapler.backbones.hf``)."""
+    from adapler.backbones.hf import to_hf_classifier as convert
+    problem = model.backbone.hf_problem(model)
+    if problem:
+        raise DeployError(f"{problem}; compare against its own dense export (ort-custom) instead")
+    return convert(model, attn_implementation="eager")  # the optimizer's attention fusion matches the eager pattern
 
 
 def export_hf_dense(model: PrunedBertClassifier, path: str | Path, *, token_types: bool = True) -> Path:
-    """The standard export of the dense model (TorchScript exporter, opset 17, dynamic batch and length)."""
+    """The standard export of the dense model (TorchScript exporter, opset 17, dynamic batch and length).
+
+    Inputs are the family's (``Backbone.hf_input_names``): ``token_type_ids`` only with ``token_types``
+    and a family that reads them (not RoBERTa, XLM-R, DistilBERT)."""
     import torch
     hf = to_hf_classifier(model)
+    names = model.backbone.hf_input_names(model.config, token_types)
     ids = torch.randint(1000, 2000, (2, 16))
-    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
-    args = (ids, torch.ones_like(ids)) + ((torch.zeros_like(ids),) if token_types else ())
+    example = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
     path = Path(path)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(hf, args, str(path), dynamo=False, opset_version=HF_OPSET, input_names=names,
-                          output_names=["logits"], dynamic_axes=axes)
+        # by keyword: the third positional argument is head_mask in DistilBERT, token_type_ids elsewhere
+        torch.onnx.export(hf, (), str(path), kwargs={n: example[n] for n in names}, dynamo=False,
+                          opset_version=HF_OPSET, input_names=names, output_names=["logits"], dynamic_axes=axes)
     return path
 
 
-def optimize_dense(src: str | Path, dst: str | Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
-    """``onnxruntime.transformers.optimizer.optimize_model(model_type="bert")``; returns the fused-op counts."""
+def optimize_dense(src: str | Path, dst: str | Path, *, num_heads: int, hidden_size: int,
+                   model_type: str = "bert") -> dict[str, int]:
+    """``onnxruntime.transformers.optimizer.optimize_model``; returns the fused-op counts. ``model_type`` is the
+    optimizer's (``Backbone.ort_optimizer_type``), not the checkpoint's."""
     from onnxruntime.transformers import optimizer
-    opt = optimizer.optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+    if model_type not in optimizer.MODEL_TYPES:
+        raise DeployError(f"ONNX Runtime's optimizer has no model type {model_type!r}; "
+                          f"it has {', '.join(sorted(optimizer.MODEL_TYPES))}")
+    opt = optimizer.optimize_model(str(src), model_type=model_type, num_heads=num_heads, hidden_size=hidden_size)
     opt.save_model_to_file(str(dst))
     return {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
 
@@ -97,15 +104,18 @@ def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True
 
 
 def dense_reference_graphs(model: PrunedBertClassifier, out_dir: str | Path, *, token_types: bool = False) -> dict[str, Path]:
-    """``{"hf": model.hf.onnx, "hf-opt": model.hf.opt.onnx, "hf-opt-int8": model.hf.opt.int8.onnx}`` in ``out_dir``."""
+    """``{"hf": model.hf.onnx, "hf-opt": model.hf.opt.onnx, "hf-opt-int8": model.hf.opt.int8.onnx}`` in ``out_dir``,
+    for any backbone family (its adapter gives the HF class, the inputs and the optimizer's model type);
+    ``token_types``: the checkpoint is a sentence-pair model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"hf": out / "model.hf.onnx", "hf-opt": out / "model.hf.opt.onnx", "hf-opt-int8": out / "model.hf.opt.int8.onnx"}
     if not files["hf"].exists():
         export_hf_dense(model, files["hf"], token_types=token_types)
     if not files["hf-opt"].exists():
-        optimize_dense(files["hf"], files["hf-opt"], num_heads=model.config.num_attention_heads,
-                       hidden_size=model.config.hidden_size)
+        shape = model.backbone.shape(model.config)
+        optimize_dense(files["hf"], files["hf-opt"], num_heads=shape.heads, hidden_size=shape.hidden,
+                       model_type=model.backbone.ort_optimizer_type)
     if not files["hf-opt-int8"].exists():
         quantize_int8(files["hf-opt"], files["hf-opt-int8"], encoder_only=False)
     return files

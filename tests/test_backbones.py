@@ -264,3 +264,103 @@ def test_finetune_from_a_local_directory(tmp_path, name):
     assert all(torch.equal(v, saved[k]) for k, v in start.bert.state_dict().items())
     scores = evaluate(model, ds.dev, tok, 24, mode="dense", desc="dev")
     assert 0.0 <= scores["accuracy"] <= 1.0
+
+
+# ------------------------------------------------------------------------------------------ dense deploy reference
+
+# What ORT's optimizer (model_type "bert", ORT 1.32) fuses in each family's standard export, per 3-layer model:
+# one Attention, two SkipLayerNormalization and one BiasGelu per layer everywhere; EmbedLayerNormalization
+# except for RoBERTa/XLM-R, whose positions (a CumSum over non-pad tokens) leave a plain LayerNormalization;
+# ELECTRA's head GELU becomes one Gelu.
+LAYER_FUSIONS = {"Attention": 3, "SkipLayerNormalization": 6, "BiasGelu": 3}
+EMBED_FUSED = {"EmbedLayerNormalization": 1}
+DEPLOY_FUSIONS = {"bert": LAYER_FUSIONS | EMBED_FUSED, "roberta": LAYER_FUSIONS | {"LayerNormalization": 1},
+                  "xlm-roberta": LAYER_FUSIONS | {"LayerNormalization": 1},
+                  "electra": LAYER_FUSIONS | EMBED_FUSED | {"Gelu": 1}, "distilbert": LAYER_FUSIONS | EMBED_FUSED,
+                  "distilbert-sinusoidal": LAYER_FUSIONS | EMBED_FUSED}
+FUSED_OPS = {"EmbedLayerNormalization", "LayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu",
+             "FastGelu", "Gelu"}
+
+
+def dense_checkpoint(tmp_path, name: str, pair: bool = False, seed: int = 0):
+    """A dense checkpoint of the family, loaded back as the bench loads it. initializer_range 0.2: at the
+    default 0.02 the tiny model's logits move by only ~1e-4 when padding is attended, so a 1e-4 test
+    would not see a masking bug, and its argmax is the same class for every input."""
+    cfg = family_config(name)
+    cfg.initializer_range = 0.2
+    torch.manual_seed(seed)
+    hf = AutoModelForSequenceClassification.from_config(cfg).eval()
+    path = save_checkpoint(from_hf_classifier(hf), tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=40,
+                           extra={"pair": pair})
+    return load_checkpoint(path)
+
+
+def _pair_types(mask):
+    """Token type 1 on the second half of each row's real tokens."""
+    n = mask.sum(1, keepdim=True)
+    return ((torch.arange(mask.shape[1])[None] >= (n + 1) // 2) & (mask > 0)).long()
+
+
+def _logits(path, ids, mask, types):
+    from adapler.plugins.token_drop.ort_session import create_session
+    sess = create_session(path, library=None, threads=1)
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+    return sess.run(["logits"], {i.name: feeds[i.name] for i in sess.get_inputs()})[0], [i.name for i in sess.get_inputs()]
+
+
+@pytest.mark.parametrize("name,pair", [(n, False) for n in FAMILIES] + [("bert", True), ("electra", True),
+                                                                         ("roberta", True), ("distilbert", True)])
+def test_dense_deploy_reference(tmp_path, name, pair):
+    """The dense reference the bench times (export/deploy.py) for every family: the family's HF classifier
+    exported with the family's inputs, fused by ORT's optimizer, quantized; logits as the checkpoint's."""
+    import collections
+
+    import onnx
+
+    from adapler.export.deploy import dense_reference_graphs
+    model, cfg = dense_checkpoint(tmp_path, name, pair)
+    files = dense_reference_graphs(model, tmp_path / "reference", token_types=cfg["pair"])
+    ops = collections.Counter(n.op_type for n in onnx.load(str(files["hf-opt"])).graph.node)
+    assert {k: v for k, v in ops.items() if k in FUSED_OPS} == DEPLOY_FUSIONS[name]
+    int8_ops = collections.Counter(n.op_type for n in onnx.load(str(files["hf-opt-int8"])).graph.node)
+    assert int8_ops["QAttention"] == 3 and int8_ops["MatMulInteger"] >= 9  # every layer really is int8
+    with_types = pair and name in ("bert", "electra")  # RoBERTa (one type row) and DistilBERT read none
+    for seed, (batch, length) in enumerate([(5, 20), (1, 7), (12, 33)]):  # the export traced [2, 16]
+        ids, mask = padded_batch(model.config, batch, length, seed)
+        types = _pair_types(mask) if with_types else torch.zeros_like(ids)
+        with torch.no_grad():
+            ref = model(ids, mask, types if with_types else None, mode="dense").logits.numpy()
+            unmasked = model(ids, torch.ones_like(mask), types if with_types else None, mode="dense").logits.numpy()
+        if batch > 1:
+            assert np.abs(unmasked - ref).max() > 1e-2  # the 1e-4 below does see padding that leaks in
+        for key in ("hf", "hf-opt"):
+            logits, inputs = _logits(files[key], ids, mask, types)
+            assert inputs == ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else []), key
+            assert np.abs(logits - ref).max() <= 1e-4, key
+        logits, _ = _logits(files["hf-opt-int8"], ids, mask, types)
+        assert logits.shape == ref.shape and np.isfinite(logits).all()
+        # int8 moves these random models' logits by ~0.05-0.3: argmax may flip on a near-tie, rarely
+        assert (logits.argmax(1) == ref.argmax(1)).mean() >= 0.8
+
+
+@pytest.mark.parametrize("name", ["roberta", "distilbert", "electra"])
+def test_bench_deployed_backends_use_the_family_reference(tmp_path, name):
+    """`cli.py bench` on a dense RoBERTa / DistilBERT / ELECTRA checkpoint: ort-opt and ort-int8 are the
+    family's optimized and int8 dense graphs (not a skip), with the checkpoint's inputs."""
+    from adapler.bench.backends import BackendContext, ModelSpec, Skip, ort_int8, ort_opt
+    model, cfg = dense_checkpoint(tmp_path, name, pair=True, seed=1)
+    spec = ModelSpec(name, tmp_path / "ckpt", model, cfg)
+    ctx = BackendContext(tmp_path / "exports", threads=1, requested=("ort-opt", "ort-int8"))
+    ids, mask = padded_batch(model.config, 6, 18, seed=3)
+    with_types = name == "electra"  # the pair checkpoint's only family here that reads token types
+    types = _pair_types(mask) if with_types else torch.zeros_like(ids)
+    feed = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+    with torch.no_grad():
+        ref = model(ids, mask, types if with_types else None, mode="dense").logits.numpy()
+    opt, int8 = ort_opt(spec, ctx), ort_int8(spec, ctx)
+    assert not isinstance(opt, Skip) and not isinstance(int8, Skip)
+    for backend in (opt, int8):
+        names = [i.name for i in backend.session.get_inputs()]
+        assert names == ["input_ids", "attention_mask"] + (["token_type_ids"] if with_types else [])
+    assert np.abs(opt(feed) - ref).max() <= 1e-4
+    assert (int8(feed).argmax(1) == ref.argmax(1)).mean() >= 0.8

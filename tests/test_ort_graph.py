@@ -115,3 +115,10 @@ def test_dense_without_pooler_has_no_hf_reference(tmp_path):
     from adapler.export.deploy import DeployError, export_hf_dense
     with pytest.raises(DeployError, match="no pooler"):
         export_hf_dense(dense_model(pooler=False), tmp_path / "m.onnx")
+
+
+def test_unknown_optimizer_model_type_is_a_one_line_error(tmp_path):
+    """ORT's optimizer has no DistilBERT type (adapters say "bert"); a wrong one is named, not a traceback."""
+    from adapler.export.deploy import DeployError, optimize_dense
+    with pytest.raises(DeployError, match=r"no model type 'distilbert'; it has .*\bbert\b"):
+        optimize_dense(tmp_path / "m.onnx", tmp_path / "o.onnx", num_heads=4, hidden_size=64, model_type="distilbert")

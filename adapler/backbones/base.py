@@ -80,6 +80,9 @@ class Backbone:
                  "max_position_embeddings")
     hidden_key, heads_key = "hidden_size", "num_attention_heads"
     hf_head_keys: dict[str, str] = {}  # our head key prefix -> the HF classifier's (after "classifier.")
+    # The model type of ``onnxruntime.transformers.optimizer`` whose fusions match the family's TorchScript
+    # export of ``hf_classifier_class`` (export/deploy.py, docs/deploy.md §4.5).
+    ort_optimizer_type = "bert"
 
     # ---- config
     def config_problem(self, config: dict) -> str | None:
@@ -119,6 +122,12 @@ class Backbone:
     def uses_token_types(self, config) -> bool:
         """Whether token type ids change the output (RoBERTa's single type row does not)."""
         return getattr(config, "type_vocab_size", 0) > 1
+
+    def hf_input_names(self, config, token_types: bool) -> list[str]:
+        """The inputs of the family's exported ``*ForSequenceClassification``, as keyword names of its
+        ``forward``: ``token_type_ids`` only when asked for (sentence pairs) and the family reads them."""
+        return ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types and self.uses_token_types(config)
+                                                  else [])
 
     # ---- modules
     def build_encoder(self, config, pooler: bool) -> nn.Module:

@@ -6,13 +6,16 @@ from torch import nn
 from . import of
 
 
-def to_hf_classifier(model) -> nn.Module:
-    """The dense Hugging Face classifier with ``model``'s weights (what a user would deploy without pruning)."""
+def to_hf_classifier(model, attn_implementation: str | None = None) -> nn.Module:
+    """The dense Hugging Face classifier with ``model``'s weights (what a user would deploy without pruning);
+    ``attn_implementation`` ("eager", "sdpa"; None: transformers' default) picks its attention code."""
     backbone = model.backbone
     problem = backbone.hf_problem(model)
     if problem:
         raise ValueError(problem)
     cfg = model.config.__class__.from_dict({**model.config.to_dict(), "num_labels": model.num_labels})
+    if attn_implementation is not None:
+        cfg._attn_implementation = attn_implementation
     hf = backbone.hf_classifier_class(cfg).eval()
     ours = {backbone.hf_key(k): v for k, v in model.state_dict().items() if not k.startswith("selector.")}
     missing, unexpected = hf.load_state_dict(ours, strict=False)
