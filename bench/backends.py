@@ -12,6 +12,8 @@ returns :class:`Skip` with a one-line reason instead of raising.
 | ``ort-std`` | ``model.std.onnx`` (standard ops only), ORT CPU, spinning off | export failed |
 | ``ort-opt`` | what users deploy on ORT: dense = standard HF export + ORT transformer optimizer; pruned = ``model.ort.onnx`` (same fused kernels + ContributionDrop) | method without a fused graph |
 | ``ort-int8`` | the same, dynamic int8 (dense: ``quantize_dynamic`` defaults; pruned: encoder MatMul/Attention only) | export failed |
+| ``ort-packed`` | ``model.ort.packed.onnx``: the fused graph padding-free (dense and pruned models alike) | method without a fused graph |
+| ``ort-packed-int8`` | ``model.ort.packed.int8.onnx``, encoder MatMul/Attention int8 | method without a fused graph |
 | ``torch-cuda`` | eager torch on the first CUDA device (inputs copied in, logits copied out) | no CUDA device |
 | ``tensorrt`` | TensorRT engine from ``model.onnx`` with the TokenDrop plugin (Polygraphy) | no TensorRT / CUDA |
 
@@ -120,9 +122,16 @@ def torch_cuda(spec: ModelSpec, ctx: BackendContext, mode: str | None = None) ->
 
 # ------------------------------------------------------------------------------------------------ ONNX
 
+PACKED_BACKENDS = ("ort-packed", "ort-packed-int8")
+FUSED_GRAPHS = ("ort", "ort-int8", "ort-packed", "ort-packed-int8")  # export.json keys of the fused graph's forms
+_NEEDS = {"ort-int8": ("int8",), "ort-packed": ("packed",), "ort-packed-int8": ("packed", "int8")}
+
+
 def _graphs_needed(requested: tuple[str, ...]) -> dict[str, bool]:
     return {"custom": any(b in requested for b in ("ort-custom", "tensorrt")), "std": "ort-std" in requested,
-            "ort": any(b in requested for b in ("ort-opt", "ort-int8")), "int8": "ort-int8" in requested}
+            "ort": any(b in requested for b in ("ort-opt", "ort-int8") + PACKED_BACKENDS),
+            "int8": any(b in requested for b in ("ort-int8", "ort-packed-int8")),
+            "packed": any(b in requested for b in PACKED_BACKENDS)}
 
 
 def checkpoint_fingerprint(ckpt: Path) -> dict[str, Any]:
@@ -135,7 +144,8 @@ def checkpoint_fingerprint(ckpt: Path) -> dict[str, Any]:
 
 
 def export_dir(spec: ModelSpec, ctx: BackendContext, graph: str) -> Path | Skip:
-    """The export directory of ``spec`` holding ``graph`` ("custom" | "std"); exports when missing or stale."""
+    """The export directory of ``spec`` holding ``graph`` (an ``export.json`` files key: "custom", "std", "ort",
+    "ort-packed", ...); exports when missing or stale."""
     if spec.name in ctx.export_errors:
         return Skip(ctx.export_errors[spec.name])
     out = ctx.export_cache / spec.name
@@ -147,16 +157,18 @@ def export_dir(spec: ModelSpec, ctx: BackendContext, graph: str) -> Path | Skip:
         if json.loads(fp_path.read_text()) == fp:
             if file and (out / file).exists():
                 return out
-            if graph in ("ort", "ort-int8") and meta.get("notes"):  # tried already: the method has no fused graph
+            if graph in FUSED_GRAPHS and meta.get("notes"):  # tried already: the method has no fused graph
                 return Skip("; ".join(meta["notes"]))
     from adapler.progress import log
     from adapler.export.onnx import write_export_dir
     need = _graphs_needed(ctx.requested)
-    need[{"ort-int8": "int8"}.get(graph, graph)] = True
+    for k in _NEEDS.get(graph, (graph,)):
+        need[k] = True
     log(f"exporting {spec.name} ({', '.join(k for k, v in need.items() if v)} graph) to {out}")
     try:
         meta = write_export_dir(spec.ckpt, out, overwrite=True, allow_dense=True, custom=need["custom"],
-                                std=need["std"], ort=need["ort"], quantize="int8" if need["int8"] else "none")
+                                std=need["std"], ort=need["ort"], quantize="int8" if need["int8"] else "none",
+                                packed=need["packed"])
     except Exception as e:  # any exporter failure becomes a reported skip, not a crashed benchmark
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         ctx.export_errors[spec.name] = f"ONNX export failed: {type(e).__name__}: {msg}"
@@ -187,7 +199,7 @@ def _session_backend(path: Path, ctx: BackendContext, library: str | None = "aut
     def run(feed: Feed) -> np.ndarray:
         return sess.run(["logits"], {n: feed[n] for n in names})[0]
 
-    run.session = sess  # type: ignore[attr-defined]
+    run.session, run.path = sess, path  # type: ignore[attr-defined]
     return run
 
 
@@ -235,6 +247,24 @@ ort_opt = partial(_deployed, int8=False)
 ort_int8 = partial(_deployed, int8=True)
 
 
+def _packed(spec: ModelSpec, ctx: BackendContext, int8: bool) -> Backend | Skip:
+    """``ort-packed`` / ``ort-packed-int8``: ``model.ort.packed[.int8].onnx`` of any model with a fused graph (the
+    dense one too). ``run.padded`` is the same graph padded (``model.ort[.int8].onnx``), what parity is checked against."""
+    graph = "ort-packed-int8" if int8 else "ort-packed"
+    d = export_dir(spec, ctx, graph)
+    if isinstance(d, Skip):
+        return d
+    files = json.loads((d / "export.json").read_text())["files"]
+    run = _session_backend(d / files[graph], ctx)
+    if not isinstance(run, Skip):
+        run.padded = d / files["ort-int8" if int8 else "ort"]  # type: ignore[attr-defined]
+    return run
+
+
+ort_packed = partial(_packed, int8=False)
+ort_packed_int8 = partial(_packed, int8=True)
+
+
 # ------------------------------------------------------------------------------------------------ TensorRT
 
 def tensorrt(spec: ModelSpec, ctx: BackendContext) -> Backend | Skip:
@@ -278,6 +308,8 @@ BACKENDS: dict[str, Factory] = {
     "ort-std": ort_std,
     "ort-opt": ort_opt,
     "ort-int8": ort_int8,
+    "ort-packed": ort_packed,
+    "ort-packed-int8": ort_packed_int8,
     "torch-cuda": torch_cuda,
     "tensorrt": tensorrt,
 }

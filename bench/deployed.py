@@ -3,27 +3,68 @@
 A speedup only counts against what a user would deploy instead, so this step times, interleaved on
 the same inputs, each model as ``<model>@<backend>`` for the backends ``ort-opt`` (dense: standard
 export + ORT's transformer optimizer; pruned: ``model.ort.onnx``), ``ort-int8`` (the same, dynamic
-int8) and ``ort-custom`` (``model.onnx``). Two ratios per entry:
+int8), ``ort-packed`` / ``ort-packed-int8`` (``model.ort.packed[.int8].onnx`` of every model with a fused
+graph, dense included: docs/deploy.md §10) and ``ort-custom`` (``model.onnx``). Ratios per entry:
 
 - ``speedup``: against ``<dense>@ort-opt``, the optimized fp32 dense graph (the reference, 1.00x);
-- ``speedup_same_precision``: against the dense model on the same backend (pruned int8 vs dense int8).
+- ``speedup_same_precision``: against the dense model on the same backend (pruned int8 vs dense int8);
+- ``packed_vs_padded``: a packed form against the same model's padded form of the same precision, where
+  that is the very graph it packs (pruned: ``<model>@ort-opt`` runs ``model.ort.onnx``; the dense
+  ``@ort-opt`` is the optimized standard export, so the dense packed rows have only ``speedup``).
+
+``packed``: per packed form, parity with its padded graph on the entry's inputs (kept lengths equal,
+max |logits difference|, as ``bench/packed.py``) and that graph's padding fraction per layer.
 """
 from __future__ import annotations
 
 import gc
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from adapler.progress import log
 
 from .backends import BackendContext, Feed, ModelSpec, Skip, release
 
-BACKENDS = ("ort-opt", "ort-int8", "ort-custom")  # reference backend first
-ONLY_HERE = ("ort-opt", "ort-int8")  # timed only in this table (the per-backend loop skips them)
+BACKENDS = ("ort-opt", "ort-int8", "ort-packed", "ort-packed-int8", "ort-custom")  # reference backend first
+ONLY_HERE = ("ort-opt", "ort-int8", "ort-packed", "ort-packed-int8")  # timed only in this table (not per backend)
+PADDED = {"ort-packed": "ort-opt", "ort-packed-int8": "ort-int8"}  # the padded backend of the same precision
 
 
 def reference_name(dense_name: str) -> str:
     return f"{dense_name}@ort-opt"
+
+
+def padded_sessions(fns: Mapping[str, Any], ctx: BackendContext) -> dict[str, Any]:
+    """Per packed form (a backend with ``.padded``), a session on its padded graph: the timed form's own
+    session where one runs that file, else one opened for the parity check only."""
+    from adapler.plugins.token_drop.ort_session import create_session
+    timed = {f.path: f.session for f in fns.values() if hasattr(f, "path")}
+    return {n: timed.get(f.padded) or create_session(f.padded, threads=ctx.threads)
+            for n, f in fns.items() if hasattr(f, "padded")}
+
+
+def packed_checks(fns: Mapping[str, Any], padded: Mapping[str, Any], feeds: Sequence[Feed]) -> dict[str, dict]:
+    """``entry["packed"]``: per packed form, parity with its padded graph on ``feeds`` and the padded graph's
+    padding fraction per layer (``1 - sum_b n_b / (B * max_b n_b)`` over the feeds)."""
+    from .packed import outputs, padding_per_layer, parity
+    out = {}
+    for n, session in padded.items():
+        ref = outputs(session, feeds)
+        out[n] = {"padded_graph": Path(fns[n].padded).name, **parity(outputs(fns[n].session, feeds), ref),
+                  "padding_fraction": padding_per_layer([kept for _, kept in ref])}
+    return out
+
+
+def vs_padded(fns: Mapping[str, Any]) -> dict[str, str]:
+    """``{packed form: padded form}`` where the padded form's timed graph is the one the packed form packs."""
+    pairs = {}
+    for n, f in fns.items():
+        model, backend = n.split("@")
+        padded = f"{model}@{PADDED.get(backend)}"
+        if hasattr(f, "padded") and getattr(fns.get(padded), "path", None) == f.padded:
+            pairs[n] = padded
+    return pairs
 
 
 def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name: str, factories: Mapping[str, Any],
@@ -57,14 +98,18 @@ def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name
         return
     same = {n: f"{dense_name}@{n.split('@')[1]}" for n in fns
             if not n.startswith(f"{dense_name}@") and f"{dense_name}@{n.split('@')[1]}" in fns}
+    pairs = {"speedup_same_precision": same, "packed_vs_padded": vs_padded(fns)}
+    padded = padded_sessions(fns, ctx)
     for key, feeds in sets.items():
         kind, value = key
         desc = f"deployed, {'batch' if kind == 'batch' else 'length'} {value}"
         gc.collect()
-        m = measure(fns, feeds, ref, desc=desc, same_precision=same, **timing)
+        checks = packed_checks(fns, padded, feeds)
+        m = measure(fns, feeds, ref, desc=desc, pairs=pairs, **timing)
         entry = {"backend": "deployed", "reference": ref, "batch_size" if kind == "batch" else "length": value,
                  **input_stats(feeds), **{k: v for k, v in timing.items() if k in ("repeats", "warmup", "order")},
-                 **m, "flops_speedup": {n: flops[key][n.split("@")[0]] for n in fns if not n.startswith(f"{dense_name}@")}}
+                 **m, "flops_speedup": {n: flops[key][n.split("@")[0]] for n in fns if not n.startswith(f"{dense_name}@")},
+                 "packed": checks}
         if kind == "length":
             entry["batch_size"] = 1
         results["deployed"].append(entry)

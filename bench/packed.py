@@ -71,6 +71,18 @@ def build_graphs(models: dict[str, Any], out: Path, int8: bool) -> dict[str, Pat
     return files
 
 
+def outputs(session: Any, feeds: list[dict]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(logits, kept_lengths)`` of an ORT session on every feed, given only the inputs its graph takes."""
+    names = [i.name for i in session.get_inputs()]
+    return [tuple(session.run(["logits", "kept_lengths"], {n: f[n] for n in names})) for f in feeds]
+
+
+def parity(packed: list[tuple[np.ndarray, np.ndarray]], padded: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """A packed form's outputs against its padded form's on the same feeds (``outputs``)."""
+    return {"kept_lengths_equal": all(np.array_equal(a[1], b[1]) for a, b in zip(packed, padded)),
+            "max_abs_logit_diff": float(max(np.abs(a[0] - b[0]).max() for a, b in zip(packed, padded)))}
+
+
 def padding_per_layer(kept: list[np.ndarray]) -> list[float]:
     """Share of padded slots per layer over all batches: ``1 - sum n / sum_batches (B * max n)``."""
     real = sum(k.sum(axis=0) for k in kept)
@@ -90,7 +102,7 @@ def run_batch_size(sessions: dict[str, Any], feeds: list[dict], pruned_model: An
                    warmup: int) -> dict:
     """Parity, padding, FLOPs and the paired timing of every form on ``feeds``."""
     from .timing import ratio, summarize, time_paired
-    outs = {k: [s.run(["logits", "kept_lengths"], f) for f in feeds] for k, s in sessions.items()}
+    outs = {k: outputs(s, feeds) for k, s in sessions.items()}
     precisions = sorted({k.split(".", 2)[2] if k.count(".") == 2 else "fp32" for k in sessions})
     entry: dict[str, Any] = {"batch_size": int(feeds[0]["attention_mask"].shape[0]), "n_batches": len(feeds),
                              "mean_tokens": float(np.mean(np.concatenate([f["attention_mask"].sum(1) for f in feeds]))),
@@ -98,10 +110,7 @@ def run_batch_size(sessions: dict[str, Any], feeds: list[dict], pruned_model: An
                              "parity": {}, "flops_speedup": {}, "padding_fraction": {}}
     for key in sessions:
         if ".packed" in key:
-            pad = key.replace(".packed", ".padded")
-            entry["parity"][key] = {
-                "kept_lengths_equal": all(np.array_equal(a[1], b[1]) for a, b in zip(outs[key], outs[pad])),
-                "max_abs_logit_diff": float(max(np.abs(a[0] - b[0]).max() for a, b in zip(outs[key], outs[pad])))}
+            entry["parity"][key] = parity(outs[key], outs[key.replace(".packed", ".padded")])
     for prec in precisions:
         sfx = "" if prec == "fp32" else f".{prec}"
         kept = [o[1] for o in outs[f"pruned.padded{sfx}"]]

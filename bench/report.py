@@ -36,6 +36,8 @@ LATENCY = {"backend": str, "batch_size": int, "n_inputs": int, "examples_per_inp
            "mean_padded_length": float, "repeats": int, "warmup": int, "order": str, "models": dict,
            "speedup": dict, "flops_speedup": dict}
 LENGTH = {**LATENCY, "length": int}
+DEPLOYED = {"reference": str, "speedup_same_precision": dict, "packed": dict, "packed_vs_padded": dict}
+PACKED = {"padded_graph": str, "kept_lengths_equal": bool, "max_abs_logit_diff": float, "padding_fraction": list}
 REGRESSION = {"kind": str, "model": str, "old": float, "new": float, "change": float, "threshold": float,
               "message": str}
 
@@ -74,8 +76,13 @@ def check_schema(results: dict) -> list[str]:
         for n, s in e.get("speedup", {}).items():
             _check(s, SPEEDUP, f"{where}.speedup.{n}", p)
     for i, e in enumerate(results.get("deployed", [])):  # optional: files from before the deployed table lack it
-        _check(e, {**(LENGTH if "length" in e else LATENCY), "reference": str, "speedup_same_precision": dict},
-               f"deployed[{i}]", p)
+        old = "packed" not in e  # files from before the packed rows: no packed, packed_vs_padded
+        spec = {k: v for k, v in DEPLOYED.items() if not (old and k.startswith("packed"))}
+        _check(e, {**(LENGTH if "length" in e else LATENCY), **spec}, f"deployed[{i}]", p)
+        for n, c in e.get("packed", {}).items():
+            _check(c, PACKED, f"deployed[{i}].packed.{n}", p)
+        for n, s in e.get("packed_vs_padded", {}).items():
+            _check(s, SPEEDUP, f"deployed[{i}].packed_vs_padded.{n}", p)
     for i, r in enumerate(results["regressions"]):
         _check(r, REGRESSION, f"regressions[{i}]", p)
     return p
@@ -163,13 +170,26 @@ def deployed_rows(results: dict, kind: str = "batch_size") -> list[list[str]]:
             continue
         for name, s in e["models"].items():
             sp, same = e["speedup"].get(name), e.get("speedup_same_precision", {}).get(name)
+            pvp = e.get("packed_vs_padded", {}).get(name)
             rows.append([str(e[kind]), name, f"{s['median_ms']:.2f}",
                          "1.00× (ref.)" if name == e["reference"] else _x(sp and sp["median_of_ratios"]),
-                         _x(same and same["median_of_ratios"]), _x(e["flops_speedup"].get(name))])
+                         _x(same and same["median_of_ratios"]), _x(pvp and pvp["median_of_ratios"]),
+                         _x(e["flops_speedup"].get(name))])
     return rows
 
 
-DEPLOYED_HEADER = ["median ms", "vs dense ORT-optimized fp32", "vs dense, same backend", "FLOPs"]
+DEPLOYED_HEADER = ["median ms", "vs dense ORT-optimized fp32", "vs dense, same backend", "packed vs padded", "FLOPs"]
+
+
+def packed_rows(results: dict) -> list[list[str]]:
+    """One row per (deployed entry, packed form): its padded graph's padding fraction per layer and the parity."""
+    rows = []
+    for e in results.get("deployed", []):
+        where = f"length {e['length']}" if "length" in e else str(e["batch_size"])
+        for name, c in e.get("packed", {}).items():
+            rows.append([where, name, f"`{c['padded_graph']}`", ", ".join(f"{v:.2f}" for v in c["padding_fraction"]),
+                         "yes" if c["kept_lengths_equal"] else "**no**", f"{c['max_abs_logit_diff']:.1e}"])
+    return rows
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -204,12 +224,21 @@ def markdown(results: dict) -> str:
         out += ["## Deployed speed (paired, interleaved, every ONNX Runtime form in one run)", "",
                 f"Reference: `{ref}`, the dense model exported the standard way and optimized by ONNX Runtime's "
                 "transformer optimizer. `ort-int8` is dynamic int8 (dense: `quantize_dynamic` defaults; pruned: "
-                "encoder MatMul/Attention only); `ort-custom` is `model.onnx`. \"vs dense, same backend\" compares "
-                "with the dense model in the same form (pruned int8 vs dense int8).", "",
+                "encoder MatMul/Attention only); `ort-custom` is `model.onnx`; `ort-packed` / `ort-packed-int8` are "
+                "`model.ort.packed[.int8].onnx`, the fused graph padding-free (docs/deploy.md §10). \"vs dense, same "
+                "backend\" compares with the dense model in the same form (pruned int8 vs dense int8); \"packed vs "
+                "padded\" with the same model's `model.ort[.int8].onnx` (pruned models: the `ort-opt` / `ort-int8` "
+                "row; the dense `ort-opt` is the standard export, so for it read \"vs dense ORT-optimized\").", "",
                 _table(["batch", "model@backend"] + DEPLOYED_HEADER, deployed_rows(results)), ""]
         if any("length" in e for e in results["deployed"]):
             out += ["Batch 1 at fixed lengths:", "",
                     _table(["length", "model@backend"] + DEPLOYED_HEADER, deployed_rows(results, "length")), ""]
+        if packed_rows(results):
+            out += ["Packed forms against their padded graph on the same inputs: the padded graph's padding fraction "
+                    "per layer (`1 - sum n / (B max n)` over the inputs: the share of its token slots that the packed "
+                    "form's token-wise work skips) and the parity (kept lengths, max |logits difference|):", "",
+                    _table(["batch", "packed form", "padded graph", "padding fraction per layer", "kept lengths equal",
+                            "max abs logit diff"], packed_rows(results)), ""]
     if results["latency_vs_length"]:
         out += ["## Latency vs sequence length (batch 1)", ""]
         names = list(results["models"])
@@ -279,11 +308,17 @@ def print_summary(results: dict, console=None) -> None:
         console.print(t)
     if results.get("deployed"):
         t = Table(title=f"deployed speed (ONNX Runtime; reference {results['deployed'][0]['reference']})")
-        for col in ["batch", "model@backend", "median ms", "vs ref.", "vs same form", "FLOPs"]:
+        for col in ["batch", "model@backend", "median ms", "vs ref.", "vs same form", "vs padded", "FLOPs"]:
             t.add_column(col, justify="left" if col == "model@backend" else "right", no_wrap=col == "model@backend")
         for row in deployed_rows(results):
             t.add_row(*[c.replace(" (ref.)", "") for c in row])
         console.print(t)
+        for e in results["deployed"]:  # per layer, int8 and parity: results.md
+            fp32 = {n.split("@")[0]: c["padding_fraction"] for n, c in e.get("packed", {}).items()
+                    if n.endswith("@ort-packed")}
+            if fp32 and "length" not in e:
+                console.print(f"batch {e['batch_size']}: padding fraction of the padded graphs (mean over layers) " +
+                              ", ".join(f"{n} {sum(v) / len(v):.2f}" for n, v in fp32.items()))
     for b, s in results["backends"].items():
         if s["status"] == "skipped":
             console.print(f"[yellow]{b} skipped[/yellow]: {s['reason']}")

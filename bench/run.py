@@ -28,7 +28,8 @@ from .environment import collect_environment
 from .report import SCHEMA, SCHEMA_VERSION, busy, now, save_results, write_reports
 from .timing import ratio, summarize, time_paired
 
-DEFAULT_BACKENDS = ("torch", "ort-custom", "ort-std", "ort-opt", "ort-int8", "torch-cuda", "tensorrt")
+DEFAULT_BACKENDS = ("torch", "ort-custom", "ort-std", "ort-opt", "ort-int8", "ort-packed", "ort-packed-int8",
+                    "torch-cuda", "tensorrt")
 DEFAULT_LENGTHS = (16, 32, 64, 128, 256)
 SPEEDUP_DEFINITION = ("median over inputs of the paired per-input ratio median(dense calls) / "
                       "median(model calls); timings interleaved in ABBA order on the same inputs")
@@ -144,9 +145,9 @@ def check_same_inputs(specs: Mapping[str, ModelSpec], sample: Sequence, max_leng
 
 
 def measure(fns: Mapping[str, Any], feeds: Sequence[Feed], dense_name: str, *, repeats: int, warmup: int,
-            order: str, desc: str, same_precision: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One interleaved run: summaries per model and paired speedups vs ``dense_name`` (and, for each
-    ``same_precision`` pair ``{model: its reference}``, vs that reference)."""
+            order: str, desc: str, pairs: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """One interleaved run: summaries per model and paired speedups vs ``dense_name``; ``pairs``
+    ``{key: {model: its reference}}`` adds ``out[key][model]``, the paired speedup vs that reference."""
     times = time_paired(fns, feeds, warmup=warmup, repeats=repeats, order=order, desc=desc)
     per_example = float(np.mean([f["input_ids"].shape[0] for f in feeds]))
     summaries = {}
@@ -155,8 +156,8 @@ def measure(fns: Mapping[str, Any], feeds: Sequence[Feed], dense_name: str, *, r
         summaries[n] = {**s, "median_ms_per_example": s["median_ms"] / per_example}
     speedup = {n: ratio(times[dense_name], t, repeats) for n, t in times.items() if n != dense_name}
     out = {"models": summaries, "speedup": speedup}
-    if same_precision is not None:
-        out["speedup_same_precision"] = {n: ratio(times[r], times[n], repeats) for n, r in same_precision.items()}
+    for key, refs in (pairs or {}).items():
+        out[key] = {n: ratio(times[r], times[n], repeats) for n, r in refs.items()}
     return out
 
 

@@ -175,6 +175,8 @@ def write_export_dir(ckpt: str | Path, out: str | Path, *, opset: int = DEFAULT_
                                                token_types=token_types).name
             src, key = files["custom"], "int8"
         files[key] = quantize_int8(out / src, out / src.replace(".onnx", ".int8.onnx")).name
+    if packed and "ort" not in files:
+        notes.append("no model.ort.packed.onnx: the packed graph is the fused ORT graph's padding-free form")
     if packed and "ort" in files:  # the same graph on packed tokens (export/packed_graph.py, docs/deploy.md §10)
         from .packed_graph import PACKED_FILE, write_packed_graph
         files["ort-packed"] = write_packed_graph(model, out / PACKED_FILE, token_types=token_types).name

@@ -126,9 +126,87 @@ def test_deployed_table(full_run):
     assert check_schema(r) == []
     md = (out / "results.md").read_text()
     assert "## Deployed speed" in md and "| 3 | adapler@ort-int8 |" in md
+    assert "| 3 | adapler@ort-packed |" in md and "| 3 | adapler@ort-packed | `model.ort.onnx` |" in md
     exports = out / "exports"
     assert (exports / "bert" / "reference" / "model.hf.opt.int8.onnx").exists()
     assert (exports / "adapler" / "model.ort.int8.onnx").exists()
+
+
+def test_deployed_table_has_the_packed_forms(full_run):
+    """Both models have a fused graph: packed fp32 and int8 rows in the same paired run, parity with the padded
+    graph, and the padded graph's padding fraction."""
+    out, r = full_run
+    packed = {f"{m}@{b}" for m in ("bert", "adapler") for b in ("ort-packed", "ort-packed-int8")}
+    assert r["backends"]["ort-packed"]["status"] == r["backends"]["ort-packed-int8"]["status"] == "ran"
+    for e in r["deployed"]:
+        assert packed <= set(e["models"]) and set(e["packed"]) == packed
+        assert e["models"]["adapler@ort-packed"]["n"] == e["models"]["bert@ort-opt"]["n"]  # paired with the reference
+        assert {"adapler@ort-packed", "bert@ort-packed"} <= set(e["speedup"])
+        # the pruned padded row runs the very graph that is packed; the dense ort-opt row is the standard export
+        assert set(e["packed_vs_padded"]) == {"adapler@ort-packed", "adapler@ort-packed-int8"}
+        assert e["speedup_same_precision"]["adapler@ort-packed"]["n_pairs"] == e["n_inputs"]  # vs bert@ort-packed
+        for name in ("bert@ort-packed", "adapler@ort-packed"):
+            c = e["packed"][name]
+            assert c["padded_graph"] == "model.ort.onnx" and c["kept_lengths_equal"] is True
+            assert c["max_abs_logit_diff"] <= 1e-4
+        assert e["packed"]["adapler@ort-packed-int8"]["padded_graph"] == "model.ort.int8.onnx"
+        assert e["packed"]["adapler@ort-packed-int8"]["kept_lengths_equal"] is True
+        for c in e["packed"].values():
+            assert len(c["padding_fraction"]) == 2 and all(0.0 <= v < 1.0 for v in c["padding_fraction"])
+        dense = e["packed"]["bert@ort-packed"]["padding_fraction"]
+        assert dense[0] == dense[1]  # the dense model keeps every token: the input's padding at every layer
+        if e["batch_size"] == 1:
+            assert all(v == 0.0 for c in e["packed"].values() for v in c["padding_fraction"])
+    assert "adapler@ort-packed" in r["fixed_cost"]["deployed"]
+    assert (out / "exports" / "adapler" / "model.ort.packed.int8.onnx").exists()
+
+
+def test_terminal_table_fits_100_columns(full_run):
+    import io
+
+    from rich.console import Console
+
+    from adapler.bench.report import print_summary
+    buf = io.StringIO()
+    print_summary(full_run[1], Console(file=buf, width=100, color_system=None))
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "adapler@ort-packed-int8" in text and "vs padded" in text  # model names are never wrapped
+    assert "batch 3: padding fraction of the padded graphs (mean over layers) bert" in text.replace("\n", " ")
+
+
+def test_model_without_fused_graph_gets_no_packed_row(tmp_path, full_run, ckpts, data, tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.selectors import build_selector
+    cfg = tiny_config(layers=2, hidden=32)
+    model = PrunedBertClassifier(cfg, 2, build_selector("power-bert", cfg, {"retention": [8, 4]})).eval()
+    pb = save_checkpoint(model, tmp_path / "pb", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
+                         label_names=["negative", "positive"], max_length=32)
+    r = run_bench({**ckpts, "power-bert": pb}, data, backends=("ort-opt", "ort-packed"), batch_sizes=(2,), lengths=(),
+                  out_dir=tmp_path / "out", plots=False, export_cache=full_run[0] / "exports", **QUICK)
+    (e,) = r["deployed"]
+    assert set(e["models"]) == {"bert@ort-opt", "adapler@ort-opt", "bert@ort-packed", "adapler@ort-packed"}
+    assert set(e["packed"]) == {"bert@ort-packed", "adapler@ort-packed"}
+    reason = r["backends"]["ort-packed"]["skipped_models"]["power-bert"]
+    assert r["backends"]["ort-packed"]["status"] == "ran"
+    assert "'power-bert' has no fused ORT graph" in reason and "no model.ort.packed.onnx" in reason
+    assert check_schema(r) == []
+    assert f"**ort-packed** / power-bert: {reason}" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_schema_checks_the_packed_fields(full_run):
+    r = copy.deepcopy(full_run[1])
+    e = r["deployed"][0]
+    e["packed"]["adapler@ort-packed"]["kept_lengths_equal"] = "yes"
+    del e["packed_vs_padded"]
+    assert check_schema(r) == ["deployed[0].packed_vs_padded: missing",
+                               "deployed[0].packed.adapler@ort-packed.kept_lengths_equal: str is not bool"]
+    for e in r["deployed"]:  # a file from before the packed rows
+        e.pop("packed"), e.pop("packed_vs_padded", None)
+    assert check_schema(r) == []
 
 
 def test_results_schema(full_run):
@@ -139,7 +217,8 @@ def test_results_schema(full_run):
     assert list(saved["models"]) == ["bert", "adapler"]
     assert saved["models"]["bert"]["flops_speedup"] == 1.0 and saved["models"]["adapler"]["flops_speedup"] > 1.0
     assert len(saved["models"]["adapler"]["mean_kept_lengths"]) == 2
-    ran = [b for b, s in saved["backends"].items() if s["status"] == "ran" and b not in ("ort-opt", "ort-int8")]
+    from adapler.bench.deployed import ONLY_HERE
+    ran = [b for b, s in saved["backends"].items() if s["status"] == "ran" and b not in ONLY_HERE]
     assert "torch" in ran and "ort-std" in ran
     assert {(e["backend"], e["batch_size"]) for e in saved["latency"]} == {(b, s) for b in ran for s in (1, 3)}
     assert {(e["backend"], e["length"]) for e in saved["latency_vs_length"]} == {(b, n) for b in ran for n in (8, 16)}
