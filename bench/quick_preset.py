@@ -1,0 +1,52 @@
+"""Try AdapLeR knob values on the quick preset's data (what `cli.py demo` trains), from one shared fine-tuned
+model, and print dev per epoch and test of the selected epoch. How the preset's phi was chosen
+(docs/results.md, "make demo").
+
+    PYTHONPATH=. python bench/quick_preset.py --out runs/preset --name p0.05 --phi 0.05 --eta-lr 1e-2 --epochs 3
+    PYTHONPATH=. python bench/quick_preset.py --out runs/preset --name t2 --phi 0.01 --target-speedup 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from adapler import methods
+from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from adapler.evaluate import evaluate
+from adapler.recipes import QUICK, finished, quick_data, train_dense
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="root: finetune/ (shared) and one folder per --name")
+    p.add_argument("--name", required=True)
+    p.add_argument("--phi", type=float, default=QUICK.phi)
+    p.add_argument("--eta-lr", type=float, default=QUICK.eta_lr)
+    p.add_argument("--cp-lr", type=float, default=QUICK.cp_lr)
+    p.add_argument("--epochs", type=int, default=QUICK.adapler_epochs)
+    p.add_argument("--target-speedup", type=float, default=None)
+    a = p.parse_args(argv)
+    data = quick_data()
+    ft = a.out / "finetune"
+    if not finished(ft):
+        train_dense(ft, data)
+    main_method = methods.get(methods.MAIN)
+    cfg = main_method.config(epochs=a.epochs, phi=a.phi, eta_lr=a.eta_lr, cp_lr=a.cp_lr,
+                             saliency_epochs=min(3, QUICK.finetune_epochs), target_speedup=a.target_speedup)
+    run = a.out / a.name
+    main_method.train(data, ft, run, cfg, resume=(run / "run_state.json").exists())
+    result = {"options": vars(a) | {"out": str(a.out)}, "dev": [
+        {k: r[k] for k in ("epoch", "dev_accuracy", "dev_flops_speedup", "phi")}
+        for r in json.loads((run / "history.json").read_text())]}
+    for label, ckpt, mode in (("finetuned_test", ft / "best", "dense"), ("selected_test", run / "best", "hard")):
+        model, c = load_checkpoint(ckpt)
+        m = evaluate(model, data.test, load_checkpoint_tokenizer(ckpt), c["max_length"], batch_size=32, mode=mode,
+                     desc=label)
+        result[label] = {"accuracy": m["accuracy"], "flops_speedup": m["flops_speedup"]}
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
