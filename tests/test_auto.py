@@ -66,3 +66,22 @@ def test_batch_size_for_an_unreadable_init_is_none(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("[1]")
     assert batch_size_for_init(tmp_path / "bad") is None
+
+
+def test_finetune_at_the_majority_rate_is_flagged(tiny_bert_dir, sentiment_csv, tmp_path, capsys, monkeypatch):
+    """A run that learned nothing (lr so small the weights do not move) says so, naming the fix."""
+    from adapler.data import load_dataset
+    from adapler.training.finetune import FinetuneConfig, finetune, majority_note
+    monkeypatch.delenv("ADAPLER_QUIET", raising=False)
+    data = load_dataset(sentiment_csv)
+    out = finetune(data, tmp_path / "ft", FinetuneConfig(model=str(tiny_bert_dir), max_length=16, epochs=1, lr=1e-12))
+    said = capsys.readouterr().err
+    assert "no better than always predicting the most frequent label" in " ".join(said.split())
+    assert "--epochs" in said
+    scores = json.loads((out / "dev_scores.json").read_text())
+    scores[0]["dev_accuracy"] = 1.0  # a run that did learn: no note
+    (out / "dev_scores.json").write_text(json.dumps(scores))
+    assert majority_note(out, data) is None
+    scores[0]["dev_accuracy"] = 0.5  # the dev split is balanced: 50 % is the majority rate
+    (out / "dev_scores.json").write_text(json.dumps(scores))
+    assert "50.0 %" in majority_note(out, data)
