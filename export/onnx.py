@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import warnings
 from contextlib import nullcontext
@@ -96,13 +97,21 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     if token_types:
         dyn["token_type_ids"] = {0: batch, 1: seq}
         names.append("token_type_ids")
+    # the dynamo exporter logs "torchvision is not installed. Skipping ..." four times per export: noise for
+    # text models, and `make demo` exports a dozen graphs
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            wrapper, args, dynamo=True, opset_version=opset, dynamic_shapes=dyn, input_names=names,
-            output_names=["logits", "kept_lengths"] + (["kept_positions"] if kept_positions else []),
-            custom_translation_table=None if std else _translation_table(),
-            verbose=False, report=False, optimize=True)
+        try:
+            program = torch.onnx.export(
+                wrapper, args, dynamo=True, opset_version=opset, dynamic_shapes=dyn, input_names=names,
+                output_names=["logits", "kept_lengths"] + (["kept_positions"] if kept_positions else []),
+                custom_translation_table=None if std else _translation_table(),
+                verbose=False, report=False, optimize=True)
+        finally:
+            registration.setLevel(level)
     program.save(str(path))
     return path
 
