@@ -192,11 +192,31 @@ def _check_columns(where: str, columns: Sequence[Any], cols: tuple[str, str | No
                             f"set {flag} to the right one")
 
 
-def _read_file(path: Path, cols: tuple[str, str | None, str], encoding: str,
-               notes: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
-    """Rows as (id, text, text_pair, label_key); empty texts are dropped and counted."""
-    text_col, pair_col, label_col = cols
+# Column names tried, in order, when --text-col / --label-col are not given (case-insensitive).
+TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet")
+LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "target", "category")
+
+
+def resolve_columns(columns: Sequence[Any], cols: tuple[str | None, str | None, str | None]
+                    ) -> tuple[str, str | None, str]:
+    """``cols`` with an unset text or label column replaced by the first of ``TEXT_COLUMNS`` /
+    ``LABEL_COLUMNS`` the file has (its own spelling); unset and none found: the first candidate, which
+    ``_check_columns`` then reports with the flag to set."""
+    by_lower = {str(c).lower(): str(c) for c in columns}
+
+    def pick(given: str | None, candidates: Sequence[str]) -> str:
+        if given is not None:
+            return given
+        return next((by_lower[c] for c in candidates if c in by_lower), candidates[0])
+    return pick(cols[0], TEXT_COLUMNS), cols[1], pick(cols[2], LABEL_COLUMNS)
+
+
+def _read_file(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
+               notes: dict[str, int]) -> tuple[list[tuple[str, str, str | None, str]], tuple[str, str | None, str]]:
+    """Rows as (id, text, text_pair, label_key), and the columns used; empty texts are dropped and counted."""
     columns, records = _read_records(path, encoding)
+    cols = resolve_columns(columns, cols)
+    text_col, pair_col, label_col = cols
     _check_columns(str(path), columns, cols)
     out = []
     for line, rec in records:
@@ -211,7 +231,7 @@ def _read_file(path: Path, cols: tuple[str, str | None, str], encoding: str,
             notes["dropped_empty"] = notes.get("dropped_empty", 0) + 1
             continue
         out.append((f"{path.name}:{line}", text, pair, _label_key(label)))
-    return out
+    return out, cols
 
 
 def _find(directory: Path, stems: Sequence[str]) -> Path | None:
@@ -219,7 +239,7 @@ def _find(directory: Path, stems: Sequence[str]) -> Path | None:
     return hits[0] if hits else None
 
 
-def _load_local(path: Path, cols: tuple[str, str | None, str], encoding: str,
+def _load_local(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
                 seed: int) -> tuple[list[str], list[list[Example]], dict[str, int]]:
     notes: dict[str, int] = {"dropped_empty": 0}
     if path.is_dir():
@@ -231,7 +251,10 @@ def _load_local(path: Path, cols: tuple[str, str | None, str], encoding: str,
         files = [path, None, None]
     else:
         raise DataError(f"unsupported file type {path.suffix or '(none)'} for {path}; use {', '.join(_EXTS)}")
-    raw = [_read_file(f, cols, encoding, notes) if f else [] for f in files]
+    raw = []
+    for f in files:  # the train file settles unset column names; dev and test must use the same ones
+        rows, cols = _read_file(f, cols, encoding, notes) if f else ([], cols)
+        raw.append(rows)
     label_names = _sorted_labels({r[3] for r in raw[0]})
     if len(label_names) < 2:
         raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
@@ -340,8 +363,7 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
         splits = _stratified(rows, fracs, seed, spec)
         notes = dict(notes)
     elif path.exists():
-        label_names, splits, notes = _load_local(path, (text_col or "text", text_pair_col, label_col or "label"),
-                                                 encoding, seed)
+        label_names, splits, notes = _load_local(path, (text_col, text_pair_col, label_col), encoding, seed)
     elif path.suffix.lower() in _EXTS or spec.startswith((".", "/", "~")):
         raise DataError(f"{spec} does not exist; pass an existing file/directory or a built-in name "
                         f"({', '.join(BUILTIN_DATASETS)})")

@@ -463,3 +463,25 @@ def test_vader_movies_real():
     assert (len(ds.train), len(ds.dev), len(ds.test)) == (8454, 1056, 1056)
     assert ds.notes["dropped_zero_rating"] == 37 and ds.notes["dropped_duplicates"] == 2
     assert ds.label_names == ["negative", "positive"]
+
+
+def test_common_column_names_are_found_without_flags(tmp_path):
+    """A CSV of reviews with 'Review' / 'Sentiment' columns loads without --text-col / --label-col, and a
+    directory's dev and test files use the columns the train file settled."""
+    rows = binary_rows(20)
+    f = write_csv(tmp_path / "r.csv", ["id", "Review", "Sentiment"], [[str(i), *r] for i, r in enumerate(rows)])
+    ds = load_dataset(str(f))
+    assert sorted(e.text for e in ds.train + ds.dev + ds.test) == sorted(r[0] for r in rows)
+    d = tmp_path / "split"
+    d.mkdir()
+    for name in ("train", "test"):
+        write_csv(d / f"{name}.csv", ["content", "class"], rows)
+    assert len(load_dataset(str(d)).test) == len(rows)
+    given = load_dataset(str(f), text_col="id", label_col="Sentiment")  # a flag still wins
+    assert given.train[0].text.isdigit()
+
+
+def test_column_help_lists_every_candidate():
+    from adapler import cli
+    from adapler.data import LABEL_COLUMNS, TEXT_COLUMNS
+    assert all(c in cli.TextCol.help for c in TEXT_COLUMNS) and all(c in cli.LabelCol.help for c in LABEL_COLUMNS)
