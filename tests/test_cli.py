@@ -29,7 +29,7 @@ def test_missing_data_path(tmp_path):
 
 
 def test_missing_column(tmp_path):
-    (tmp_path / "d.csv").write_text("sentence,label\nhello,1\n")
+    (tmp_path / "d.csv").write_text("body,label\nhello,1\n")
     one_line_error(cli("finetune", "--data", tmp_path / "d.csv", "--out", tmp_path / "o"), "--text-col")
 
 
