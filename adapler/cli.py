@@ -115,6 +115,14 @@ def finetune(model: str = typer.Option("all-MiniLM-L6-v2", help="HF BERT directo
         typer.echo(f"fine-tuned checkpoints in {out_dir} (best: {out_dir / 'best'})")
 
 
+def _batch_size_for(batch_size: Optional[int], init: Path) -> int:
+    """``--batch-size``, or the default for the ``--init`` run's max length (32 where it cannot be read)."""
+    if batch_size is not None:
+        return batch_size
+    from adapler.training.auto import batch_size_for_init
+    return batch_size_for_init(init) or 32
+
+
 @app.command()
 def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choices()),
           init: Path = typer.Option(..., help="fine-tuned run directory (from `finetune`)"),
@@ -169,9 +177,7 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
     _device(device, precision)
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    if batch_size is None:
-        from adapler.training.auto import batch_size_for_init
-        batch_size = batch_size_for_init(init) or 32
+    batch_size = _batch_size_for(batch_size, init)
     cfg = _run(m.config, knob, epochs, lr, batch_size, seed, **options)
     out_dir = _run(m.train, ds, init, out, cfg, overwrite=overwrite, resume=resume)
     from adapler.training.distributed import is_main_process
@@ -206,9 +212,7 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
         _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
     if any(not v >= 0 or v == float("inf") for v in knob_values):
         _fail(f"--values must be finite numbers >= 0, got {values!r}")
-    if batch_size is None:
-        from adapler.training.auto import batch_size_for_init
-        batch_size = batch_size_for_init(init) or 32
+    batch_size = _batch_size_for(batch_size, init)
     kwargs = {"batch_size": batch_size, "seed": seed}
     if epochs is not None:
         kwargs["epochs"] = epochs

@@ -34,10 +34,10 @@ def to_hf_classifier(model: PrunedBertClassifier):
     """The dense weights as the family's ``transformers`` ``*ForSequenceClassification`` (same logits as
     dense mode), built by the backbone adapter (``adapler.backbones.hf``)."""
     from adapler.backbones.hf import to_hf_classifier as convert
-    problem = model.backbone.hf_problem(model)
-    if problem:
-        raise DeployError(f"{problem}; compare against its own dense export (ort-custom) instead")
-    return convert(model, attn_implementation="eager")  # the optimizer's attention fusion matches the eager pattern
+    try:  # convert checks Backbone.hf_problem itself; only the error class and the advice are ours
+        return convert(model, attn_implementation="eager")  # the optimizer's attention fusion matches the eager pattern
+    except ValueError as e:
+        raise DeployError(f"{e}; compare against its own dense export (ort-custom) instead") from None
 
 
 def export_hf_dense(model: PrunedBertClassifier, path: str | Path, *, token_types: bool = True) -> Path:

@@ -81,7 +81,8 @@ class Backbone:
     hidden_key, heads_key = "hidden_size", "num_attention_heads"
     hf_head_keys: dict[str, str] = {}  # our head key prefix -> the HF classifier's (after "classifier.")
     # The model type of ``onnxruntime.transformers.optimizer`` whose fusions match the family's TorchScript
-    # export of ``hf_classifier_class`` (export/deploy.py, docs/deploy.md §4.5).
+    # export of ``hf_classifier_class`` (export/deploy.py, docs/deploy.md §4.5). "bert" for every family here:
+    # ORT has no DistilBERT, RoBERTa or ELECTRA type and its BERT patterns fuse their exports (what optimum maps them to).
     ort_optimizer_type = "bert"
 
     # ---- config

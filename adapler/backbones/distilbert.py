@@ -37,9 +37,6 @@ class DistilBertBackbone(Backbone):
     size_keys = ("dim", "hidden_dim", "n_layers", "n_heads", "vocab_size", "max_position_embeddings")
     hidden_key, heads_key = "dim", "n_heads"
     hf_head_keys = {"classifier.pre_classifier.": "pre_classifier.", "classifier.classifier.": "classifier."}
-    # ORT's optimizer has no DistilBERT model type; its BERT patterns fuse DistilBERT's export too (what
-    # optimum maps it to), EmbedLayerNormalization included (docs/deploy.md §4.5).
-    ort_optimizer_type = "bert"
 
     def prepare(self, config):
         config.intermediate_size = config.hidden_dim

@@ -54,10 +54,13 @@ def auto_batch_size(max_length: int) -> int:
     return max(BATCH_RANGE[0], min(BATCH_RANGE[1], TOKENS_PER_BATCH // max(1, max_length)))
 
 
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return max(1, math.ceil(n_train / batch_size))
+
+
 def auto_epochs(n_train: int, batch_size: int) -> int:
     """Enough epochs for about ``MIN_STEPS`` optimiser steps, within ``EPOCH_RANGE`` (3 on a large set)."""
-    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
-    return max(EPOCH_RANGE[0], min(EPOCH_RANGE[1], math.ceil(MIN_STEPS / steps_per_epoch)))
+    return max(EPOCH_RANGE[0], min(EPOCH_RANGE[1], math.ceil(MIN_STEPS / steps_per_epoch(n_train, batch_size))))
 
 
 def batch_size_for_init(init: str | Path) -> int | None:

@@ -13,7 +13,7 @@ from ..encoder import PrunedBertClassifier
 from ..errors import check_range
 from ..models import load_bert, load_tokenizer, resolve_model
 from ..progress import log
-from .auto import auto_batch_size, auto_epochs, auto_max_length, token_lengths
+from .auto import auto_batch_size, auto_epochs, auto_max_length, steps_per_epoch, token_lengths
 from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, linear_warmup, param_groups, run_fingerprint,
                      seed_everything)
 from .distributed import TrainEnv
@@ -62,7 +62,7 @@ def resolve_finetune_defaults(cfg: FinetuneConfig, data: Dataset, tokenizer, pos
         chosen.append(f"batch size {batch_size}")
     epochs = cfg.epochs or auto_epochs(len(data.train), batch_size * world_size)
     if cfg.epochs is None:
-        steps = -(-len(data.train) // (batch_size * world_size)) * epochs
+        steps = steps_per_epoch(len(data.train), batch_size * world_size) * epochs
         chosen.append(f"{epochs} epochs ({steps} steps)")
     if chosen:
         log("defaults from the data: " + ", ".join(chosen) + " (set --max-length / --batch-size / --epochs to "
@@ -102,13 +102,13 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
                                  f"{r['dev_accuracy']:.4f}")
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, cfg.max_length)
-    steps_per_epoch = -(-len(data.train) // (cfg.batch_size * env.world_size))
+    epoch_steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
 
     def setup(start_epoch: int):
         model = run.model
         opt = torch.optim.AdamW(param_groups(model.named_parameters(), cfg.weight_decay), lr=cfg.lr)
-        sched = linear_warmup(opt, steps_per_epoch * cfg.epochs, cfg.warmup_ratio,
-                              start_step=start_epoch * steps_per_epoch)
+        sched = linear_warmup(opt, epoch_steps * cfg.epochs, cfg.warmup_ratio,
+                              start_step=start_epoch * epoch_steps)
 
         def step(b) -> dict[str, float]:
             with env.autocast():
