@@ -12,10 +12,9 @@ from rich.table import Table
 
 from . import methods
 from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
-from .evaluate import evaluate
 from .files import write_json_atomic
 from .progress import log
-from .recipes import QUICK, QuickPreset, finished, quick_data, train_dense, train_quick
+from .recipes import QUICK, QuickPreset, evaluate_test, finished, quick_data, train_dense, train_quick
 
 __all__ = ["DEMO_SENTENCES", "QUICK", "QuickPreset", "kept_tokens_table", "run_demo"]
 
@@ -65,12 +64,8 @@ def run_demo(out: str | Path = "runs/demo", overwrite: bool = False, preset: Qui
         else:
             train(run)
 
-    rows = {}
-    for name, ckpt, mode in (("fine-tuned BERT (MiniLM-L6)", out / "finetune" / "best", "dense"),
-                             (main.title, out / main.name / "best", "hard")):
-        model, cfg = load_checkpoint(ckpt)
-        tok = load_checkpoint_tokenizer(ckpt)
-        rows[name] = evaluate(model, data.test, tok, cfg["max_length"], batch_size=32, mode=mode, desc=name)
+    rows = evaluate_test(data, {"fine-tuned BERT (MiniLM-L6)": (out / "finetune" / "best", "dense"),
+                                main.title: (out / main.name / "best", "hard")})
     table = Table(title=f"{preset.data} test ({len(data.test)} examples), MiniLM-L6, max length {preset.max_length}")
     for col in ("model", "accuracy", "FLOPs speedup", "GFLOPs/example", "mean kept length per layer"):
         table.add_column(col, justify="right" if col != "model" else "left")

@@ -79,3 +79,15 @@ def train_quick(method: str, init: Path, out: Path, data, preset: QuickPreset = 
     log(f"training {method} (quick preset) in {out}")
     methods.get(method).train(data, init, out, preset.config(method), resume=(out / "run_state.json").exists())
     return out
+
+
+def evaluate_test(data, checkpoints: dict[str, tuple[Path, str]]) -> dict[str, dict]:
+    """``evaluate`` on the test split for each name -> (checkpoint, mode): the demo's table, the preset trials."""
+    from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
+    from .evaluate import evaluate
+    rows = {}
+    for name, (ckpt, mode) in checkpoints.items():
+        model, cfg = load_checkpoint(ckpt)
+        rows[name] = evaluate(model, data.test, load_checkpoint_tokenizer(ckpt), cfg["max_length"], batch_size=32,
+                              mode=mode, desc=name)
+    return rows

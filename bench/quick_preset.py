@@ -12,9 +12,7 @@ import json
 from pathlib import Path
 
 from adapler import methods
-from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
-from adapler.evaluate import evaluate
-from adapler.recipes import QUICK, finished, quick_data, train_dense
+from adapler.recipes import QUICK, evaluate_test, finished, quick_data, train_dense
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -39,10 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"options": vars(a) | {"out": str(a.out)}, "dev": [
         {k: r[k] for k in ("epoch", "dev_accuracy", "dev_flops_speedup", "phi")}
         for r in json.loads((run / "history.json").read_text())]}
-    for label, ckpt, mode in (("finetuned_test", ft / "best", "dense"), ("selected_test", run / "best", "hard")):
-        model, c = load_checkpoint(ckpt)
-        m = evaluate(model, data.test, load_checkpoint_tokenizer(ckpt), c["max_length"], batch_size=32, mode=mode,
-                     desc=label)
+    rows = evaluate_test(data, {"finetuned_test": (ft / "best", "dense"), "selected_test": (run / "best", "hard")})
+    for label, m in rows.items():
         result[label] = {"accuracy": m["accuracy"], "flops_speedup": m["flops_speedup"]}
     print(json.dumps(result, indent=1))
     return result

@@ -89,6 +89,7 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
     from ..flops import Dims
     from ..progress import log
     from ..selectors.keep_first import KeepFirstSelector
+    from ..training.auto import steps_per_epoch
     from ..training.common import TrainData, dev_lengths, linear_warmup, param_groups
     from ..training.distributed import TrainEnv
     from ..training.phased import selection_rule, setup_from_finetuned, with_selector
@@ -120,7 +121,7 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
     run = Run(out, model, data, tokenizer, max_length, "keep-first", asdict(cfg), extra, env, fingerprint, rule)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
+    steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
 
     def retrain(start_epoch: int):
         named = list(run.model.named_parameters())

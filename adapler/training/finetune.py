@@ -124,20 +124,18 @@ def finetune(data: Dataset, out: str | Path, cfg: FinetuneConfig, overwrite: boo
 
     out_dir = run.run([Phase(None, cfg.epochs, setup)], td, cfg.batch_size, cfg.seed)
     if env.main:
-        note = majority_note(out_dir, data)
+        note = majority_note(max(r["dev_accuracy"] for r in run.history), data) if run.history else None
         if note:
             log(note)
     return out_dir
 
 
-def majority_note(run_dir: Path, data: Dataset) -> str | None:
+def majority_note(best: float, data: Dataset) -> str | None:
     """A warning when the best dev accuracy is no better than always predicting the most frequent dev label:
     such a model has learned nothing a token-dropping model could keep (results §1c: 63 steps on long
     reviews stayed at 50 %)."""
-    scores = run_dir / "dev_scores.json"
-    if not scores.exists() or not data.dev:
+    if not data.dev:
         return None
-    best = max(r["dev_accuracy"] for r in json.loads(scores.read_text()))
     counts: dict[int, int] = {}
     for e in data.dev:
         counts[e.label] = counts.get(e.label, 0) + 1

@@ -27,6 +27,7 @@ from ..errors import check_range
 from ..flops import Dims, dense_flops, pruned_flops
 from ..progress import log
 from ..selectors.power_bert import AttentionTopKSelector, retention_from_r
+from .auto import steps_per_epoch
 from .common import TrainData, dev_lengths, linear_warmup, param_groups
 from .distributed import TrainEnv
 from .phased import selection_rule, setup_from_finetuned, with_selector
@@ -119,7 +120,7 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
     run = Run(out, model, data, tokenizer, max_length, "power-bert", asdict(cfg), extra, env, fingerprint, rule)
     run.resume_from(state)
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
+    steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
     dev_n = dev_lengths(data, tokenizer, max_length)
     dev_len = float(dev_n.float().mean())
 

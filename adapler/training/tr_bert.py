@@ -23,6 +23,7 @@ from ..flops import model_flops
 from ..progress import log, progress_bar
 from ..selectors.tr_bert import (PolicySelector, heuristic_scores, length_term, policy_inputs, rank_targets,
                                  reinforce_loss, rewards, selection_points)
+from .auto import steps_per_epoch
 from .common import TrainData, linear_warmup, param_groups
 from .distributed import TrainEnv
 from .phased import selection_rule, setup_from_finetuned, with_selector
@@ -139,7 +140,7 @@ def train_tr_bert(data: Dataset, init: str | Path, out: str | Path, cfg: TrBertC
         cfg.target_speedup, last.get("alpha", cfg.alpha), cfg.target_gain,
         calibration=last.get("speedup_calibration", 1.0))
     td = TrainData.make(data, tokenizer, max_length)
-    steps = -(-len(data.train) // (cfg.batch_size * env.world_size))
+    steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
     K = cfg.k
 
     def heuristics() -> dict[str, torch.Tensor]:

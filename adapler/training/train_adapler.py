@@ -26,6 +26,7 @@ from ..progress import log
 from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
 from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
+from .auto import steps_per_epoch
 from .distributed import TrainEnv
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
@@ -179,8 +180,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
                         list(range(L)))
     td = TrainData.make(data, tokenizer, max_length)
-    steps_per_epoch = -(-len(data.train) // (cfg.batch_size * env.world_size))
-    total_steps = steps_per_epoch * cfg.epochs
+    epoch_steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
+    total_steps = epoch_steps * cfg.epochs
     given = cfg
     cfg = resolve_defaults(cfg, float(td.train.attention_mask.sum(1).float().mean()), total_steps,
                            ft_cfg["backbone"].get("num_hidden_layers", 12))
@@ -222,13 +223,13 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             g["lr"] = cfg.cp_lr
         opt = torch.optim.AdamW(groups + cp_groups, lr=cfg.lr, eps=1e-12)
         eta_opt = torch.optim.Adam([sel.eta, sel.theta], lr=cfg.eta_lr, eps=1e-12)
-        start = start_epoch * steps_per_epoch
+        start = start_epoch * epoch_steps
         scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
         step_no = start
 
         def step(b) -> dict[str, float]:
             nonlocal step_no
-            sel.lam = lambda_at(step_no, step_no // steps_per_epoch, cfg.epochs)
+            sel.lam = lambda_at(step_no, step_no // epoch_steps, cfg.epochs)
             with env.autocast():
                 o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
             # the losses in float32: CP scores, thresholds and soft removal already are (soft_removal)
@@ -256,7 +257,6 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                                 [encoder_params, [sel.eta, sel.theta]])
             for s in scheds:
                 s.step()
-            sel.clip_eta()
             step_no += 1
             logs = {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
             if ctrl is not None:  # soft kept counts: the global batch's speedup as training sees it
@@ -268,7 +268,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                 if cfg.target_eta_gain > 0:  # the same factor on every rank: the error is from global sums
                     with torch.no_grad():
                         sel.eta.mul_(ctrl.pullback(cfg.target_eta_gain))
-                    sel.clip_eta()
+            sel.clip_eta()  # after the optimizer step and any pull-back
             return logs
         return step
 
