@@ -52,6 +52,32 @@ def test_adapler_writes_its_cache_under_out_not_init(finetuned_run, sentiment_cs
     assert list((out / "saliency").glob("saliency-*.safetensors"))
 
 
+def test_resume_of_a_run_interrupted_in_its_first_epoch_keeps_its_cache(finetuned_run, sentiment_csv, tmp_path,
+                                                                         one_thread, capsys, monkeypatch):
+    """Ctrl-C in epoch 1 says "re-run with --resume"; with only the saliency cache on disk that must start the
+    run over (reusing the cache), not refuse. Anything else there is still refused."""
+    from adapler.training.common import prepare_out_dir
+    from adapler.training.train_adapler import AdapLeRConfig, train_adapler
+    monkeypatch.delenv("ADAPLER_QUIET", raising=False)
+    data = load_dataset(sentiment_csv, max_train=16)
+    cfg = AdapLeRConfig(epochs=1, batch_size=16, saliency_epochs=1)
+    done = train_adapler(data, finetuned_run, tmp_path / "done", cfg)
+    run = tmp_path / "cut"
+    shutil.copytree(done / "saliency", run / "saliency")  # what an interrupt in epoch 1 leaves
+    cache = tree(run)
+    capsys.readouterr()
+    out = train_adapler(data, finetuned_run, run, cfg, resume=True)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "no epoch of" in said and "starting it from the beginning" in said
+    assert "saliency targets: reusing" in said
+    assert {k: v for k, v in tree(run).items() if k in cache} == cache  # the cache file itself untouched
+    assert (out / "best" / "config.json").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        prepare_out_dir(tmp_path / "other", overwrite=False, resume=True)
+
+
 # ---------------------------------------------------------------- 2. --resume checks data and options
 
 @pytest.fixture

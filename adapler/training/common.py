@@ -129,6 +129,9 @@ def _clear_run(out: Path) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
+BEFORE_FIRST_EPOCH = {"saliency"}  # what a run directory can hold before its first epoch ends (the target cache)
+
+
 def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,
                     fingerprint: dict[str, Any] | None = None) -> tuple[Path, dict | None]:
     """(out dir, existing run state or None). Refuses to clobber a finished or foreign directory; on resume,
@@ -148,6 +151,11 @@ def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,
                 log(f"recovered {out / stem} from {p.name} (an interrupted save)")
         return out, state
     if resume:
+        leftovers = sorted(q.name for q in out.iterdir()) if out.is_dir() else []
+        if leftovers and set(leftovers) <= BEFORE_FIRST_EPOCH:  # interrupted in epoch 1: keep what it computed
+            log(f"--resume: no epoch of {out} had finished; starting it from the beginning "
+                f"(keeping {', '.join(leftovers)})")
+            return out, None
         raise CheckpointError(f"--resume: {state_file} not found; nothing to resume in {out}")
     ensure_writable(out, overwrite)
     if overwrite and out.is_dir():
