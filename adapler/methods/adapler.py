@@ -37,8 +37,9 @@ class AdapLeR(Method):
     def train(self, data, init: str | Path, out: str | Path, cfg: Any, *, overwrite: bool = False,
               resume: bool = False, shared_dir: Path | None = None) -> Path:
         from ..training import train_adapler as trainer
+        from ..training.common import SALIENCY_DIR
         # saliency targets depend on the data and the fine-tuned weights only: a sweep's runs share one cache
-        cache = Path(shared_dir) / "saliency" if shared_dir is not None else None
+        cache = Path(shared_dir) / SALIENCY_DIR if shared_dir is not None else None
         return trainer.train_adapler(data, init, out, cfg, overwrite=overwrite, resume=resume, cache_dir=cache)
 
 

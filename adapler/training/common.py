@@ -129,7 +129,8 @@ def _clear_run(out: Path) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-BEFORE_FIRST_EPOCH = {"saliency"}  # what a run directory can hold before its first epoch ends (the target cache)
+SALIENCY_DIR = "saliency"  # a run's (or a sweep's) saliency-target cache folder
+BEFORE_FIRST_EPOCH = {SALIENCY_DIR}  # what a run directory can hold before its first epoch ends
 
 
 def prepare_out_dir(out: str | Path, overwrite: bool, resume: bool,

@@ -24,7 +24,7 @@ from ..flops import model_flops
 from ..models import load_bert
 from ..progress import log
 from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
-from .common import (MIN_MAX_LENGTH, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
+from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
 from .distributed import TrainEnv
@@ -197,7 +197,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                                          device=env.device)["accuracy"] if env.main else None)
     epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
     sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
-                             out / "saliency" if cache_dir is None else cache_dir, env=env)
+                             out / SALIENCY_DIR if cache_dir is None else cache_dir, env=env)
 
     rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
     extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
