@@ -9,7 +9,10 @@ and nodes it cannot map are counted as ``unattributed``.
 
     PYTHONPATH=. python bench/profile_ort.py EXPORT_DIR --data DATA [--json FILE]
 
-profiles ``model.onnx``, ``model.std.onnx``, ``model.ort.onnx`` (and its int8 form) of an export folder on test inputs at batch 1 and 32.
+profiles ``model.onnx``, ``model.std.onnx``, ``model.ort.onnx`` (and its int8 form) of an export folder on test inputs at batch 1 and 32,
+each as time per role, per encoder layer and per op type. ``--dense DENSE_EXPORT_DIR`` adds, at batch 1,
+each layer's measured time against the dense layer's time scaled by its FLOPs ratio: the part of the
+latency that does not shrink with the kept length.
 """
 from __future__ import annotations
 
@@ -47,13 +50,22 @@ def node_roles(model_path: str | Path) -> dict[str, str]:
     return roles
 
 
+def node_layer(name: str, namespace: str) -> str | None:
+    """The encoder layer a node belongs to (``l3``), from its ``l<i>.`` name or ``encoder.layer.<i>`` namespace."""
+    m = re.match(r"l(\d+)\.", name) or re.search(r"(?:encoder\.layer|selector\.\w+)\.(\d+)\b", namespace)
+    return f"l{m.group(1)}" if m else None
+
+
 def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], repeats: int = 3,
                   threads: int | None = None) -> dict[str, Any]:
-    """Run ``feeds`` ``repeats`` times with profiling; return time per role (µs) and its share."""
+    """Run ``feeds`` ``repeats`` times with profiling; return time per role, per layer and per op type
+    (µs per run) and each role's share."""
     from adapler.plugins.token_drop.ort_session import create_session
 
     model_path = Path(model_path).resolve()  # the profile is written from a temporary working directory
     roles = node_roles(model_path)
+    layers = {node.name: node_layer(node.name, next((p.value for p in node.metadata_props if p.key == "namespace"), ""))
+              for node in onnx.load(str(model_path), load_external_data=False).graph.node}
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)  # ORT writes the profile file into the working directory
@@ -69,6 +81,8 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         finally:
             os.chdir(cwd)
     totals: dict[str, float] = defaultdict(float)
+    per_layer: dict[str, float] = defaultdict(float)
+    per_op: dict[str, float] = defaultdict(float)
     n_runs = len(feeds) * (repeats + 1)
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
@@ -77,15 +91,26 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         if name not in roles and name.startswith("fused "):  # ORT's load-time fusion keeps the first node's name
             name = name[len("fused "):]
         totals[roles.get(name, "unattributed")] += e["dur"]
-    # drop the warm-up runs proportionally (profiling records every run)
-    scale = repeats / (repeats + 1)
+        if layers.get(name):
+            per_layer[layers[name]] += e["dur"]
+        per_op[e.get("args", {}).get("op_name", "?")] += e["dur"]
     total = sum(totals.values())
+
+    def per_run(d: dict[str, float]) -> dict[str, float]:  # every run is profiled, warm-ups included
+        return {k: v / n_runs for k, v in sorted(d.items(), key=lambda kv: _layer_order(kv[0]))}
     return {
         "model": str(model_path),
         "runs_profiled": n_runs,
-        "node_time_us_per_run": {k: v * scale / (len(feeds) * repeats) for k, v in sorted(totals.items())},
+        "node_time_us_per_run": per_run(totals),
         "share": {k: v / total for k, v in sorted(totals.items())} if total else {},
+        "layer_time_us_per_run": per_run(per_layer),
+        "op_time_us_per_run": dict(sorted(per_run(per_op).items(), key=lambda kv: -kv[1])),
     }
+
+
+def _layer_order(key: str) -> tuple:
+    m = re.fullmatch(r"l(\d+)", key)
+    return (0, int(m.group(1)), "") if m else (1, 0, key)
 
 
 def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch: int = 32) -> list[dict]:
@@ -103,6 +128,43 @@ def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch
     return [{k: f[k] for k in meta["inputs"]} for f in feeds]
 
 
+def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], repeats: int = 3,
+                         threads: int | None = None) -> dict[str, Any]:
+    """Each layer of the pruned fused graph against the dense fused graph on the same batch-1 ``feeds``: the
+    measured node time, the time the dense layer would take scaled by the layer's FLOPs ratio, and the
+    excess (what does not shrink with the kept length)."""
+    import torch
+
+    from adapler.flops import Dims, f_attn, f_ffn
+    from adapler.plugins.token_drop.ort_session import create_session
+    from adapler.export.verify import read_export
+    pruned_path = export_dir / read_export(export_dir)["files"]["ort"]
+    dense_path = dense_dir / read_export(dense_dir)["files"]["ort"]
+    if any(f["input_ids"].shape[0] != 1 for f in feeds):
+        raise ValueError("layers_against_dense compares batch-1 feeds (no padding in the FLOPs)")
+    sess = create_session(pruned_path, threads=threads)
+    kept = torch.tensor(np.concatenate([sess.run(["kept_lengths"], f)[0] for f in feeds]), dtype=torch.float64)
+    n = torch.tensor([float(f["attention_mask"].sum()) for f in feeds], dtype=torch.float64)
+    w1 = next(i for i in onnx.load(str(dense_path), load_external_data=False).graph.initializer
+              if i.name == "l0.ffn.w1")
+    dims = Dims(d=int(w1.dims[0]), f=int(w1.dims[1]), L=kept.shape[1], C=2)
+    pruned = profile_roles(pruned_path, feeds, repeats, threads)
+    dense = profile_roles(dense_path, feeds, repeats, threads)
+    dense_layer = f_attn(n, dims) + f_ffn(n, dims)
+    rows = {}
+    for i in range(kept.shape[1]):
+        ratio = float((f_attn(kept[:, i], dims) + f_ffn(kept[:, i], dims)).sum() / dense_layer.sum())
+        measured = pruned["layer_time_us_per_run"].get(f"l{i}", 0.0)
+        proportional = dense["layer_time_us_per_run"].get(f"l{i}", 0.0) * ratio
+        rows[f"l{i}"] = {"mean_kept": float(kept[:, i].mean()), "flops_ratio": ratio, "measured_us": measured,
+                         "flops_proportional_us": proportional, "excess_us": measured - proportional}
+    total_p, total_d = (sum(p["node_time_us_per_run"].values()) for p in (pruned, dense))
+    return {"pruned": str(pruned_path), "dense": str(dense_path), "inputs": len(feeds),
+            "mean_length": float(n.mean()), "node_time_us_per_run": {"pruned": total_p, "dense": total_d},
+            "node_time_speedup": total_d / total_p, "layers": rows,
+            "pruned_roles_us_per_run": pruned["node_time_us_per_run"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="ORT profiler node time by role for an export folder")
     ap.add_argument("export_dir", type=Path)
@@ -111,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=4, help="batches of 32")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dense", type=Path, help="dense export folder: compare the fused graph's layers with it "
+                    "at batch 1 (measured vs FLOPs-proportional time per layer)")
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
     if args.json is not None and args.json.exists():
@@ -120,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     files = read_export(args.export_dir)["files"]
     out = {name: profile_roles(args.export_dir / name, feeds, repeats=args.repeats, threads=args.threads)
            for key, name in files.items() if key in ("custom", "std", "ort", "ort-int8")}
+    if args.dense is not None:
+        out["batch1_layers_vs_dense"] = layers_against_dense(args.export_dir, args.dense, feeds[:args.single],
+                                                             args.repeats, args.threads)
     text = json.dumps(out, indent=2)
     if args.json is not None:
         args.json.write_text(text)

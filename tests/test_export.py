@@ -155,8 +155,34 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
         assert abs(sum(prof["share"].values()) - 1) < 1e-9
         assert prof["share"]["selection"] > 0 and prof["share"]["layers"] > 0
     assert prof["share"].get("unattributed", 0) == 0  # every fused-graph node has a role by its name
+    fused = out["model.ort.onnx"]
+    assert list(fused["layer_time_us_per_run"]) == ["l0", "l1", "l2", "l3"]  # the tiny model's layers, in order
+    assert sum(fused["layer_time_us_per_run"].values()) < sum(fused["node_time_us_per_run"].values())
+    assert {"Attention", "ContributionDrop"} <= set(fused["op_time_us_per_run"])
     with pytest.raises(SystemExit, match="already exists"):
         main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
+
+
+def test_profile_layers_against_dense(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+    """--dense: per layer, the pruned graph's kept lengths give the FLOPs ratio that scales the dense layer."""
+    from transformers import AutoTokenizer
+
+    from adapler.bench.profile_ort import layers_against_dense, test_feeds
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    dirs = {}
+    pruned = adapler_model(2, eta=0.9)
+    for name, model in (("pruned", pruned), ("dense", type(pruned)(pruned.config, 3))):
+        ckpt = save_checkpoint(model, tmp_path / name, tokenizer=tok, label_names=["a", "b", "c"], max_length=32)
+        dirs[name] = tmp_path / (name + "-export")
+        write_export_dir(ckpt, dirs[name], allow_dense=name == "dense")
+    feeds = test_feeds(dirs["pruned"], sentiment_csv, 3, 0)
+    out = layers_against_dense(dirs["pruned"], dirs["dense"], feeds, repeats=1, threads=1)
+    assert out["inputs"] == 3 and list(out["layers"]) == ["l0", "l1", "l2", "l3"]
+    for row in out["layers"].values():
+        assert 0 < row["flops_ratio"] < 1  # eta 0.9 drops tokens before each layer
+        assert row["excess_us"] == pytest.approx(row["measured_us"] - row["flops_proportional_us"])
+    with pytest.raises(ValueError, match="batch-1"):
+        layers_against_dense(dirs["pruned"], dirs["dense"], test_feeds(dirs["pruned"], sentiment_csv, 0, 1, 4))
 
 
 def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, ort_library):
