@@ -8,8 +8,8 @@ returns :class:`Skip` with a one-line reason instead of raising.
 | name | what runs | skipped when |
 |---|---|---|
 | ``torch`` | eager torch on CPU, ``hard`` mode (for the dense model that is the dense computation) | never |
-| ``ort-custom`` | ``model.onnx`` (``adapler::TokenDrop`` nodes), ORT CPU, spinning off | library not built |
-| ``ort-std`` | ``model.std.onnx`` (standard ops only), ORT CPU, spinning off | export failed |
+| ``ort-custom`` | ``model.onnx`` (``adapler::TokenDrop`` nodes), ORT CPU, spin-waits within a run | library not built |
+| ``ort-std`` | ``model.std.onnx`` (standard ops only), ORT CPU, spin-waits within a run | export failed |
 | ``ort-opt`` | what users deploy on ORT: dense = standard HF export + ORT transformer optimizer; pruned = ``model.ort.onnx`` (same fused kernels + ContributionDrop) | method without a fused graph |
 | ``ort-int8`` | the same, dynamic int8 (dense: ``quantize_dynamic`` defaults; pruned: encoder MatMul/Attention only) | export failed |
 | ``ort-packed`` | ``model.ort.packed.onnx``: the fused graph padding-free (dense and pruned models alike) | method without a fused graph |
@@ -191,7 +191,7 @@ def _session_backend(path: Path, ctx: BackendContext, library: str | None = "aut
     """An ORT CPU session on ``path`` as a backend (the TokenDrop library registered when the graph needs it)."""
     from adapler.plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     try:
-        sess = create_session(path, library=library, threads=ctx.threads, spinning=False)
+        sess = create_session(path, library=library, threads=ctx.threads, spinning="run")
     except (TokenDropLibraryMissing, FileNotFoundError) as e:
         return Skip(str(e).splitlines()[0])
     names = [i.name for i in sess.get_inputs()]

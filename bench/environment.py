@@ -57,7 +57,7 @@ def cuda_device() -> str | None:
 
 
 def collect_environment(*, torch_threads: int | None = None, ort_threads: int | None = None,
-                        ort_spinning: bool = False) -> dict[str, Any]:
+                        ort_spinning: str = "run") -> dict[str, Any]:
     """The ``environment`` block of results.json (see bench/README.md)."""
     import torch
     try:
@@ -79,7 +79,7 @@ def collect_environment(*, torch_threads: int | None = None, ort_threads: int | 
         "load_average": load,
         "torch_threads": torch_threads if torch_threads is not None else torch.get_num_threads(),
         "ort_intra_op_threads": ort_threads,
-        "ort_spinning": bool(ort_spinning),
+        "ort_spinning": str(ort_spinning),
         "cuda_device": cuda_device(),
         "versions": package_versions(),
         "git": git_state(),

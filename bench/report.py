@@ -23,7 +23,7 @@ CONFIG = {"data": str, "n_test": int, "dense_name": str, "models": dict, "batch_
           "speedup_definition": str, "compare": (str, N), "sweeps": (str, N)}
 ENVIRONMENT = {"date": str, "hostname": str, "platform": str, "python": str, "cpu_model": (str, N),
                "cpu_count": (int, N), "cpu_affinity": (int, N), "load_average": (list, N), "torch_threads": int,
-               "ort_intra_op_threads": (int, N), "ort_spinning": bool, "cuda_device": (str, N), "versions": dict,
+               "ort_intra_op_threads": (int, N), "ort_spinning": (str, bool), "cuda_device": (str, N), "versions": dict,
                "git": dict}
 MODEL = {"checkpoint": str, "method": str, "mode": str, "n_examples": int, "max_length": int, "n_truncated": int,
          "accuracy": float, "flops_speedup": float, "gflops_per_example": float, "dense_gflops_per_example": float,

@@ -229,7 +229,7 @@ def test_results_schema(full_run):
         assert isinstance(e["speedup"]["adapler"]["median_of_ratios"], float)
     assert saved["latency"][0]["n_inputs"] == 6 and saved["latency"][1]["examples_per_input"] == 3
     env = saved["environment"]
-    assert env["ort_spinning"] is False and env["torch_threads"] == 1 and "torch" in env["versions"]
+    assert env["ort_spinning"] == "run" and env["torch_threads"] == 1 and "torch" in env["versions"]
     assert set(saved["fixed_cost"]) == set(ran) | {"deployed"}
 
 

@@ -267,3 +267,25 @@ def test_bench_cache_trained_on_other_data_is_not_reused(finetuned_run, sentimen
     (cache / "finetune" / "run_state.json").write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="trained on other data"):
         default_models(cache, (), demo=None, data=load_dataset(sentiment_csv))
+
+
+def test_session_spinning_policies():
+    """"run" spins between nodes and stops after the run; "off" sleeps; a policy name that does not exist
+    is refused with the choices."""
+    from adapler.plugins.token_drop.ort_session import session_options
+
+    def entries(options):
+        def get(key):
+            try:
+                return options.get_session_config_entry(key)
+            except RuntimeError:  # ORT raises for a key that was never set
+                return None
+        return {k: get(k) for k in ("session.intra_op.allow_spinning", "session.force_spinning_stop")}
+    assert entries(session_options(spinning="run")) == {"session.intra_op.allow_spinning": "1",
+                                                        "session.force_spinning_stop": "1"}
+    assert entries(session_options())["session.force_spinning_stop"] == "1"  # "run" is the default
+    assert entries(session_options(spinning="off"))["session.intra_op.allow_spinning"] == "0"
+    assert entries(session_options(spinning="always")) == {"session.intra_op.allow_spinning": None,
+                                                           "session.force_spinning_stop": None}
+    with pytest.raises(ValueError, match="spinning=True is not a policy; use one of run, off, always"):
+        session_options(spinning=True)

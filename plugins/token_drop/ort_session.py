@@ -15,8 +15,8 @@ from .schema import DOMAIN, OP_TYPE
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["InputTooLong", "TokenDropLibraryMissing", "create_session", "max_positions", "model_uses_token_drop",
-           "session_options"]
+__all__ = ["InputTooLong", "SPINNING", "TokenDropLibraryMissing", "create_session", "max_positions",
+           "model_uses_token_drop", "session_options"]
 
 LibrarySpec = Union[str, os.PathLike, None, Literal["auto"]]
 
@@ -101,19 +101,33 @@ def _uses_token_drop(model) -> bool:
     return any(node.domain == DOMAIN for fn in model.functions for node in fn.node)
 
 
+SPINNING = ("run", "off", "always")
+
+
 def session_options(
-    threads: int | None = None, spinning: bool = False, profile: bool = False
+    threads: int | None = None, spinning: str = "run", profile: bool = False
 ) -> "onnxruntime.SessionOptions":
-    """ORT options used by :func:`create_session` (no library registered)."""
+    """ORT options used by :func:`create_session` (no library registered).
+
+    ``spinning`` is the intra-op pool's wait policy: ``"run"`` (default) spin-waits between the nodes of a
+    run and stops when the run returns (``session.force_spinning_stop``); ``"off"`` sleeps between nodes;
+    ``"always"`` is ORT's default (the pool keeps spinning after a run). Measured on 2 cores (docs/results.md
+    §6c): ``"run"`` is 4-30 % faster than ``"off"`` at batch 1, most where nodes are small (short or pruned
+    inputs), and unlike ``"always"`` it does not let an idle session's threads take the cores of the next
+    one (two models timed alternately, or two models in one server).
+    """
     import onnxruntime as ort
 
+    if spinning not in SPINNING:
+        raise ValueError(f"spinning={spinning!r} is not a policy; use one of {', '.join(SPINNING)}")
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = int(threads)
-    if not spinning:
-        # Spinning intra-op pools of two sessions timed alternately fight over the cores
-        # (docs/deploy.md §8, benchmarking pitfalls); sleeping threads cost little per run.
+    if spinning == "off":
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif spinning == "run":
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     if profile:
         options.enable_profiling = True
     return options
@@ -139,7 +153,7 @@ def create_session(
     model_path: str | os.PathLike,
     library: LibrarySpec = "auto",
     threads: int | None = None,
-    spinning: bool = False,
+    spinning: str = "run",
     profile: bool = False,
 ) -> "onnxruntime.InferenceSession":
     """Open ``model_path`` on the CPU execution provider, registering the TokenDrop library if needed.
@@ -149,7 +163,8 @@ def create_session(
         library: ``"auto"`` = ``$ADAPLER_ORT_LIBRARY`` or the default build location;
             a path = that library; ``None`` = never register a library.
         threads: intra-op thread count (None = ORT default).
-        spinning: keep ORT's intra-op spin-waiting (off by default, see :func:`session_options`).
+        spinning: the intra-op pool's wait policy, ``"run"`` (default), ``"off"`` or ``"always"``
+            (see :func:`session_options`).
         profile: enable ORT's profiler (``session.end_profiling()`` writes the JSON).
 
     The session's ``run`` raises ``InputTooLong`` for inputs longer than the model's position table.
