@@ -30,12 +30,13 @@ class QuickPreset:
     max_length: int = 64
     finetune_epochs: int = 2
     # the main method's epochs (methods.MAIN) and its knob: measured on this preset (docs/results.md, "make
-    # demo"): phi 0.003 / 2 epochs gave 1.19x; phi 0.05 / eta_lr 1e-2 / 3 epochs 1.69x at +0.6 test points;
-    # phi 0.2 / eta_lr 2e-2 overshot to 4.6x at -10 dev points
+    # demo"): phi 0.05 / eta_lr 1e-2 / 3 epochs gave 1.69x at +0.6 test points; steered to 2x from phi 0.1
+    # with eta_lr 2e-2 it overshoots to 2.8x in epoch 2 and the eta pull-back brings epoch 3 to 2.0x at +0.2
     adapler_epochs: int = 3
-    phi: float = 0.05  # AdapLeR length-loss weight
+    phi: float = 0.1  # AdapLeR length-loss weight (the start value when target_speedup steers it)
     # Adam moves eta by about eta_lr per step; 96 steps at the faithful 5e-4 would leave eta at its init.
-    eta_lr: float = 1e-2
+    eta_lr: float = 2e-2
+    target_speedup: float | None = 2.0  # keep the most accurate epoch at or above this dev FLOPs speedup
     cp_lr: float = 1e-3  # fresh CPs need more than BERT's 3e-5 to learn anything in 64 steps
     baseline_epochs: int = 1  # every other method's ``epochs`` (Method.config)
     # per method, config fields on top (each method file's ``quick_options``)
@@ -46,7 +47,7 @@ class QuickPreset:
         m = methods.get(method)
         if method == methods.MAIN:
             return m.config(epochs=self.adapler_epochs, phi=self.phi, eta_lr=self.eta_lr, cp_lr=self.cp_lr,
-                            saliency_epochs=min(3, self.finetune_epochs))
+                            saliency_epochs=min(3, self.finetune_epochs), target_speedup=self.target_speedup)
         return m.config(epochs=self.baseline_epochs, **self.baseline_options.get(method, {}))
 
 

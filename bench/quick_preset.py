@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--eta-lr", type=float, default=QUICK.eta_lr)
     p.add_argument("--cp-lr", type=float, default=QUICK.cp_lr)
     p.add_argument("--epochs", type=int, default=QUICK.adapler_epochs)
-    p.add_argument("--target-speedup", type=float, default=None)
+    p.add_argument("--target-speedup", type=float, default=None, help="default: none (the knob alone; the "
+                   f"demo's preset steers to {QUICK.target_speedup})")
     a = p.parse_args(argv)
     preset = dataclasses.replace(QUICK, data=a.data, max_train=a.max_train, max_eval=a.max_eval,
                                  max_length=a.max_length, finetune_epochs=a.finetune_epochs)
