@@ -128,6 +128,16 @@ def test_feeds(export_dir: Path, data: str, n_single: int, n_batches: int, batch
     return [{k: f[k] for k in meta["inputs"]} for f in feeds]
 
 
+def fused_graph(export_dir: Path) -> Path:
+    """The export folder's fused ORT graph (``model.ort.onnx``); ValueError if its method has none."""
+    from adapler.export.verify import read_export
+    files = read_export(export_dir)["files"]
+    if "ort" not in files:
+        raise ValueError(f"{export_dir} has no fused ORT graph (model.ort.onnx), which --dense compares; export "
+                         "an AdapLeR or dense checkpoint, or profile without --dense")
+    return Path(export_dir) / files["ort"]
+
+
 def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], repeats: int = 3,
                          threads: int | None = None) -> dict[str, Any]:
     """Each layer of the pruned fused graph against the dense fused graph on the same batch-1 ``feeds``: the
@@ -137,9 +147,7 @@ def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], r
 
     from adapler.flops import Dims, f_attn, f_ffn
     from adapler.plugins.token_drop.ort_session import create_session
-    from adapler.export.verify import read_export
-    pruned_path = export_dir / read_export(export_dir)["files"]["ort"]
-    dense_path = dense_dir / read_export(dense_dir)["files"]["ort"]
+    pruned_path, dense_path = fused_graph(export_dir), fused_graph(dense_dir)
     if any(f["input_ids"].shape[0] != 1 for f in feeds):
         raise ValueError("layers_against_dense compares batch-1 feeds (no padding in the FLOPs)")
     sess = create_session(pruned_path, threads=threads)
@@ -147,7 +155,7 @@ def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], r
     n = torch.tensor([float(f["attention_mask"].sum()) for f in feeds], dtype=torch.float64)
     w1 = next(i for i in onnx.load(str(dense_path), load_external_data=False).graph.initializer
               if i.name == "l0.ffn.w1")
-    dims = Dims(d=int(w1.dims[0]), f=int(w1.dims[1]), L=kept.shape[1], C=2)
+    dims = Dims(d=int(w1.dims[0]), f=int(w1.dims[1]), L=kept.shape[1], C=2)  # C, h: not in a layer's FLOPs
     pruned = profile_roles(pruned_path, feeds, repeats, threads)
     dense = profile_roles(dense_path, feeds, repeats, threads)
     dense_layer = f_attn(n, dims) + f_ffn(n, dims)
@@ -179,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.json is not None and args.json.exists():
         raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    if args.dense is not None:
+        try:  # before minutes of profiling
+            fused_graph(args.export_dir), fused_graph(args.dense)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     feeds = test_feeds(args.export_dir, args.data, args.single, args.batches)
     from adapler.export.verify import read_export
     files = read_export(args.export_dir)["files"]

@@ -183,6 +183,10 @@ def test_profile_layers_against_dense(tmp_path, tiny_bert_dir, ort_library, sent
         assert row["excess_us"] == pytest.approx(row["measured_us"] - row["flops_proportional_us"])
     with pytest.raises(ValueError, match="batch-1"):
         layers_against_dense(dirs["pruned"], dirs["dense"], test_feeds(dirs["pruned"], sentiment_csv, 0, 1, 4))
+    write_export_dir(tmp_path / "pruned", tmp_path / "no-fused", ort=False)
+    from adapler.bench.profile_ort import main
+    with pytest.raises(SystemExit, match="no-fused has no fused ORT graph"):  # refused before any profiling
+        main([str(dirs["pruned"]), "--data", sentiment_csv, "--dense", str(tmp_path / "no-fused")])
 
 
 def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, ort_library):
