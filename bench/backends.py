@@ -191,7 +191,7 @@ def _session_backend(path: Path, ctx: BackendContext, library: str | None = "aut
     """An ORT CPU session on ``path`` as a backend (the TokenDrop library registered when the graph needs it)."""
     from adapler.plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
     try:
-        sess = create_session(path, library=library, threads=ctx.threads, spinning="run")
+        sess = create_session(path, library=library, threads=ctx.threads)  # DEFAULT_SPINNING, as recorded
     except (TokenDropLibraryMissing, FileNotFoundError) as e:
         return Skip(str(e).splitlines()[0])
     names = [i.name for i in sess.get_inputs()]

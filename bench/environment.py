@@ -57,9 +57,12 @@ def cuda_device() -> str | None:
 
 
 def collect_environment(*, torch_threads: int | None = None, ort_threads: int | None = None,
-                        ort_spinning: str = "run") -> dict[str, Any]:
-    """The ``environment`` block of results.json (see bench/README.md)."""
+                        ort_spinning: str | None = None) -> dict[str, Any]:
+    """The ``environment`` block of results.json (see bench/README.md); ``ort_spinning`` defaults to the
+    policy every session gets (``DEFAULT_SPINNING``)."""
     import torch
+
+    from adapler.plugins.token_drop.ort_session import DEFAULT_SPINNING
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -79,7 +82,7 @@ def collect_environment(*, torch_threads: int | None = None, ort_threads: int | 
         "load_average": load,
         "torch_threads": torch_threads if torch_threads is not None else torch.get_num_threads(),
         "ort_intra_op_threads": ort_threads,
-        "ort_spinning": str(ort_spinning),
+        "ort_spinning": str(ort_spinning or DEFAULT_SPINNING),
         "cuda_device": cuda_device(),
         "versions": package_versions(),
         "git": git_state(),

@@ -15,7 +15,7 @@ from .schema import DOMAIN, OP_TYPE
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["InputTooLong", "SPINNING", "TokenDropLibraryMissing", "create_session", "max_positions",
+__all__ = ["DEFAULT_SPINNING", "InputTooLong", "SPINNING", "TokenDropLibraryMissing", "create_session", "max_positions",
            "model_uses_token_drop", "session_options"]
 
 LibrarySpec = Union[str, os.PathLike, None, Literal["auto"]]
@@ -102,10 +102,11 @@ def _uses_token_drop(model) -> bool:
 
 
 SPINNING = ("run", "off", "always")
+DEFAULT_SPINNING = "run"  # what every session of this repository uses unless told otherwise
 
 
 def session_options(
-    threads: int | None = None, spinning: str = "run", profile: bool = False
+    threads: int | None = None, spinning: str = DEFAULT_SPINNING, profile: bool = False
 ) -> "onnxruntime.SessionOptions":
     """ORT options used by :func:`create_session` (no library registered).
 
@@ -153,7 +154,7 @@ def create_session(
     model_path: str | os.PathLike,
     library: LibrarySpec = "auto",
     threads: int | None = None,
-    spinning: str = "run",
+    spinning: str = DEFAULT_SPINNING,
     profile: bool = False,
 ) -> "onnxruntime.InferenceSession":
     """Open ``model_path`` on the CPU execution provider, registering the TokenDrop library if needed.
