@@ -29,10 +29,12 @@ import numpy as np
 import onnx
 
 
-def node_roles(model_path: str | Path) -> dict[str, str]:
-    """Role of every node: from the dynamo exporter's ``namespace`` metadata, or (``model.ort.onnx``, whose
-    nodes are named ``l<i>.<part>`` by ``export/ort_graph.py``) from the node name."""
-    roles = {}
+def node_roles(model_path: str | Path) -> tuple[dict[str, str], dict[str, str | None]]:
+    """(role, encoder layer) of every node, from one read of the graph. Roles come from the dynamo exporter's
+    ``namespace`` metadata, or (``model.ort.onnx``, whose nodes are named ``l<i>.<part>`` by
+    ``export/ort_graph.py``) from the node name; the layer (``l3``) from the ``l<i>.`` name or the
+    ``encoder.layer.<i>`` / ``selector.<part>.<i>`` namespace (None outside the layers)."""
+    roles, layers = {}, {}
     for node in onnx.load(str(model_path), load_external_data=False).graph.node:
         ns = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
         name = node.name
@@ -47,13 +49,9 @@ def node_roles(model_path: str | Path) -> dict[str, str]:
         else:
             role = "other"
         roles[name] = role
-    return roles
-
-
-def node_layer(name: str, namespace: str) -> str | None:
-    """The encoder layer a node belongs to (``l3``), from its ``l<i>.`` name or ``encoder.layer.<i>`` namespace."""
-    m = re.match(r"l(\d+)\.", name) or re.search(r"(?:encoder\.layer|selector\.\w+)\.(\d+)\b", namespace)
-    return f"l{m.group(1)}" if m else None
+        m = re.match(r"l(\d+)\.", name) or re.search(r"(?:encoder\.layer|selector\.\w+)\.(\d+)\b", ns)
+        layers[name] = f"l{m.group(1)}" if m else None
+    return roles, layers
 
 
 def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], repeats: int = 3,
@@ -63,9 +61,7 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
     from adapler.plugins.token_drop.ort_session import create_session
 
     model_path = Path(model_path).resolve()  # the profile is written from a temporary working directory
-    roles = node_roles(model_path)
-    layers = {node.name: node_layer(node.name, next((p.value for p in node.metadata_props if p.key == "namespace"), ""))
-              for node in onnx.load(str(model_path), load_external_data=False).graph.node}
+    roles, layers = node_roles(model_path)
     with tempfile.TemporaryDirectory() as tmp:
         cwd = os.getcwd()
         os.chdir(tmp)  # ORT writes the profile file into the working directory
