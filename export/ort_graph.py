@@ -8,7 +8,7 @@ them starts behind. This module writes the graph ORT's optimizer would produce f
 (``com.microsoft`` EmbedLayerNormalization, Attention with packed QKV, SkipLayerNormalization,
 BiasGelu) and puts AdapLeR's whole selection into one ``adapler::ContributionDrop`` node per layer:
 
-    per layer:  [MatMul -> BiasGelu -> ContributionDrop -> Cast]   (AdapLeR only: CP hidden layer, selection)
+    per layer:  [MatMul -> BiasGelu -> ContributionDrop]   (AdapLeR only: CP hidden layer, selection; int32 mask)
                 Attention -> MatMul -> SkipLayerNormalization -> MatMul -> BiasGelu -> MatMul -> SkipLayerNormalization
 
 Inputs and outputs are those of ``model.onnx`` (``logits``, ``kept_lengths``), so every runtime helper
@@ -132,7 +132,9 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
     g.node("Cast", ["input_ids"], ["ids32"], "cast_ids", to=TensorProto.INT32)
     g.node("Cast", ["attention_mask"], ["mask32_in"], "cast_mask", to=TensorProto.INT32)
     _embedding_nodes(g, model, token_types)  # -> h0 [B, T, D]
-    hidden, mask64, mask32 = "h0", "attention_mask", "mask32_in"
+    # One int32 mask throughout: ORT's Attention reads int32 and ContributionDrop keeps its mask's type,
+    # so no Cast sits between a layer's selection and its attention.
+    hidden, mask32 = "h0", "mask32_in"
     lengths = []
     for i, layer in enumerate(model.layers):
         p = f"l{i}."
@@ -140,11 +142,10 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
             w1, b1, w2, eta, act = selection[i]
             g.node("MatMul", [hidden, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
             g.nodes += _act_node(act, p + "cp.z1", g.const(p + "cp.b1", b1), p + "cp.a1", p + "cp.act")
-            g.node("ContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), mask64,
+            g.node("ContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), mask32,
                                         g.const(p + "eta", eta)],
-                   [p + "h_kept", p + "mask", p + "index"], p + "contribution_drop", domain="adapler")
-            g.node("Cast", [p + "mask"], [p + "mask32"], p + "cast_mask", to=TensorProto.INT32)
-            hidden, mask64, mask32 = p + "h_kept", p + "mask", p + "mask32"
+                   [p + "h_kept", p + "mask32", p + "index"], p + "contribution_drop", domain="adapler")
+            hidden, mask32 = p + "h_kept", p + "mask32"
         g.node("ReduceSum", [mask32, g.const(p + "axes", np.array([1], np.int64))], [p + "kept"], p + "kept_length",
                keepdims=1)
         lengths.append(p + "kept")

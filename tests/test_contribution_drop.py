@@ -54,8 +54,17 @@ def test_reference_rejects_bad_shapes(golden):
     a = golden["ragged"]
     with pytest.raises(ValueError, match="w2 must be float32 \\[H\\]"):
         contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"][:-1], a["mask"], a["eta"])
-    with pytest.raises(ValueError, match="mask must be int64"):
-        contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"], a["mask"].astype(np.int32), a["eta"])
+    with pytest.raises(ValueError, match="mask must be int64 or int32"):
+        contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"], a["mask"].astype(np.int16), a["eta"])
+
+
+def test_reference_int32_mask_changes_only_the_mask_type(golden):
+    """An int32 mask gives the int64 result with mask_c in int32 (the form the fused ORT graph uses)."""
+    for case, a in golden.items():
+        got = contribution_drop_reference(a["hidden"], a["cp_hidden"], a["w2"], a["mask"].astype(np.int32), a["eta"])
+        assert got[1].dtype == np.int32 and got[2].dtype == np.int64
+        for value, name in zip(got, OUTPUTS):
+            np.testing.assert_array_equal(value, a[name], err_msg=f"{case}/{name}")
 
 
 def test_torch_selector_keeps_the_reference_set():
@@ -80,14 +89,14 @@ def test_torch_selector_keeps_the_reference_set():
 
 # ------------------------------------------------------------------------------------------------ ORT kernel
 
-def contribution_drop_model() -> onnx.ModelProto:
-    """One ContributionDrop node, inputs and outputs named as in the op spec."""
+def contribution_drop_model(mask_type: int = TensorProto.INT64) -> onnx.ModelProto:
+    """One ContributionDrop node, inputs and outputs named as in the op spec (mask and mask_c of ``mask_type``)."""
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     ins = [helper.make_tensor_value_info("hidden", f32, ["B", "T", "D"]),
            helper.make_tensor_value_info("cp_hidden", f32, ["B", "T", "H"]),
-           helper.make_tensor_value_info("w2", f32, ["H"]), helper.make_tensor_value_info("mask", i64, ["B", "T"]),
+           helper.make_tensor_value_info("w2", f32, ["H"]), helper.make_tensor_value_info("mask", mask_type, ["B", "T"]),
            helper.make_tensor_value_info("eta", f32, [1])]
-    outs = [helper.make_tensor_value_info("hidden_c", f32, None), helper.make_tensor_value_info("mask_c", i64, None),
+    outs = [helper.make_tensor_value_info("hidden_c", f32, None), helper.make_tensor_value_info("mask_c", mask_type, None),
             helper.make_tensor_value_info("index", i64, None)]
     node = helper.make_node("ContributionDrop", list(INPUTS), list(OUTPUTS), domain="adapler")
     return helper.make_model(helper.make_graph([node], "g", ins, outs),
@@ -113,15 +122,27 @@ def session(ort_library, tmp_path_factory):
     return create_session(path, library=ort_library, threads=1)
 
 
+@pytest.fixture(scope="module")
+def session_i32(ort_library, tmp_path_factory):
+    """The same node with an int32 mask: ORT picks the library's int32 kernel by the mask's type."""
+    from adapler.plugins.token_drop.ort_session import create_session
+    path = tmp_path_factory.mktemp("contribution_drop") / "contribution_drop_i32.onnx"
+    onnx.save(contribution_drop_model(TensorProto.INT32), str(path))
+    return create_session(path, library=ort_library, threads=1)
+
+
+@pytest.mark.parametrize("mask_dtype", [np.int64, np.int32])
 @pytest.mark.parametrize("case", ["ragged", "batch1", "keep_all", "cls_only"])
-def test_ort_kernel_matches_golden(session, golden, case):
-    a = golden[case]
-    got = session.run(list(OUTPUTS), {k: a[k] for k in INPUTS})
+def test_ort_kernel_matches_golden(session, session_i32, golden, case, mask_dtype):
+    a = dict(golden[case], mask=golden[case]["mask"].astype(mask_dtype))
+    got = (session if mask_dtype == np.int64 else session_i32).run(list(OUTPUTS), {k: a[k] for k in INPUTS})
+    assert got[1].dtype == mask_dtype
     for name, value in zip(OUTPUTS, got):
-        np.testing.assert_array_equal(value, a[name], err_msg=f"{case}/{name}")
+        np.testing.assert_array_equal(value, golden[case][name], err_msg=f"{case}/{name}")
 
 
-def test_ort_kernel_matches_reference_on_random_batches(session):
+@pytest.mark.parametrize("mask_dtype", [np.int64, np.int32])
+def test_ort_kernel_matches_reference_on_random_batches(session, session_i32, mask_dtype):
     rng = np.random.default_rng(3)
     for _ in range(20):
         b, t, d, h = rng.integers(1, 6), rng.integers(1, 30), rng.integers(1, 9), rng.integers(1, 6)
@@ -129,9 +150,11 @@ def test_ort_kernel_matches_reference_on_random_batches(session):
         a = {"hidden": rng.standard_normal((b, t, d)).astype(np.float32),
              "cp_hidden": rng.standard_normal((b, t, h)).astype(np.float32),
              "w2": rng.standard_normal(h).astype(np.float32),
-             "mask": (np.arange(t)[None] < lengths[:, None]).astype(np.int64),
+             "mask": (np.arange(t)[None] < lengths[:, None]).astype(mask_dtype),
              "eta": np.array([rng.uniform(0.05, 1.5)], np.float32)}
-        for got, want in zip(session.run(list(OUTPUTS), a), contribution_drop_reference(**a)):
+        sess = session if mask_dtype == np.int64 else session_i32
+        for got, want in zip(sess.run(list(OUTPUTS), a), contribution_drop_reference(**a)):
+            assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
 
 

@@ -23,8 +23,8 @@ def contribution_scores_reference(cp_hidden: np.ndarray, w2: np.ndarray, mask: n
     b, t, h = cp_hidden.shape
     if w2.shape != (h,) or w2.dtype != np.float32:
         raise ValueError(f"ContributionDrop: w2 must be float32 [H] = [{h}], got {w2.dtype} {w2.shape}")
-    if mask.shape != (b, t) or mask.dtype != np.int64:
-        raise ValueError(f"ContributionDrop: mask must be int64 [B, T] = [{b}, {t}], got {mask.dtype} {mask.shape}")
+    if mask.shape != (b, t) or mask.dtype not in (np.int64, np.int32):
+        raise ValueError(f"ContributionDrop: mask must be int64 or int32 [B, T] = [{b}, {t}], got {mask.dtype} {mask.shape}")
     if eta.shape != (1,) or eta.dtype != np.float32:
         raise ValueError(f"ContributionDrop: eta must be float32 [1], got {eta.dtype} {eta.shape}")
     z = (cp_hidden.astype(np.float64) @ w2.astype(np.float64)).astype(np.float32)
@@ -45,8 +45,10 @@ def contribution_scores_reference(cp_hidden: np.ndarray, w2: np.ndarray, mask: n
 def contribution_drop_reference(hidden: np.ndarray, cp_hidden: np.ndarray, w2: np.ndarray, mask: np.ndarray,
                                 eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``TokenDrop(hidden, *contribution_scores_reference(cp_hidden, w2, mask, eta))`` with ``mask``:
-    ``hidden_c [B, L, D]``, ``mask_c [B, L]``, ``index [B, L]``."""
+    ``hidden_c [B, L, D]``, ``mask_c [B, L]`` (the mask's type, int64 or int32), ``index [B, L]``."""
     if hidden.dtype != np.float32:
         raise ValueError(f"ContributionDrop: hidden must be float32, got {hidden.dtype}")
     scores, threshold = contribution_scores_reference(cp_hidden, w2, mask, eta)
-    return token_drop_reference(hidden, scores, mask, threshold)
+    # An int32 mask changes only the type of mask and mask_c: TokenDrop (int64) still defines the result.
+    hidden_c, mask_c, index = token_drop_reference(hidden, scores, mask.astype(np.int64), threshold)
+    return hidden_c, mask_c.astype(mask.dtype), index

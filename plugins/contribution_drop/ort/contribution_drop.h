@@ -19,13 +19,16 @@
 
 namespace adapler {
 
+// `Mask` is the element type of mask and mask_c: int64 (the spec's type, TokenDrop's), or int32, which
+// lets model.ort.onnx feed mask_c straight to ORT's fused Attention (int32 masks) without a Cast per layer.
+template <typename Mask>
 struct ContributionDropKernel {
   ContributionDropKernel(const OrtApi*, const OrtKernelInfo*) {}
 
   Ort::Status Compute(const Ort::Custom::Tensor<float>& hidden, const Ort::Custom::Tensor<float>& cp_hidden,
-                      const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<int64_t>& mask,
+                      const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<Mask>& mask,
                       const Ort::Custom::Tensor<float>& eta, Ort::Custom::Tensor<float>& hidden_c,
-                      Ort::Custom::Tensor<int64_t>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
+                      Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
     try {
       return Run(hidden, cp_hidden, w2, mask, eta, hidden_c, mask_c, index);
     } catch (const std::exception& e) {
@@ -49,9 +52,9 @@ struct ContributionDropKernel {
   }
 
   Ort::Status Run(const Ort::Custom::Tensor<float>& hidden, const Ort::Custom::Tensor<float>& cp_hidden,
-                  const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<int64_t>& mask,
+                  const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<Mask>& mask,
                   const Ort::Custom::Tensor<float>& eta, Ort::Custom::Tensor<float>& hidden_c,
-                  Ort::Custom::Tensor<int64_t>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
+                  Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
     const auto& hs = hidden.Shape();
     if (hs.size() != 3) return Invalid("hidden must be [B, T, D], got " + Str(hs));
     const int64_t B = hs[0], T = hs[1], D = hs[2];
@@ -67,7 +70,7 @@ struct ContributionDropKernel {
 
     const float* c = cp_hidden.Data();
     const float* w = w2.Data();
-    const int64_t* m = mask.Data();
+    const Mask* m = mask.Data();
     const float e = eta.Data()[0];
 
     std::lock_guard<std::mutex> lock(mu_);
@@ -76,7 +79,7 @@ struct ContributionDropKernel {
     const float neg_inf = -std::numeric_limits<float>::infinity();
     for (int64_t b = 0; b < B; ++b) {
       float* s = scores_.data() + b * T;
-      const int64_t* mb = m + b * T;
+      const Mask* mb = m + b * T;
       // z for alive tokens (others stay -inf), then a max-subtracted softmax over them, then the
       // renormalisation the torch model applies (p / (sum p + 1e-15)), in float32 like torch.
       float zmax = neg_inf;
@@ -105,7 +108,7 @@ struct ContributionDropKernel {
     }
     const int64_t L = KeepPositions(scores_.data(), m, thr_.data(), false, B, T, kept_pos_, kept_n_);
     float* out_h = hidden_c.Allocate({B, L, D});
-    int64_t* out_m = mask_c.Allocate({B, L});
+    Mask* out_m = mask_c.Allocate({B, L});
     int64_t* out_i = index.Allocate({B, L});
     if (B == 0) return Ort::Status{nullptr};
     CompactRows(hidden.Data(), out_h, out_m, out_i, B, T, L, static_cast<size_t>(D) * sizeof(float), kept_pos_,

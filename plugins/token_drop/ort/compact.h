@@ -12,7 +12,10 @@ namespace adapler {
 // Pass 1: the kept positions of each row, front-packed in kept_pos [B, T], their count in
 // kept_n [B]; returns L = max_b kept_n[b] (>= 1: position 0 is always kept).
 //   keep[b,t] = (t == 0) || (mask[b,t] == 1 && scores[b,t] >= threshold[b])   (NaN -> false)
-inline int64_t KeepPositions(const float* scores, const int64_t* mask, const float* threshold,
+// `Mask` is the mask's element type: int64 (TokenDrop, ContributionDrop) or int32 (ContributionDrop
+// feeding ORT's fused Attention, which reads int32 masks).
+template <typename Mask>
+inline int64_t KeepPositions(const float* scores, const Mask* mask, const float* threshold,
                              bool broadcast, int64_t B, int64_t T, std::vector<int64_t>& kept_pos,
                              std::vector<int64_t>& kept_n) {
   kept_pos.resize(static_cast<size_t>(B * T));
@@ -21,7 +24,7 @@ inline int64_t KeepPositions(const float* scores, const int64_t* mask, const flo
   for (int64_t b = 0; b < B; ++b) {
     const float th = threshold[broadcast ? 0 : b];
     const float* sb = scores + b * T;
-    const int64_t* mb = mask + b * T;
+    const Mask* mb = mask + b * T;
     int64_t* pos = kept_pos.data() + b * T;
     int64_t n = 0;
     pos[n++] = 0;  // [CLS] rule
@@ -38,7 +41,8 @@ inline int64_t KeepPositions(const float* scores, const int64_t* mask, const flo
 // Pass 2: copy kept rows of `in_h` [B, T, D] (row_bytes = D * sizeof(element)) to the front of
 // `out_h` [B, L, D]; padding slots get zero bits, mask 0, index -1. Consecutive kept positions
 // are contiguous in input and output, so each run of them is one memcpy.
-inline void CompactRows(const void* in_h, void* out_h, int64_t* out_m, int64_t* out_i, int64_t B,
+template <typename Mask>
+inline void CompactRows(const void* in_h, void* out_h, Mask* out_m, int64_t* out_i, int64_t B,
                         int64_t T, int64_t L, size_t row_bytes,
                         const std::vector<int64_t>& kept_pos, const std::vector<int64_t>& kept_n) {
   const auto* src = static_cast<const unsigned char*>(in_h);
@@ -58,7 +62,7 @@ inline void CompactRows(const void* in_h, void* out_h, int64_t* out_m, int64_t* 
     }
     // Zero bits are 0.0 in both float32 and float16.
     if (n < L) std::memset(dst_b + static_cast<size_t>(n) * row_bytes, 0, static_cast<size_t>(L - n) * row_bytes);
-    int64_t* mb = out_m + b * L;
+    Mask* mb = out_m + b * L;
     int64_t* ib = out_i + b * L;
     for (int64_t i = 0; i < n; ++i) {
       mb[i] = 1;

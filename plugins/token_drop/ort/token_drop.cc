@@ -110,6 +110,7 @@ std::once_flag g_once;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f32;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_f16;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_contribution;
+std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_contribution_i32;
 std::unique_ptr<Ort::Custom::OrtLiteCustomOp> g_op_packed_contribution;
 std::unique_ptr<Ort::CustomOpDomain> g_domain;
 
@@ -138,9 +139,13 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
       g_domain->Add(g_op_f16.get());
       // The fused AdapLeR selection (plugins/contribution_drop): CP output layer, masked softmax,
       // eta / n threshold and TokenDrop's compaction in one node.
-      g_op_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::ContributionDropKernel>(
+      // Again two kernels under one name, picked by the mask's element type (int64 or int32).
+      g_op_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::ContributionDropKernel<int64_t>>(
+          "ContributionDrop", "CPUExecutionProvider"));
+      g_op_contribution_i32.reset(Ort::Custom::CreateLiteCustomOp<adapler::ContributionDropKernel<int32_t>>(
           "ContributionDrop", "CPUExecutionProvider"));
       g_domain->Add(g_op_contribution.get());
+      g_domain->Add(g_op_contribution_i32.get());
       // The same selection on a packed batch [N, D] with row offsets (model.ort.packed.onnx).
       g_op_packed_contribution.reset(Ort::Custom::CreateLiteCustomOp<adapler::PackedContributionDropKernel>(
           "PackedContributionDrop", "CPUExecutionProvider"));
