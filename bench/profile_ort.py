@@ -79,6 +79,7 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
     totals: dict[str, float] = defaultdict(float)
     per_layer: dict[str, float] = defaultdict(float)
     per_op: dict[str, float] = defaultdict(float)
+    selection_nodes: dict[str, float] = defaultdict(float)  # what the price of dropping is made of
     n_runs = len(feeds) * (repeats + 1)
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
@@ -87,6 +88,8 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         if name not in roles and name.startswith("fused "):  # ORT's load-time fusion keeps the first node's name
             name = name[len("fused "):]
         totals[roles.get(name, "unattributed")] += e["dur"]
+        if roles.get(name) == "selection":
+            selection_nodes[f"{name} ({e.get('args', {}).get('op_name', '?')})"] += e["dur"]
         if layers.get(name):
             per_layer[layers[name]] += e["dur"]
         per_op[e.get("args", {}).get("op_name", "?")] += e["dur"]
@@ -101,6 +104,7 @@ def profile_roles(model_path: str | Path, feeds: list[dict[str, np.ndarray]], re
         "share": {k: v / total for k, v in sorted(totals.items())} if total else {},
         "layer_time_us_per_run": per_run(per_layer),
         "op_time_us_per_run": dict(sorted(per_run(per_op).items(), key=lambda kv: -kv[1])),
+        "selection_nodes_us_per_run": {k: v / n_runs for k, v in selection_nodes.items()},
     }
 
 

@@ -159,6 +159,9 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
     assert list(fused["layer_time_us_per_run"]) == ["l0", "l1", "l2", "l3"]  # the tiny model's layers, in order
     assert sum(fused["layer_time_us_per_run"].values()) < sum(fused["node_time_us_per_run"].values())
     assert {"Attention", "ContributionDrop"} <= set(fused["op_time_us_per_run"])
+    nodes = fused["selection_nodes_us_per_run"]  # the selection role, node by node: the fused graph's 3 per layer
+    assert {n.split(" (")[1] for n in nodes} == {"MatMul)", "BiasGelu)", "ContributionDrop)"} and len(nodes) == 3 * 4
+    assert abs(sum(nodes.values()) - fused["node_time_us_per_run"]["selection"]) < 1e-6
     with pytest.raises(SystemExit, match="already exists"):
         main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
 
