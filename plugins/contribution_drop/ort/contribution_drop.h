@@ -19,7 +19,7 @@
 
 namespace adapler {
 
-// `Mask` is the element type of mask and mask_c: int64 (the spec's type, TokenDrop's), or int32, which
+// `Mask` is the element type of mask and mask_c: int64 (TokenDrop's), or int32, which
 // lets model.ort.onnx feed mask_c straight to ORT's fused Attention (int32 masks) without a Cast per layer.
 template <typename Mask>
 struct ContributionDropKernel {
