@@ -189,7 +189,9 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
 
 @app.command()
 def sweep(method: Method = typer.Option(..., help=method_choices()),
-          values: str = typer.Option(..., help=f"comma-separated knob values ({knob_help()})"),
+          values: Optional[str] = typer.Option(None, help=f"comma-separated knob values ({knob_help()})"),
+          targets: Optional[str] = typer.Option(None, help="comma-separated target FLOPs speedups, e.g. 2,4,8: one "
+                                                "run per target, each steering the knob itself (--target-speedup)"),
           init: Path = typer.Option(..., help="fine-tuned run directory"),
           data: str = DataOpt, out: Path = typer.Option(..., help="root directory: one run per value + sweep-METHOD.json"),
           epochs: Optional[int] = typer.Option(None, min=1),
@@ -201,15 +203,21 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
           text_col: Optional[str] = TextCol, text_pair_col: Optional[str] = PairCol,
           label_col: Optional[str] = LabelCol, encoding: str = Encoding,
           device: str = DeviceOpt, precision: TrainPrecision = PrecisionOpt):
-    """Train one model per knob value and record accuracy and FLOPs speedup per value (JSON)."""
+    """Train one model per knob value (or per target speedup) and record accuracy and FLOPs speedup per point (JSON)."""
     from adapler.training.sweep import sweep as run_sweep
     _device(device, precision, one_process="sweep")
+    if (values is None) == (targets is None):
+        _fail("give exactly one of --values (knob values, e.g. --values 1e-4,5e-4) and --targets (target "
+              "speedups, e.g. --targets 2,4,8)")
+    flag, text = ("--targets", targets) if targets is not None else ("--values", values)
     try:
-        knob_values = [float(v) for v in values.split(",") if v.strip()]
+        knob_values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        _fail(f"--values must be comma-separated numbers, got {values!r}")
+        _fail(f"{flag} must be comma-separated numbers, got {text!r}")
     if not knob_values:
-        _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
+        _fail(f"{flag} is empty; give e.g. {flag} {'2,4,8' if targets is not None else '1e-4,5e-4,1e-3'}")
+    if targets is not None and any(not 1 <= v < float("inf") for v in knob_values):
+        _fail(f"--targets are FLOPs speedups: finite numbers >= 1 (1 = no pruning), got {text!r}")
     if any(not v >= 0 or v == float("inf") for v in knob_values):
         _fail(f"--values must be finite numbers >= 0, got {values!r}")
     batch_size = _batch_size_for(batch_size, init)
@@ -219,12 +227,17 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
     if lr is not None:
         kwargs["lr"] = lr
     kwargs.update(_parse_settings(set_, method.value))
+    if targets is not None:  # before any data is loaded
+        from adapler.training.sweep import check_target_sweep
+        _run(check_target_sweep, methods.get(method.value), knob_values, kwargs)
     _out_dir(out)
     ds = _data(data, text_col, text_pair_col, label_col, 0, max_train, None, encoding)
-    results = _run(run_sweep, methods.get(method.value), knob_values, ds, init, out, **kwargs)
+    results = _run(run_sweep, methods.get(method.value), knob_values, ds, init, out, targets=targets is not None,
+                   **kwargs)
     for r in results:
+        missed = " (target not reached on dev)" if r.get("target_reached") is False else ""
         typer.echo(f"{r['knob']}={r['value']:g}: test accuracy {r['test_accuracy']:.4f}, "
-                   f"FLOPs speedup {r['flops_speedup']:.2f}x")
+                   f"FLOPs speedup {r['flops_speedup']:.2f}x{missed}")
 
 
 @app.command()

@@ -73,3 +73,41 @@ def test_sweep_adapler_passes_phi(tmp_path: Path, monkeypatch) -> None:
     assert seen == [(1e-3, 2, False)]
     with pytest.raises(ValueError, match="unknown AdapLeR options"):
         sw.sweep(methods.get("adapler"), [2e-3], ds, ft, tmp_path / "sw", knob_typo=1)
+
+
+def test_sweep_targets_steer_each_run(tmp_path: Path, monkeypatch) -> None:
+    """--targets: one run per target speedup with target_speedup set (the knob left to the trainer), named
+    <method>-target<X>; the points share sweep-<method>.json with knob points, and say whether X was reached."""
+    from adapler import methods
+    from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer, save_checkpoint
+    from adapler.errors import UsageError
+    from adapler.training import sweep as sw
+    from adapler.training import train_adapler as ta
+    ds, ft = tiny_finetuned(tmp_path)
+    seen = []
+
+    def fake_train(data, init, out, cfg, overwrite=False, resume=False, cache_dir=None):
+        seen.append((cfg.target_speedup, cfg.phi))
+        model, c = load_checkpoint(ft / "best")
+        best = save_checkpoint(model, Path(out) / "best", tokenizer=load_checkpoint_tokenizer(ft / "best"),
+                               label_names=data.label_names, max_length=c["max_length"])
+        config = json.loads((Path(best) / "config.json").read_text())  # what the selection rule records
+        (Path(best) / "config.json").write_text(json.dumps({**config, "target_reached": cfg.target_speedup is not None and cfg.target_speedup < 3}))
+        (Path(out) / "run_state.json").write_text(json.dumps({"epochs_done": cfg.epochs, "config": {"epochs": cfg.epochs}}))
+        return Path(out)
+    monkeypatch.setattr(ta, "train_adapler", fake_train)
+    adapler = methods.get("adapler")
+    default_phi = adapler.config().phi
+    root = tmp_path / "sw"
+    sw.sweep(adapler, [1e-3], ds, ft, root, epochs=1)  # a knob point first: the same file, another kind of point
+    res = sw.sweep(adapler, [4, 2], ds, ft, root, targets=True, epochs=1)
+    assert seen[1:] == [(4.0, default_phi), (2.0, default_phi)]  # phi is only the controller's start value
+    assert [(r["knob"], r["value"]) for r in res] == [("phi", 1e-3), ("target_speedup", 2.0), ("target_speedup", 4.0)]
+    assert [r.get("target_reached") for r in res] == [None, True, False] and "target_reached" not in res[0]
+    assert (root / "adapler-target2").is_dir() and (root / "adapler-target4").is_dir()
+    assert json.loads((root / "sweep-adapler.json").read_text()) == res
+    assert sw.sweep(adapler, [2], ds, ft, root, targets=True, epochs=1) == res and len(seen) == 3  # done: skipped
+    with pytest.raises(UsageError, match="a target sweep sets phi for every run itself"):
+        sw.sweep(adapler, [2], ds, ft, root, targets=True, phi=1e-3)
+    with pytest.raises(UsageError, match="target_speedup"):
+        sw.sweep(adapler, [0.5], ds, ft, root, targets=True)
