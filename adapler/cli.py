@@ -423,13 +423,18 @@ def bench(baseline: str = typer.Option(methods.DEFAULT_BASELINE, help=" | ".join
           repeats: int = typer.Option(3, min=1, help="timed passes over the inputs (median taken)"),
           lengths: str = typer.Option("16,32,64,128,256", "--lengths",
                                       help="batch-1 latency-vs-length points, comma-separated, or 'none'"),
+          targets: Optional[str] = typer.Option(None, "--targets", help="compare the methods at these FLOPs "
+                                                "speedups, e.g. 2,4,8 (the bench's models and the sweep files)"),
+          sweeps: Optional[Path] = typer.Option(None, "--sweeps", help="folder of sweep-<method>.json files "
+                                                "(`cli.py sweep --out`; default: runs/sweep when it has any)"),
           overwrite: bool = OverwriteOpt):
     """AdapLeR vs baselines vs the dense backbone: accuracy, FLOPs and paired latency per backend."""
-    from adapler.bench.main import bench_command, parse_lengths
+    from adapler.bench.main import bench_command, parse_lengths, parse_targets
     from adapler.bench.report import print_summary
     results = _run(bench_command, baseline, ckpt=ckpt, baseline_ckpts=baseline_ckpt, data=data,
                    batch_sizes=batch_sizes, compare=compare, out=out, overwrite=overwrite, threads=threads,
-                   n_latency_examples=latency_examples, repeats=repeats, lengths=_run(parse_lengths, lengths))
+                   n_latency_examples=latency_examples, repeats=repeats, lengths=_run(parse_lengths, lengths),
+                   targets=_run(parse_targets, targets), sweeps=sweeps)
     print_summary(results)
     if results.get("regressions"):
         raise typer.Exit(1)

@@ -43,6 +43,20 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     return lengths
 
 
+def parse_targets(text: str | None) -> tuple[float, ...]:
+    """``"2,4,8"`` -> ``(2.0, 4.0, 8.0)``: FLOPs speedups to compare the methods at; None or "" -> ()."""
+    from . import BenchError
+    if not text or not text.strip():
+        return ()
+    try:
+        targets = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise BenchError(f"--targets must be comma-separated speedups like 2,4,8, got {text!r}") from None
+    if any(not 1 <= x < float("inf") for x in targets):
+        raise BenchError(f"--targets are FLOPs speedups: finite numbers >= 1 (1 = no pruning), got {text!r}")
+    return targets
+
+
 def find_sweeps(*folders: str | Path) -> Path | None:
     """The first folder holding ``sweep-<method>.json`` files (for the Pareto curves), or None."""
     for f in folders:
@@ -76,6 +90,10 @@ def bench_command(baseline: str | None = None, *, ckpt: str | Path | None = None
                               "another --out")
     if compare is not None:
         load_results(compare)
+    if sweeps is not None and not Path(sweeps).is_dir():
+        from . import BenchError
+        raise BenchError(f"--sweeps {sweeps} is not a folder; give the --out folder of `cli.py sweep` "
+                         "(it holds sweep-<method>.json)")
     if isinstance(batch_sizes, str):
         batch_sizes = parse_batch_sizes(batch_sizes)
     from adapler import methods

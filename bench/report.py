@@ -38,6 +38,8 @@ LATENCY = {"backend": str, "batch_size": int, "n_inputs": int, "examples_per_inp
 LENGTH = {**LATENCY, "length": int}
 DEPLOYED = {"reference": str, "speedup_same_precision": dict, "packed": dict, "packed_vs_padded": dict}
 PACKED = {"padded_graph": str, "kept_lengths_equal": bool, "max_abs_logit_diff": float, "padding_fraction": list}
+AT_TARGET = {"target": float, "method": str, "point": (str, N), "test_accuracy": (float, N),
+             "flops_speedup": (float, N)}
 REGRESSION = {"kind": str, "model": str, "old": float, "new": float, "change": float, "threshold": float,
               "message": str}
 
@@ -83,6 +85,8 @@ def check_schema(results: dict) -> list[str]:
             _check(c, PACKED, f"deployed[{i}].packed.{n}", p)
         for n, s in e.get("packed_vs_padded", {}).items():
             _check(s, SPEEDUP, f"deployed[{i}].packed_vs_padded.{n}", p)
+    for i, r in enumerate(results.get("at_targets", [])):  # optional: only with --targets
+        _check(r, AT_TARGET, f"at_targets[{i}]", p)
     for i, r in enumerate(results["regressions"]):
         _check(r, REGRESSION, f"regressions[{i}]", p)
     return p
@@ -192,6 +196,13 @@ def packed_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def at_target_rows(results: dict) -> list[list[str]]:
+    """target, method, test accuracy, FLOPs speedup, point (``at_targets``; "—": no point that fast)."""
+    return [[f"{r['target']:g}×", r["method"],
+             "—" if r["point"] is None else f"{100 * r['test_accuracy']:.2f}%", _x(r["flops_speedup"]),
+             r["point"] or "no point that fast"] for r in results.get("at_targets", [])]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -212,6 +223,11 @@ def markdown(results: dict) -> str:
                        [[n, m["method"], f"{100 * m['accuracy']:.2f}", _f1(m), _x(m["flops_speedup"]),
                          f"{m['gflops_per_example']:.4g}", f"{m['mean_length']:.1f}", _kept(m)]
                         for n, m in results["models"].items()]), ""]
+    if results.get("at_targets"):
+        out += ["## Accuracy at equal speedup", "",
+                "Each method's most accurate point (test split) whose FLOPs speedup is at least 90 % of the target, "
+                "from the models above and the sweep files (`sweep --targets` / `--values` runs).", "",
+                _table(["target", "method", "test accuracy", "FLOPs speedup", "point"], at_target_rows(results)), ""]
     if results["latency"]:
         out += ["## Latency (paired, interleaved)", "",
                 f"{cfg['n_latency_examples']} sampled test examples, {cfg['repeats']} timed repetitions per input "
@@ -297,6 +313,13 @@ def print_summary(results: dict, console=None) -> None:
     for n, m in results["models"].items():
         t.add_row(n, f"{100 * m['accuracy']:.2f}%", _x(m["flops_speedup"]), _kept(m))
     console.print(t)
+    if results.get("at_targets"):
+        t = Table(title="accuracy at equal speedup (test; at least 90 % of each target)")
+        for col in ("target", "method", "accuracy", "FLOPs", "point"):
+            t.add_column(col, justify="left" if col in ("method", "point") else "right")
+        for row in at_target_rows(results):
+            t.add_row(*row)
+        console.print(t)
     if results["latency"]:
         dense = results["config"]["dense_name"]
         t = Table(title=f"latency (paired ABBA; speedup = median of per-input ratios vs {dense})")

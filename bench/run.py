@@ -199,7 +199,8 @@ def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str | None 
               lengths: Sequence[int] | None = DEFAULT_LENGTHS, n_length_inputs: int = 4,
               out_dir: str | Path = "runs/bench/results", overwrite: bool = False, compare: str | Path | None = None,
               tolerance: float = 0.1, sweeps: str | Path | None = None, export_cache: str | Path | None = None,
-              threads: int | None = None, eval_batch_size: int = 32, seed: int = 0, plots: bool = True) -> dict:
+              threads: int | None = None, eval_batch_size: int = 32, seed: int = 0, plots: bool = True,
+              targets: Sequence[float] = ()) -> dict:
     """Benchmark ``models`` (``{name: checkpoint or run dir}``, ``dense_name`` among them; default: the dense
     method's name) on ``data``
     (an ``adapler.data.Dataset`` or a spec for ``load_dataset``). Writes ``out_dir/results.json``
@@ -209,6 +210,8 @@ def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str | None 
     latency-vs-length points (None or () to skip). ``compare``: an older results.json whose accuracy,
     FLOPs speedup and latency speedups are checked (see bench/compare.py). ``sweeps``: a folder with
     ``sweep-<method>.json`` files for Pareto curves. ``export_cache``: default ``out_dir/exports``.
+    ``targets``: FLOPs speedups at which the methods are compared (``at_targets``: each method's most accurate
+    point at each, from the bench's models and the sweep files).
 
     Raises FileExistsError when ``out_dir/results.json`` exists and ``overwrite`` is False.
     """
@@ -240,7 +243,8 @@ def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str | None 
               "warmup": warmup, "order": order, "lengths": [int(v) for v in (lengths or ())],
               "n_length_inputs": n_length_inputs, "tolerance": tolerance, "seed": seed,
               "eval_batch_size": eval_batch_size, "speedup_definition": SPEEDUP_DEFINITION,
-              "compare": str(compare) if compare else None, "sweeps": str(sweeps) if sweeps else None}
+              "compare": str(compare) if compare else None, "sweeps": str(sweeps) if sweeps else None,
+              "targets": [float(x) for x in targets]}
     results = new_results(config, collect_environment(torch_threads=ctx.threads, ort_threads=ctx.threads))
     if busy(results["environment"]):
         log(f"[yellow]warning[/yellow]: load average {results['environment']['load_average'][0]:.1f} at the start; "
@@ -260,6 +264,10 @@ def run_bench(models: Mapping[str, str | Path], data, *, dense_name: str | None 
                 log(f"[yellow]warning[/yellow]: {results['compare']['error']}")
             for r in results["regressions"]:
                 log(f"[red]regression[/red]: {r['message']}")
+        if targets:
+            from .plots import load_sweeps
+            from .tradeoff import at_equal_speedup, bench_points
+            results["at_targets"] = at_equal_speedup(bench_points(results, load_sweeps(sweeps)), list(targets))
         results["status"] = "finished"
     except BaseException as e:
         results["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"

@@ -42,6 +42,42 @@ def load_points(paths: list[str | Path]) -> tuple[dict[str, Any] | None, dict[st
     return dense, points
 
 
+TARGET_TOLERANCE = 0.1  # a point "at X" may be up to 10 % below X: what --target-speedup runs land within
+
+
+def at_equal_speedup(points: dict[str, list[dict[str, Any]]], targets: list[float],
+                     tolerance: float = TARGET_TOLERANCE) -> list[dict[str, Any]]:
+    """Methods compared at equal speedup: for each target X and method, its most accurate point whose FLOPs
+    speedup is at least (1 - tolerance) X (the method's Pareto front read at X); ``point`` None when the
+    method has no point that fast. ``points``: {method: [{"label", "test_accuracy", "flops_speedup"}]}."""
+    rows = []
+    for x in targets:
+        for method in sorted(points):
+            fast = [p for p in points[method] if p["flops_speedup"] >= (1 - tolerance) * x]
+            best = max(fast, key=lambda p: (p["test_accuracy"], p["flops_speedup"])) if fast else None
+            rows.append({"target": float(x), "method": method, "point": best["label"] if best else None,
+                         "test_accuracy": best["test_accuracy"] if best else None,
+                         "flops_speedup": best["flops_speedup"] if best else None})
+    return rows
+
+
+def bench_points(results: dict[str, Any], sweeps: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """The points of a bench run: its pruned models (test split) and the rows of its sweep files, by method."""
+    from adapler import methods
+    dense = methods.dense().name
+    points: dict[str, list[dict[str, Any]]] = {}
+    for name, m in results.get("models", {}).items():
+        if m["method"] != dense:
+            points.setdefault(m["method"], []).append(
+                {"label": f"bench model {name}", "test_accuracy": m["accuracy"], "flops_speedup": m["flops_speedup"]})
+    for method, rows in sweeps.items():
+        points.setdefault(method, []).extend(
+            {"label": f"sweep {r.get('knob', '?')} {r['value']:g}" if isinstance(r.get("value"), (int, float))
+             else f"sweep {r.get('knob', '?')}", "test_accuracy": r["test_accuracy"],
+             "flops_speedup": r["flops_speedup"]} for r in rows)
+    return points
+
+
 def table(dense: dict[str, Any] | None, points: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| method | point | test accuracy | vs dense | FLOPs speedup |", "|---|---|---|---|---|"]
     from adapler import methods

@@ -421,3 +421,54 @@ def test_tradeoff_table_and_plot_from_metric_files(tmp_path, capsys):
     (tmp_path / "dev.json").write_text(json.dumps({**ev, "split": "dev"}))
     assert tradeoff.main([str(tmp_path / "dev.json"), "--out", str(tmp_path / "u.png")]) == 2
     assert "pass test-split files" in capsys.readouterr().err and not (tmp_path / "u.png").exists()
+
+
+def test_at_equal_speedup_reads_each_front_at_the_target():
+    """The most accurate point at >= 90 % of X per method; a method with none that fast gets a null row."""
+    from adapler.bench.tradeoff import at_equal_speedup
+    pts = {"adapler": [{"label": "a", "test_accuracy": 0.80, "flops_speedup": 1.9},
+                       {"label": "b", "test_accuracy": 0.82, "flops_speedup": 1.7},
+                       {"label": "c", "test_accuracy": 0.75, "flops_speedup": 3.9}],
+           "power-bert": [{"label": "p", "test_accuracy": 0.81, "flops_speedup": 1.85}]}
+    rows = at_equal_speedup(pts, [2, 4])
+    assert [(r["target"], r["method"], r["point"]) for r in rows] == [
+        (2.0, "adapler", "a"), (2.0, "power-bert", "p"), (4.0, "adapler", "c"), (4.0, "power-bert", None)]
+    assert rows[3]["test_accuracy"] is None and rows[3]["flops_speedup"] is None
+    assert at_equal_speedup(pts, [2], tolerance=0.0)[0]["point"] == "c"  # without tolerance 1.9x is not 2x: only c is
+
+
+def test_bench_targets_compare_models_and_sweeps(tmp_path, ckpts, data):
+    """--targets: at_targets from the bench's pruned model and a sweep file, in results.json (schema),
+    results.md and the terminal table; bad values and a missing --sweeps folder are one-line errors."""
+    from rich.console import Console
+
+    from adapler.bench import BenchError
+    from adapler.bench.main import bench_command, parse_targets
+    from adapler.bench.report import print_summary
+    assert parse_targets("2, 4,8") == (2.0, 4.0, 8.0) and parse_targets(None) == ()
+    for bad, msg in (("2,x", "comma-separated speedups"), ("0.5", ">= 1"), ("inf", ">= 1")):
+        with pytest.raises(BenchError, match=msg):
+            parse_targets(bad)
+    with pytest.raises(BenchError, match="is not a folder"):
+        bench_command("bert", ckpt=ckpts["adapler"], baseline_ckpts=[ckpts["bert"]], data=data.name, out=tmp_path / "r0",
+                      sweeps=tmp_path / "no-sweeps")
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    (sweeps / "sweep-power-bert.json").write_text(json.dumps([
+        {"method": "power-bert", "knob": "target_speedup", "value": 2, "test_accuracy": 0.6, "flops_speedup": 1.95}]))
+    r = run_bench(ckpts, data, batch_sizes=(2,), backends=("torch",), lengths=(), out_dir=tmp_path / "r",
+                  sweeps=sweeps, targets=(1.0, 2.0), plots=False, **QUICK)
+    assert check_schema(r) == [] and r["config"]["targets"] == [1.0, 2.0]
+    own = r["models"]["adapler"]
+    rows = {(x["target"], x["method"]): x for x in r["at_targets"]}
+    assert set(rows) == {(1.0, "adapler"), (1.0, "power-bert"), (2.0, "adapler"), (2.0, "power-bert")}
+    assert rows[(1.0, "adapler")]["point"] == "bench model adapler"
+    assert rows[(1.0, "adapler")]["test_accuracy"] == own["accuracy"]
+    assert rows[(2.0, "power-bert")]["point"] == "sweep target_speedup 2"
+    assert (rows[(2.0, "adapler")]["point"] is None) == (own["flops_speedup"] < 1.8)
+    md = (tmp_path / "r" / "results.md").read_text()
+    assert "## Accuracy at equal speedup" in md and "| 2× | power-bert | 60.00% | 1.95× | sweep target_speedup 2 |" in md
+    console = Console(width=100, record=True)
+    print_summary(r, console=console)
+    text = console.export_text()
+    assert "accuracy at equal speedup" in text and max(map(len, text.splitlines())) <= 100

@@ -80,6 +80,8 @@ def model_dir(root: Path, config, files: dict | None = None) -> Path:
     (["bench", "--threads=-2", "--out", "{out}"], "--threads"),
     (["bench", "--repeats", "0", "--out", "{out}"], "--repeats"),
     (["bench", "--baseline", "nope", "--out", "{out}"], "--baseline"),
+    (["bench", "--targets", "2,0.5", "--out", "{out}"], "--targets are FLOPs speedups"),
+    (["bench", "--sweeps", "{out}-no-sweeps", "--out", "{out}"], "is not a folder"),
     (["finetune", "--model", "{bert}", "--data", "{csv}", "--out", "{out}", "--epochs", "0"], "--epochs"),
     (["finetune", "--model", "{bert}", "--data", "{csv}", "--out", "{out}", "--max-length", "1"], "--max-length"),
     (["finetune", "--model", "{bert}", "--data", "{csv}", "--out", "{out}", "--max-length", "100000"],
