@@ -3,6 +3,9 @@
     PYTHONPATH=. python bench/tradeoff.py results/pang_*_test.json runs/pang/sweep/sweep-*.json \\
         --out docs/measurements/pang_tradeoff.png
 
+``--targets 2,4,8`` adds the methods compared at equal speedup: per target X, each method's most accurate
+point at >= 0.9 X (``at_equal_speedup``, the reading ``bench --targets`` uses).
+
 Each file is either an ``evaluate --json`` output (one model; method from its ``method`` field) or a
 ``sweep-<method>.json`` list. The dense model (method ``bert``) is the reference: it is drawn as a star
 and the table gives every other point's accuracy change against it. Prints a markdown table.
@@ -78,6 +81,23 @@ def bench_points(results: dict[str, Any], sweeps: dict[str, list[dict[str, Any]]
     return points
 
 
+def equal_speedup_table(dense: dict[str, Any] | None, rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per target, one column per method (accuracy, change vs dense, speedup, point)."""
+    methods_ = sorted({r["method"] for r in rows})
+    lines = ["| target | " + " | ".join(methods_) + " |", "|---|" + "---|" * len(methods_)]
+    for x in dict.fromkeys(r["target"] for r in rows):
+        cells = []
+        for m in methods_:
+            r = next(r for r in rows if r["target"] == x and r["method"] == m)
+            if r["point"] is None:
+                cells.append("no point that fast")
+                continue
+            delta = f" ({100 * (r['test_accuracy'] - dense['test_accuracy']):+.2f})" if dense else ""
+            cells.append(f"{100 * r['test_accuracy']:.2f} %{delta} at {r['flops_speedup']:.2f}x ({r['point']})")
+        lines.append(f"| {x:g}x | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(dense: dict[str, Any] | None, points: dict[str, list[dict[str, Any]]]) -> str:
     lines = ["| method | point | test accuracy | vs dense | FLOPs speedup |", "|---|---|---|---|---|"]
     from adapler import methods
@@ -94,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="+", help="evaluate --json outputs and/or sweep-<method>.json files")
     ap.add_argument("--out", required=True, help="plot path (.png)")
     ap.add_argument("--title", default="", help="data set name for the plot title")
+    ap.add_argument("--targets", default="", help="comma-separated speedups to compare the methods at, e.g. 2,4,8")
     args = ap.parse_args(argv)
     try:
+        from adapler.bench.main import parse_targets
+        targets = parse_targets(args.targets)
         dense, points = load_points(args.files)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -105,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     models = {"fine-tuned": {"method": methods.dense().name, "accuracy": dense["test_accuracy"], "flops_speedup": 1.0}} if dense else {}
     plot_accuracy_vs_flops({"models": models, "config": {"data": args.title}}, args.out, sweeps=points)
     print(table(dense, points))
+    if targets:
+        print()
+        print(equal_speedup_table(dense, at_equal_speedup(points, list(targets))))
     return 0
 
 

@@ -418,6 +418,14 @@ def test_tradeoff_table_and_plot_from_metric_files(tmp_path, capsys):
                          "| power-bert | lambda 0.003 | 77.00 % | -3.00 | 2.50x |",
                          "| tr-bert | alpha 0.5 (pang_sweep-tr-bert-init) | 80.00 % | +0.00 | 2.00x |"]
     assert (tmp_path / "t.png").stat().st_size > 0
+    assert tradeoff.main([*map(str, files), "--out", str(tmp_path / "t.png"), "--targets", "2,3"]) == 0
+    eq = capsys.readouterr().out.strip().splitlines()[-4:]  # methods at equal speedup, after the table
+    assert eq[0] == "| target | adapler | power-bert | tr-bert |"
+    assert eq[2] == ("| 2x | 81.00 % (+1.00) at 4.00x (ad_test) | 77.00 % (-3.00) at 2.50x (lambda 0.003) | "
+                     "80.00 % (+0.00) at 2.00x (alpha 0.5 (pang_sweep-tr-bert-init)) |")
+    assert eq[3] == "| 3x | 81.00 % (+1.00) at 4.00x (ad_test) | no point that fast | no point that fast |"
+    assert tradeoff.main([*map(str, files), "--out", str(tmp_path / "t.png"), "--targets", "0.5"]) == 2
+    assert "--targets are FLOPs speedups" in capsys.readouterr().err
     (tmp_path / "dev.json").write_text(json.dumps({**ev, "split": "dev"}))
     assert tradeoff.main([str(tmp_path / "dev.json"), "--out", str(tmp_path / "u.png")]) == 2
     assert "pass test-split files" in capsys.readouterr().err and not (tmp_path / "u.png").exists()
