@@ -78,7 +78,7 @@ def bench_command(baseline: str | None = None, *, ckpt: str | Path | None = None
     named by their method (a ``bert`` one is the dense reference). ``data``: dataset spec (default: the
     quick preset's vader-movies subset). ``sweeps``: folder of ``sweep-*.json`` (default: ``cache`` or
     runs/sweep if they hold any). ``options``: passed to ``run_bench`` (backends, repeats, threads,
-    n_latency_examples, lengths, tolerance, ...).
+    n_latency_examples, lengths, tolerance, targets, ...).
     """
     from .compare import load_results
     from .defaults import default_data, default_models, parse_baseline
