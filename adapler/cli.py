@@ -209,17 +209,20 @@ def sweep(method: Method = typer.Option(..., help=method_choices()),
     if (values is None) == (targets is None):
         _fail("give exactly one of --values (knob values, e.g. --values 1e-4,5e-4) and --targets (target "
               "speedups, e.g. --targets 2,4,8)")
-    flag, text = ("--targets", targets) if targets is not None else ("--values", values)
-    try:
-        knob_values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        _fail(f"{flag} must be comma-separated numbers, got {text!r}")
-    if not knob_values:
-        _fail(f"{flag} is empty; give e.g. {flag} {'2,4,8' if targets is not None else '1e-4,5e-4,1e-3'}")
-    if targets is not None and any(not 1 <= v < float("inf") for v in knob_values):
-        _fail(f"--targets are FLOPs speedups: finite numbers >= 1 (1 = no pruning), got {text!r}")
-    if any(not v >= 0 or v == float("inf") for v in knob_values):
-        _fail(f"--values must be finite numbers >= 0, got {values!r}")
+    if targets is not None:  # the same parsing as bench --targets
+        from adapler.bench.main import parse_targets
+        knob_values = list(_run(parse_targets, targets))
+        if not knob_values:
+            _fail("--targets is empty; give e.g. --targets 2,4,8")
+    else:
+        try:
+            knob_values = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            _fail(f"--values must be comma-separated numbers, got {values!r}")
+        if not knob_values:
+            _fail("--values is empty; give e.g. --values 1e-4,5e-4,1e-3")
+        if any(not v >= 0 or v == float("inf") for v in knob_values):
+            _fail(f"--values must be finite numbers >= 0, got {values!r}")
     batch_size = _batch_size_for(batch_size, init)
     kwargs = {"batch_size": batch_size, "seed": seed}
     if epochs is not None:

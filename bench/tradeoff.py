@@ -75,8 +75,7 @@ def bench_points(results: dict[str, Any], sweeps: dict[str, list[dict[str, Any]]
                 {"label": f"bench model {name}", "test_accuracy": m["accuracy"], "flops_speedup": m["flops_speedup"]})
     for method, rows in sweeps.items():
         points.setdefault(method, []).extend(
-            {"label": f"sweep {r.get('knob', '?')} {r['value']:g}" if isinstance(r.get("value"), (int, float))
-             else f"sweep {r.get('knob', '?')}", "test_accuracy": r["test_accuracy"],
+            {"label": f"sweep {r['knob']} {r['value']:g}", "test_accuracy": r["test_accuracy"],
              "flops_speedup": r["flops_speedup"]} for r in rows)
     return points
 
