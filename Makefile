@@ -39,9 +39,11 @@ test-fast: $(STAMP)
 plugins: $(STAMP)
 	$(PY) cli.py build-plugins
 
-# The TokenDrop CUDA kernel library (needs nvcc, no GPU); architectures: plugins/token_drop/cuda/architectures.txt
+# The TokenDrop and ContributionDrop CUDA kernel libraries (need nvcc, no GPU);
+# architectures: plugins/token_drop/cuda/architectures.txt
 cuda-kernel: $(STAMP)
 	$(PY) -m adapler.plugins.token_drop.cuda_library
+	$(PY) -m adapler.plugins.contribution_drop.cuda_library
 
 bench: $(STAMP)
 	$(PY) cli.py bench --baseline all

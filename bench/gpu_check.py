@@ -6,6 +6,9 @@ rewritten after every step, so a run cut short by the 10-minute limit keeps what
 1. ``kernel_build``: nvcc builds ``plugins/token_drop/cuda`` for the GPU's architecture (no GPU needed).
 2. ``kernel_check``: the CUDA kernel vs the NumPy reference on ragged batches (fp32 and fp16, long rows,
    thresholds +-inf): identical ``index``/``mask_c``, ``|delta hidden_c| <= 1e-6`` in fp32 (exact in fp16).
+   ``contribution_drop_build`` / ``contribution_drop_check``: the same for ContributionDrop's kernel
+   (``plugins/contribution_drop/cuda``): its golden file and random ragged batches, both mask types, fp32
+   and fp16, identical outputs.
 3. ``torch_cuda_timing``: eager torch on ``cuda:0``, the demo models (``runs/demo``: AdapLeR with and
    without token dropping, the fine-tuned dense model) at batch 1 and 32, paired timings
    (``bench.timing``), speedup of pruned over dense.
@@ -147,6 +150,54 @@ def kernel_check(library: str | None, n_cases: int = 240) -> dict[str, Any]:
     return result
 
 
+def contribution_drop_build(work: Path) -> dict[str, Any]:
+    from adapler.plugins.contribution_drop.cuda_library import build_contribution_drop_cuda_library
+
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
+        raise Skipped("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
+    archs = _arch()
+    lib = build_contribution_drop_cuda_library(work / "libadapler_contribution_drop_cuda.so", archs=archs)
+    return {"library": str(lib), "archs": list(archs)}
+
+
+def contribution_drop_cases(impl: Callable[..., Sequence[Any]], device: str,
+                            n_cases: int = 40) -> tuple[list[str], int]:
+    """``impl`` (torch tensors on ``device`` -> hidden_c, mask_c, index) on ContributionDrop's golden file and
+    random batches (scores away from the threshold, both mask types, fp32 and fp16); returns the names of the
+    cases whose outputs are not exactly the reference's, and the number of cases."""
+    import torch
+
+    from adapler.plugins.contribution_drop.make_golden import load_golden, random_cases, reference_outputs
+
+    names = ("hidden", "cp_hidden", "w2", "mask", "eta")
+    cases = [(f"golden {k}", {n: g[n] for n in names}, (g["hidden_c"], g["mask_c"], g["index"]))
+             for k, g in load_golden().items()]
+    for dtype in (np.float32, np.float16):
+        for mask_dtype in (np.int64, np.int32):
+            for i, a in enumerate(random_cases(n_cases, seed=11, dtype=dtype, mask_dtype=mask_dtype, max_t=700)):
+                cases.append((f"{np.dtype(dtype).name}/{np.dtype(mask_dtype).name} {i}", a, reference_outputs(a)))
+    failed = []
+    for what, a, want in cases:
+        got = [t.cpu().numpy() for t in impl(*(torch.from_numpy(a[n]).to(device) for n in names))]
+        if not all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want)):
+            failed.append(what)
+    return failed, len(cases)
+
+
+def contribution_drop_check(library: str | None, n_cases: int = 40) -> dict[str, Any]:
+    if not _cuda():
+        raise Skipped(NO_CUDA)
+    if library is None:
+        raise Skipped("the ContributionDrop kernel library was not built (see contribution_drop_build)")
+    from adapler.plugins.contribution_drop.cuda_library import load_contribution_drop_cuda_library
+
+    failed, total = contribution_drop_cases(load_contribution_drop_cuda_library(library), "cuda", n_cases)
+    if failed:
+        raise AssertionError(f"ContributionDrop CUDA kernel differs from the reference in {len(failed)} of "
+                             f"{total} cases: {failed[:5]}")
+    return {"cases": total, "identical": True}
+
+
 def _texts(n: int) -> tuple[list[str], str]:
     """Test-split texts of the demo's data set, or the demo sentences where it cannot be loaded (offline)."""
     from adapler.demo import DEMO_SENTENCES, QUICK
@@ -278,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     built = step("kernel_build", lambda: kernel_build(args.work))
     step("kernel_check", lambda: kernel_check(built.get("library")))
+    cd_built = step("contribution_drop_build", lambda: contribution_drop_build(args.work))
+    step("contribution_drop_check", lambda: contribution_drop_check(cd_built.get("library")))
     step("torch_cuda_timing", lambda: torch_cuda_timing(args.demo_dir))
     step("tensorrt_engine", lambda: tensorrt_engine(args.demo_dir, args.work))
     print(f"[gpu_check] wrote {args.out}", file=sys.stderr)

@@ -42,6 +42,28 @@ def test_checker_accepts_the_torch_implementation_and_rejects_wrong_ones():
     assert not gpu_check.run_cases(shifted, cases, "cpu")["indices_identical"]
 
 
+def test_contribution_drop_cases_catch_a_wrong_kernel():
+    """The ContributionDrop check passes the reference itself and flags a kernel that keeps one token too few."""
+    import numpy as np
+
+    from adapler.plugins.contribution_drop.make_golden import reference_outputs
+
+    names = ("hidden", "cp_hidden", "w2", "mask", "eta")
+
+    def reference(*args):
+        return [torch.from_numpy(x) for x in reference_outputs({n: t.numpy() for n, t in zip(names, args)})]
+
+    def short(*args):
+        h, m, i = reference(*args)
+        return h, m, torch.where(i == i.max(), torch.full_like(i, -1), i)
+
+    failed, total = gpu_check.contribution_drop_cases(reference, "cpu", n_cases=3)
+    assert failed == [] and total == 4 + 4 * 3
+    failed, _ = gpu_check.contribution_drop_cases(short, "cpu", n_cases=3)
+    assert "golden ragged" in failed and len(failed) >= 8
+    assert np.dtype(np.float16).name in " ".join(failed)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible: this test covers the CPU-only path")
 def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
     out = tmp_path / "gpu_check.json"
@@ -49,12 +71,14 @@ def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
     report = json.loads(out.read_text())
     assert rc == 0 and report["device"] is None and report["environment"]["cuda_available"] is False
     steps = report["steps"]
-    assert list(steps) == ["kernel_build", "kernel_check", "torch_cuda_timing", "tensorrt_engine"]
-    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
-        assert steps["kernel_build"]["status"] == "ok" and Path(steps["kernel_build"]["library"]).is_file()
-    else:
-        assert steps["kernel_build"]["status"] == "skipped" and "nvcc" in steps["kernel_build"]["reason"]
-    for name in ("kernel_check", "torch_cuda_timing"):
+    assert list(steps) == ["kernel_build", "kernel_check", "contribution_drop_build", "contribution_drop_check",
+                           "torch_cuda_timing", "tensorrt_engine"]
+    for build in ("kernel_build", "contribution_drop_build"):
+        if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
+            assert steps[build]["status"] == "ok" and Path(steps[build]["library"]).is_file()
+        else:
+            assert steps[build]["status"] == "skipped" and "nvcc" in steps[build]["reason"]
+    for name in ("kernel_check", "contribution_drop_check", "torch_cuda_timing"):
         assert steps[name]["status"] == "skipped" and steps[name]["reason"] == gpu_check.NO_CUDA
     assert steps["tensorrt_engine"]["status"] == "skipped"
     assert steps["tensorrt_engine"]["reason"] == report["environment"]["tensorrt_reason"]

@@ -30,7 +30,7 @@ def test_write_trt_bundle(tmp_path):
     b = tmp_path / "bundle"
     td = "plugin_src/plugins/token_drop/"
     for rel in ("model.trt.onnx", "lint.json", "BUILD_ENGINE.md", "bundle.json", td + "cuda/token_drop_kernel.cu",
-                td + "cuda/token_drop_kernel.h", td + "trt/token_drop_plugin.cpp", td + "trt/token_drop_plugin.h",
+                td + "cuda/token_drop_kernel.h", td + "cuda/compact.cuh", td + "trt/token_drop_plugin.cpp", td + "trt/token_drop_plugin.h",
                 td + "trt/CMakeLists.txt", td + "trt/qdp.py", td + "gpu.py"):
         assert (b / rel).is_file(), rel
     assert report.trt_onnx == b / "model.trt.onnx" and report.lint_issues == [] and report.lint_errors == []

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..golden import read_golden, write_golden
 
-from .reference import contribution_drop_reference
+from .reference import contribution_drop_reference, contribution_scores_reference
 
 GOLDEN = Path(__file__).with_name("golden.npz")
 
@@ -34,6 +34,39 @@ def golden_cases(seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
         outs = contribution_drop_reference(**inputs)
         cases[name] = {**inputs, **dict(zip(("hidden_c", "mask_c", "index"), outs))}
     return cases
+
+
+def random_cases(n: int, seed: int = 0, dtype: type = np.float32, mask_dtype: type = np.int64,
+                 max_t: int = 300, margin: float = 1e-3) -> list[dict[str, np.ndarray]]:
+    """``n`` random ragged inputs (B, T, D, H, padding, eta) whose scores are all at least ``margin``
+    (relative) away from their row's threshold, so that any float32 summation order keeps the same tokens
+    (the spec's boundary note); ``dtype`` is hidden's and cp_hidden's type (the reference reads float32)."""
+    rng = np.random.default_rng(seed)
+    cases: list[dict[str, np.ndarray]] = []
+    while len(cases) < n:
+        b, t = int(rng.integers(1, 7)), int(rng.integers(1, max_t))
+        d, h = [3, 7, 8, 16, 64, 384][len(cases) % 6], int(rng.integers(1, 40))
+        lengths = rng.integers(1, t + 1, size=b)
+        a = {"hidden": rng.standard_normal((b, t, d)).astype(dtype),
+             "cp_hidden": (1.5 * rng.standard_normal((b, t, h))).astype(dtype),
+             "w2": rng.standard_normal(h).astype(np.float32),
+             "mask": (np.arange(t)[None] < lengths[:, None]).astype(mask_dtype),
+             "eta": np.array([rng.uniform(0.05, 1.5)], np.float32)}
+        scores, thr = contribution_scores_reference(a["cp_hidden"].astype(np.float32), a["w2"], a["mask"], a["eta"])
+        alive = a["mask"] == 1
+        alive[:, 0] = False  # [CLS] is kept whatever its score
+        gap = np.abs(scores - thr[:, None]) / thr[:, None]
+        if not alive.any() or gap[alive].min() > margin:
+            cases.append(a)
+    return cases
+
+
+def reference_outputs(a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference's outputs for a case of :func:`random_cases` (float16 inputs are read as float32 and
+    ``hidden_c`` returned in float16: exact, every value is a copied input or zero)."""
+    f32 = {k: (v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in a.items()}
+    hidden_c, mask_c, index = contribution_drop_reference(**f32)
+    return hidden_c.astype(a["hidden"].dtype), mask_c, index
 
 
 def load_golden() -> dict[str, dict[str, np.ndarray]]:

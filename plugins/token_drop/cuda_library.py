@@ -24,6 +24,7 @@ from .keep_rule import check_inputs
 
 __all__ = [
     "ARCHITECTURES_FILE",
+    "TOKEN_DROP_SOURCE",
     "CudaTokenDropLibrary",
     "build_cuda_kernel_library",
     "cuda_architectures",
@@ -56,17 +57,22 @@ def _find_nvcc() -> str | None:
     return shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 
 
-def nvcc_command(nvcc: str, out: Path, archs: tuple[str, ...]) -> list[str]:
+TOKEN_DROP_SOURCE = CUDA_DIR / "token_drop_kernel.cu"
+
+
+def nvcc_command(nvcc: str, out: Path, archs: tuple[str, ...], source: Path = TOKEN_DROP_SOURCE) -> list[str]:
     """The nvcc call: machine code and PTX for every architecture, warnings on, a shared library."""
     cmd = [nvcc, "-O3", "-std=c++17", "-Xcompiler", "-fPIC,-Wall,-Wextra", "-shared"]
     for arch in archs:
         cmd += ["-gencode", f"arch=compute_{arch},code=[sm_{arch},compute_{arch}]"]
-    return cmd + [str(CUDA_DIR / "token_drop_kernel.cu"), "-o", str(out)]
+    return cmd + [str(source), "-o", str(out)]
 
 
 def build_cuda_kernel_library(out_path: str | Path | None = None, archs: tuple[str, ...] | None = None,
-                              nvcc: str | None = None, timeout: float = 300.0) -> Path:
-    """Compile ``cuda/token_drop_kernel.cu`` into a shared library (``archs``: default :func:`cuda_architectures`).
+                              nvcc: str | None = None, timeout: float = 300.0,
+                              source: Path = TOKEN_DROP_SOURCE) -> Path:
+    """Compile ``source`` (default ``cuda/token_drop_kernel.cu``) into a shared library (``archs``: default
+    :func:`cuda_architectures`). ContributionDrop's kernel library is built the same way from its own source.
 
     Raises ``RuntimeError`` when nvcc is missing or compilation fails.
     """
@@ -75,7 +81,7 @@ def build_cuda_kernel_library(out_path: str | Path | None = None, archs: tuple[s
         raise RuntimeError("nvcc not found (install the CUDA toolkit or put nvcc on PATH)")
     out = Path(out_path) if out_path is not None else default_cuda_kernel_library_path()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = nvcc_command(nvcc, out, tuple(archs) if archs else cuda_architectures())
+    cmd = nvcc_command(nvcc, out, tuple(archs) if archs else cuda_architectures(), source)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"nvcc failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-4000:]}")
