@@ -10,15 +10,13 @@ CUDA tensors on a GPU; ``tests/test_contribution_drop_cuda.py`` checks it agains
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import sys
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..token_drop.cuda_library import build_cuda_kernel_library
+from ..token_drop.cuda_library import build_cuda_kernel_library, build_main
 
 __all__ = [
     "CONTRIBUTION_DROP_SOURCE",
@@ -135,19 +133,8 @@ def load_contribution_drop_cuda_library(path: str | Path | None = None) -> CudaC
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapler.plugins.contribution_drop.cuda_library",
-                                     description="Build the ContributionDrop CUDA kernel library with nvcc.")
-    parser.add_argument("--out", default=None, help="library path (default build/contribution_drop_cuda/...)")
-    parser.add_argument("--arch", action="append", default=None,
-                        help="a CUDA architecture such as 90a or 87 (repeatable; default TokenDrop's architectures.txt)")
-    args = parser.parse_args(argv)
-    try:
-        print(build_contribution_drop_cuda_library(args.out, archs=tuple(args.arch) if args.arch else None))
-    except RuntimeError as exc:
-        print(f"error: {str(exc).splitlines()[0]}; see the nvcc output above or install the CUDA toolkit",
-              file=sys.stderr)
-        return 1
-    return 0
+    return build_main(argv, "python -m adapler.plugins.contribution_drop.cuda_library", "ContributionDrop",
+                      "build/contribution_drop_cuda/...", build_contribution_drop_cuda_library)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -155,20 +156,26 @@ def load_cuda_kernel_library(path: str | Path | None = None) -> CudaTokenDropLib
     return CudaTokenDropLibrary(p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adapler.plugins.token_drop.cuda_library",
-                                     description="Build the TokenDrop CUDA kernel library with nvcc.")
-    parser.add_argument("--out", default=None, help="library path (default build/token_drop_cuda/...)")
+def build_main(argv: list[str] | None, prog: str, op: str, default_out: str,
+               build: Callable[..., Path]) -> int:
+    """The command line of a kernel library's build (``--out``, repeatable ``--arch``); one line on failure."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Build the {op} CUDA kernel library with nvcc.")
+    parser.add_argument("--out", default=None, help=f"library path (default {default_out})")
     parser.add_argument("--arch", action="append", default=None,
                         help="a CUDA architecture such as 90a or 87 (repeatable; default cuda/architectures.txt)")
     args = parser.parse_args(argv)
     try:
-        print(build_cuda_kernel_library(args.out, archs=tuple(args.arch) if args.arch else None))
+        print(build(args.out, archs=tuple(args.arch) if args.arch else None))
     except RuntimeError as exc:
         print(f"error: {str(exc).splitlines()[0]}; see the nvcc output above or install the CUDA toolkit",
               file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return build_main(argv, "python -m adapler.plugins.token_drop.cuda_library", "TokenDrop",
+                      "build/token_drop_cuda/...", build_cuda_kernel_library)
 
 
 if __name__ == "__main__":

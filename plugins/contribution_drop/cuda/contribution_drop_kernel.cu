@@ -183,14 +183,10 @@ extern "C" int adapler_contribution_drop_launch(int dtype, int mask_type, void c
     {
         return 1;
     }
-    cudaError_t err = cudaMemsetAsync(L_out, 0, sizeof(int64_t), stream);
-    if (err != cudaSuccess)
+    cudaError_t err = adapler::compact::resetLength(L_out, L_out32, B, stream);
+    if (err != cudaSuccess || B == 0)
     {
         return static_cast<int>(err);
-    }
-    if (B == 0)
-    {
-        return L_out32 != nullptr ? static_cast<int>(cudaMemsetAsync(L_out32, 0, sizeof(int32_t), stream)) : 0;
     }
     if (T < 1 || T > INT32_MAX || H < 1 || workspace == nullptr || !aligned(workspace, 256))
     {

@@ -164,8 +164,22 @@ cudaError_t launchWrite(void const* hidden, int32_t const* order, int64_t const*
 }
 
 /*
+ * The start of every launcher: L = 0 on the stream (the scan atomically maxes into it), and for an empty
+ * batch the int32 copy too. The caller returns the result when it is an error or B == 0.
+ */
+inline cudaError_t resetLength(int64_t* L_out, int32_t* L_out32, int64_t B, cudaStream_t stream)
+{
+    cudaError_t const err = cudaMemsetAsync(L_out, 0, sizeof(int64_t), stream);
+    if (err != cudaSuccess || B != 0 || L_out32 == nullptr)
+    {
+        return err;
+    }
+    return cudaMemsetAsync(L_out32, 0, sizeof(int32_t), stream);
+}
+
+/*
  * The whole compaction for B >= 1, T in [1, INT32_MAX]: keep rule on (scores, mask, threshold), then the
- * outputs. `L_out` must already be zero on the stream (the caller memsets it: B == 0 needs that too).
+ * outputs. `L_out` must already be zero on the stream (resetLength).
  * `workspace` holds workspaceSize(B, T) bytes, 256-byte aligned. Returns the first CUDA error.
  */
 template <typename Mask>

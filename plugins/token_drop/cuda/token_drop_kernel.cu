@@ -27,14 +27,10 @@ extern "C" int adapler_token_drop_launch(int dtype, void const* hidden, float co
     {
         return 1;
     }
-    cudaError_t err = cudaMemsetAsync(L_out, 0, sizeof(int64_t), stream);
-    if (err != cudaSuccess)
+    cudaError_t const err = adapler::compact::resetLength(L_out, L_out32, B, stream);
+    if (err != cudaSuccess || B == 0)
     {
         return static_cast<int>(err);
-    }
-    if (B == 0)
-    {
-        return L_out32 != nullptr ? static_cast<int>(cudaMemsetAsync(L_out32, 0, sizeof(int32_t), stream)) : 0;
     }
     if (T < 1 || T > INT32_MAX || (threshold_len != 1 && threshold_len != B) || workspace == nullptr
         || !aligned(workspace, 256))
