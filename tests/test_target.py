@@ -113,6 +113,37 @@ def test_adapler_overshoot_scales_eta_back(finetuned_run, sentiment_csv, tmp_pat
         AdapLeRConfig(target_eta_gain=-1.0)
 
 
+def test_eta_max_bounds_eta_and_the_note_names_it(finetuned_run, sentiment_csv, tmp_path, monkeypatch):
+    """eta is clipped to eta_max (not the paper's 1) after every step; an unreached target with eta at its
+    bound in most layers ends with the eta_max hint, otherwise no hint."""
+    from adapler.data import load_dataset
+    from adapler.training import train_adapler as ta
+
+    class AlwaysBelow(ta.KnobController):  # the batches never reach the aim: phi and eta keep rising
+        def update(self, speedup: float) -> float:
+            return super().update(1.0)
+
+    monkeypatch.setattr(ta, "KnobController", AlwaysBelow)
+    data = load_dataset(sentiment_csv)
+    etas = {}
+    for bound in (0.3, 1.5):
+        cfg = AdapLeRConfig(epochs=1, batch_size=16, saliency_epochs=1, target_speedup=7.0, eta_lr=0.5,
+                            eta_max=bound, target_gain=1.0)
+        out = ta.train_adapler(data, finetuned_run, tmp_path / f"ad{bound}", cfg)
+        etas[bound] = torch.tensor(json.loads((out / "history.json").read_text())[-1]["eta"])
+    assert torch.all(etas[0.3] <= 0.3 + 1e-6) and torch.isclose(etas[0.3], torch.tensor(0.3)).sum() >= 3
+    assert etas[1.5].max() > 1.0  # above the paper's bound
+    rule = SelectionRule(finetuned_accuracy=0.9, target_speedup=7.0)
+    hist = [{"epoch": 1, "dev_accuracy": 0.8, "dev_flops_speedup": 3.0, "eta": [0.3, 0.3, 0.3, 0.1]}]
+    note = ta.eta_bound_note(hist, rule, 0.3)
+    assert "upper bound (0.3) in 3 of 4 layers" in note and "--set eta_max=0.6" in note
+    assert ta.eta_bound_note([dict(hist[0], eta=[0.3, 0.1, 0.1, 0.1])], rule, 0.3) is None  # not saturated
+    assert ta.eta_bound_note([dict(hist[0], dev_flops_speedup=7.5)], rule, 0.3) is None  # reached
+    assert ta.eta_bound_note(hist, SelectionRule(finetuned_accuracy=0.9), 0.3) is None  # no target
+    with pytest.raises(UsageError, match="eta_max"):
+        AdapLeRConfig(eta_max=0.01)
+
+
 # ------------------------------------------------------------------------------------------ selection
 
 def test_target_rule_picks_the_most_accurate_epoch_at_or_above_the_target():
@@ -251,6 +282,8 @@ def test_auto_defaults_follow_length_and_steps():
     pang = resolve_defaults(AdapLeRConfig(), 496.0, 375, 6)
     assert 0.008 <= vader.phi <= 0.015 and 2e-3 <= vader.eta_lr <= 3e-3 and vader.cp_lr == 1e-3
     assert 5e-4 <= pang.phi <= 1.5e-3 and 4e-3 <= pang.eta_lr <= 6.5e-3
+    # a wider eta bound: eta_lr grows with it, so the whole range stays reachable in the same steps
+    assert math.isclose(resolve_defaults(AdapLeRConfig(eta_max=2.0), 27.0, 795, 6).eta_lr, 2 * vader.eta_lr)
     # explicit values win; paper = the released settings
     mine = resolve_defaults(AdapLeRConfig(phi=0.2, eta_lr=1e-4), 27.0, 795, 6)
     assert (mine.phi, mine.eta_lr) == (0.2, 1e-4)

@@ -118,8 +118,8 @@ class ContributionSelector(TokenSelector):
         state.bias = (state.bias + e).clamp(min=NEG)
 
     @torch.no_grad()
-    def clip_eta(self) -> None:
-        self.eta.clamp_(ETA_MIN, ETA_MAX)
+    def clip_eta(self, hi: float = ETA_MAX) -> None:
+        self.eta.clamp_(ETA_MIN, hi)
 
 
 def _cls_one(a: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ from ..evaluate import evaluate
 from ..flops import model_flops
 from ..models import load_bert
 from ..progress import log
-from ..selectors.contribution import HARD_LAMBDA, ContributionSelector, soft_removal
+from ..selectors.contribution import ETA_MAX, ETA_MIN, HARD_LAMBDA, ContributionSelector, soft_removal
 from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
@@ -62,6 +62,10 @@ class AdapLeRConfig:
     # after an overshoot eta itself is scaled back: eta *= exp(gain * error) per step while the calibrated batch
     # speedup is above the aim (KnobController.pullback); 0 turns it off (phi control alone)
     target_eta_gain: float = 0.01
+    # [ours] upper clip of eta (the paper's is 1: a token survives when its score reaches the uniform share
+    # 1/n). Once eta sits at the bound, phi no longer prunes anything (it only moves eta), so targets beyond
+    # what eta <= 1 gives need a larger bound, e.g. --set eta_max=2 (docs/design.md, "eta bound")
+    eta_max: float = ETA_MAX
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -83,11 +87,12 @@ class AdapLeRConfig:
         check_target_fields(self.target_speedup, self.max_accuracy_drop)
         check_range("target_gain", self.target_gain, 0, strict_lo=True)
         check_range("target_eta_gain", self.target_eta_gain, 0)
+        check_range("eta_max", self.eta_max, ETA_MIN, strict_lo=True)
 
 
 PRESETS = ("auto", "paper")
 PHI_TOKENS = 0.3  # auto: phi = PHI_TOKENS / mean training length (docs/design.md, "Defaults")
-ETA_DRIFT = 1.0  # auto: eta_lr such that Adam can move eta about this far over the run
+ETA_DRIFT = 1.0  # auto: eta_lr such that Adam can move eta about this far over the run, times eta_max
 ETA_LR_RANGE = (5e-4, 1e-2)
 AUTO_CP_LR = 1e-3
 
@@ -101,7 +106,8 @@ def resolve_defaults(cfg: AdapLeRConfig, mean_length: float, total_steps: int, n
     else:
         from .power_bert import drift_budget  # the same schedule sum bounds how far eta can move
         phi = PHI_TOKENS * num_layers if cfg.length_loss == "normalized" else PHI_TOKENS / max(1.0, mean_length)
-        eta_lr = ETA_DRIFT / max(drift_budget(1.0, total_steps, cfg.warmup_ratio), 1e-12)
+        # the whole range [0, eta_max] within reach: a larger bound needs a proportionally faster eta
+        eta_lr = ETA_DRIFT * cfg.eta_max / max(drift_budget(1.0, total_steps, cfg.warmup_ratio), 1e-12)
         fill = {"phi": phi, "eta_lr": min(ETA_LR_RANGE[1], max(ETA_LR_RANGE[0], eta_lr)), "cp_lr": AUTO_CP_LR}
     return replace(cfg, **{k: v for k, v in fill.items() if getattr(cfg, k) is None})
 
@@ -268,7 +274,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                 if cfg.target_eta_gain > 0:  # the same factor on every rank: the error is from global sums
                     with torch.no_grad():
                         sel.eta.mul_(ctrl.pullback(cfg.target_eta_gain))
-            sel.clip_eta()  # after the optimizer step and any pull-back
+            sel.clip_eta(cfg.eta_max)  # after the optimizer step and any pull-back
             return logs
         return step
 
@@ -281,4 +287,23 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     def hard_lambda() -> None:
         run.model.selector.lam = HARD_LAMBDA
 
-    return run.run([Phase(None, cfg.epochs, setup, after_epoch, before_eval=hard_lambda)], td, cfg.batch_size, cfg.seed)
+    out = run.run([Phase(None, cfg.epochs, setup, after_epoch, before_eval=hard_lambda)], td, cfg.batch_size, cfg.seed)
+    note = eta_bound_note(run.history, rule, cfg.eta_max)
+    if note:
+        log(note)
+    return out
+
+
+def eta_bound_note(history: list[dict], rule: SelectionRule, eta_max: float) -> str | None:
+    """A hint for a run whose target was not reached while eta sat at its bound in most layers: then phi had
+    nothing left to move, and only a larger ``eta_max`` lets the threshold prune further."""
+    if rule.target_speedup is None or not history:
+        return None
+    if any(rule.qualified(r["dev_accuracy"], r["dev_flops_speedup"]) for r in history):
+        return None
+    eta = history[-1].get("eta") or []
+    at_bound = sum(v >= eta_max - 1e-4 for v in eta)
+    if not eta or 2 * at_bound < len(eta):
+        return None
+    return (f"eta is at its upper bound ({eta_max:g}) in {at_bound} of {len(eta)} layers, so the length loss could "
+            f"not prune further; --set eta_max={2 * eta_max:g} lets the threshold rise above {eta_max:g} / n")
