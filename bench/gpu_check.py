@@ -82,14 +82,18 @@ def _arch() -> tuple[str, ...]:
     return (f"{major}{minor}" + ("a" if major == 9 else ""),)
 
 
-def kernel_build(work: Path) -> dict[str, Any]:
-    from adapler.plugins.token_drop.cuda_library import build_cuda_kernel_library
-
+def _build_library(build: Callable[..., Path], path: Path) -> dict[str, Any]:
+    """One kernel library for this GPU's architecture (the list file's without a GPU)."""
     if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
         raise Skipped("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
     archs = _arch()
-    lib = build_cuda_kernel_library(work / "libadapler_token_drop_cuda.so", archs=archs)
-    return {"library": str(lib), "archs": list(archs)}
+    return {"library": str(build(path, archs=archs)), "archs": list(archs)}
+
+
+def kernel_build(work: Path) -> dict[str, Any]:
+    from adapler.plugins.token_drop.cuda_library import build_cuda_kernel_library
+
+    return _build_library(build_cuda_kernel_library, work / "libadapler_token_drop_cuda.so")
 
 
 def ragged_cases(n: int) -> list[tuple[np.ndarray, ...]]:
@@ -153,11 +157,7 @@ def kernel_check(library: str | None, n_cases: int = 240) -> dict[str, Any]:
 def contribution_drop_build(work: Path) -> dict[str, Any]:
     from adapler.plugins.contribution_drop.cuda_library import build_contribution_drop_cuda_library
 
-    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").exists():
-        raise Skipped("nvcc not found: install the CUDA toolkit or put nvcc on PATH")
-    archs = _arch()
-    lib = build_contribution_drop_cuda_library(work / "libadapler_contribution_drop_cuda.so", archs=archs)
-    return {"library": str(lib), "archs": list(archs)}
+    return _build_library(build_contribution_drop_cuda_library, work / "libadapler_contribution_drop_cuda.so")
 
 
 def contribution_drop_cases(impl: Callable[..., Sequence[Any]], device: str,

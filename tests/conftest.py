@@ -264,3 +264,15 @@ def tokendrop_function() -> onnx.FunctionProto:
             oh.make_node("Identity", ["mask"], ["index"])]
     return oh.make_function("adapler", "TokenDrop", ["hidden", "scores", "mask", "threshold"],
                             ["hidden_c", "mask_c", "index"], body, [oh.make_opsetid("", 18)])
+
+
+def cuda_library_for_this_gpu(build, load, path):
+    """``load(build(path))`` for the visible GPU's architecture; skips without a GPU or nvcc (CUDA-only tests)."""
+    import shutil as _shutil
+    from pathlib import Path
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine (torch.cuda.is_available() is False)")
+    if not (_shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists()):
+        pytest.skip("nvcc not found: cannot compile the CUDA kernel library")
+    major, minor = torch.cuda.get_device_capability()
+    return load(build(path, archs=(f"{major}{minor}" + ("a" if major == 9 else ""),)))

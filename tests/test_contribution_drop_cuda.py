@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import cuda_library_for_this_gpu
+
 from adapler.plugins.contribution_drop.cuda_library import (
     build_contribution_drop_cuda_library, check_inputs, load_contribution_drop_cuda_library)
 from adapler.plugins.contribution_drop.make_golden import load_golden, random_cases, reference_outputs
@@ -83,14 +85,8 @@ def test_random_cases_stay_away_from_the_threshold():
 
 @pytest.fixture(scope="module")
 def cuda_lib(tmp_path_factory):
-    if not CUDA:
-        pytest.skip(NO_CUDA)
-    if NVCC is None:
-        pytest.skip("nvcc not found: cannot compile the CUDA kernel library")
-    major, minor = torch.cuda.get_device_capability()
-    arch = f"{major}{minor}" + ("a" if major == 9 else "")
-    return load_contribution_drop_cuda_library(build_contribution_drop_cuda_library(
-        tmp_path_factory.mktemp("cu") / "libadapler_contribution_drop_cuda.so", archs=(arch,)))
+    return cuda_library_for_this_gpu(build_contribution_drop_cuda_library, load_contribution_drop_cuda_library,
+                                     tmp_path_factory.mktemp("cu") / "libadapler_contribution_drop_cuda.so")
 
 
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOKEN_DROP_CASES, assert_token_drop_outputs, random_token_drop_inputs, token_drop_inputs
+from conftest import cuda_library_for_this_gpu, TOKEN_DROP_CASES, assert_token_drop_outputs, random_token_drop_inputs, token_drop_inputs
 from adapler.plugins.token_drop.cuda_library import build_cuda_kernel_library, cuda_architectures, load_cuda_kernel_library
 from adapler.plugins.token_drop.gpu import token_drop_gpu
 from adapler.plugins.token_drop.reference import token_drop_reference
@@ -180,14 +180,8 @@ def test_triton_matches_reference(seed):
 
 @pytest.fixture(scope="module")
 def cuda_lib(tmp_path_factory):
-    if not CUDA:
-        pytest.skip(NO_CUDA)
-    if NVCC is None:
-        pytest.skip("nvcc not found: cannot compile the CUDA kernel library")
-    major, minor = torch.cuda.get_device_capability()
-    arch = f"{major}{minor}" + ("a" if major == 9 else "")
-    return load_cuda_kernel_library(build_cuda_kernel_library(
-        tmp_path_factory.mktemp("cu") / "libadapler_token_drop_cuda.so", archs=(arch,)))
+    return cuda_library_for_this_gpu(build_cuda_kernel_library, load_cuda_kernel_library,
+                                     tmp_path_factory.mktemp("cu") / "libadapler_token_drop_cuda.so")
 
 
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
