@@ -1,5 +1,5 @@
 /*
- * CPU harness for the adapler::TokenDrop IPluginV3 (tests/test_trt_plugin_build.py).
+ * CPU harness for adapler's IPluginV3 plugins, TokenDrop and ContributionDrop (tests/test_trt_plugin_build.py).
  *
  * Compiled against real TensorRT headers, it plays the part of libnvinfer for the plugin library:
  * a fake plugin registry (this executable exports getPluginRegistry(), so the library's static
@@ -7,13 +7,16 @@
  * IExprBuilder that records symbolic output shapes, and a logger for getCreators/setLoggerFinder.
  * It drives the build-phase callbacks through the creator and prints what it observed as one JSON
  * object; the Python test holds the expectations. Nothing here runs a kernel or TensorRT itself.
+ * What differs between the plugins (inputs, type cases, shape variants) is one OpSpec each, picked by
+ * the creator's plugin name.
  *
- *   plugin_harness static|dyn path/to/libadapler_token_drop_trt[_dyn].so
+ *   plugin_harness static|dyn path/to/libadapler_{token,contribution}_drop_trt[_dyn].so
  */
 #include "NvInferRuntime.h"
 
 #include <dlfcn.h>
 
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -221,6 +224,70 @@ public:
 };
 
 // ---------------------------------------------------------------------------------------------
+// What each plugin is driven with
+// ---------------------------------------------------------------------------------------------
+struct TensorSpec
+{
+    std::vector<std::string> dims; // symbols ("B", "T") or integer constants ("1")
+    DataType type;
+};
+
+struct OpSpec
+{
+    std::vector<TensorSpec> inputs;                                        // base case
+    std::vector<DataType> outputs;                                         // base output types (formats)
+    std::string kernelWorkspaceSymbol;                                     // the kernel's workspace function
+    std::vector<std::pair<std::string, std::vector<TensorSpec>>> shapeVariants; // getOutputShapes inputs
+    std::vector<std::pair<std::string, std::vector<DataType>>> typeCases;  // getOutputDataTypes inputs
+    std::vector<std::pair<std::string, std::vector<DataType>>> formatBases; // inputs + outputs, LINEAR
+};
+
+std::vector<TensorSpec> with(std::vector<TensorSpec> specs, size_t i, std::vector<std::string> dims)
+{
+    specs[i].dims = std::move(dims);
+    return specs;
+}
+
+OpSpec tokenDropSpec()
+{
+    DataType const F = DataType::kFLOAT, I64 = DataType::kINT64, I32 = DataType::kINT32, H = DataType::kHALF;
+    OpSpec op;
+    op.inputs = {{{"B", "T", "D"}, F}, {{"B", "T"}, F}, {{"B", "T"}, I64}, {{"B"}, F}};
+    op.outputs = {F, I64, I64, I32};
+    op.kernelWorkspaceSymbol = "adapler_token_drop_workspace_size";
+    op.shapeVariants = {{"threshold_per_row", op.inputs}, {"threshold_broadcast", with(op.inputs, 3, {"1"})},
+        {"hidden_rank2", with(op.inputs, 0, {"B", "T"})}};
+    for (DataType t : allTypes())
+    {
+        op.typeCases.push_back({typeName(t), {t, F, I64, F}});
+    }
+    op.formatBases = {{"float", {F, F, I64, F, F, I64, I64, I32}}, {"half", {H, F, I64, F, H, I64, I64, I32}}};
+    return op;
+}
+
+OpSpec contributionDropSpec()
+{
+    DataType const F = DataType::kFLOAT, I64 = DataType::kINT64, I32 = DataType::kINT32, H = DataType::kHALF;
+    OpSpec op;
+    op.inputs = {{{"B", "T", "D"}, F}, {{"B", "T", "H"}, F}, {{"H"}, F}, {{"B", "T"}, I64}, {{"1"}, F}};
+    op.outputs = {F, I64, I64, I32};
+    op.kernelWorkspaceSymbol = "adapler_contribution_drop_workspace_size";
+    op.shapeVariants = {{"base", op.inputs}, {"hidden_rank2", with(op.inputs, 0, {"B", "T"})},
+        {"cp_hidden_rank2", with(op.inputs, 1, {"B", "T"})}, {"eta_rank0", with(op.inputs, 4, {})}};
+    for (DataType t : allTypes()) // hidden and cp_hidden of one type, either mask type
+    {
+        op.typeCases.push_back({typeName(t) + "/INT64", {t, t, F, I64, F}});
+        op.typeCases.push_back({typeName(t) + "/INT32", {t, t, F, I32, F}});
+    }
+    op.typeCases.push_back({"cp_hidden_differs", {F, H, F, I64, F}});
+    op.typeCases.push_back({"w2_half", {H, H, H, I64, F}});
+    op.typeCases.push_back({"eta_half", {H, H, F, I64, H}});
+    op.typeCases.push_back({"mask_bool", {F, F, F, DataType::kBOOL, F}});
+    op.formatBases = {{"float", {F, F, F, I64, F, F, I64, I64, I32}}, {"half_int32", {H, H, F, I32, F, H, I32, I64, I32}}};
+    return op;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Checks
 // ---------------------------------------------------------------------------------------------
 struct Field
@@ -238,7 +305,17 @@ IPluginV3* create(IPluginCreatorV3One* creator, std::vector<Field> const& spec)
         fields.emplace_back(f.name, f.bytes.data(), f.type, static_cast<int32_t>(f.bytes.size()));
     }
     PluginFieldCollection fc{static_cast<int32_t>(fields.size()), fields.empty() ? nullptr : fields.data()};
-    return creator->createPlugin("token_drop_0", &fc, TensorRTPhase::kBUILD);
+    return creator->createPlugin("plugin_0", &fc, TensorRTPhase::kBUILD);
+}
+
+std::string object(std::vector<std::pair<std::string, std::string>> const& items)
+{
+    std::string out = "{";
+    for (size_t i = 0; i < items.size(); ++i)
+    {
+        out += (i ? ", " : "") + quote(items[i].first) + ": " + items[i].second;
+    }
+    return out + "}";
 }
 
 std::string createCases(IPluginCreatorV3One* creator)
@@ -259,62 +336,50 @@ std::string createCases(IPluginCreatorV3One* creator)
         {"version_prefix_only", {{"plugin_version", std::string("10", 3), PluginFieldType::kCHAR}}},
         {"version_not_a_string", {{"plugin_version", oneBytes, PluginFieldType::kINT32}}},
     };
-    std::vector<std::string> items;
+    std::vector<std::pair<std::string, std::string>> items;
     for (auto const& c : cases)
     {
         IPluginV3* plugin = create(creator, c.second);
-        items.push_back(quote(c.first) + ": " + (plugin != nullptr ? "true" : "false"));
+        items.push_back({c.first, plugin != nullptr ? "true" : "false"});
         delete plugin;
     }
-    std::string out = "{";
-    for (size_t i = 0; i < items.size(); ++i)
-    {
-        out += (i ? ", " : "") + items[i];
-    }
-    return out + "}";
+    return object(items);
 }
 
-std::string outputTypes(IPluginV3OneBuild* build)
+std::string outputTypes(IPluginV3OneBuild* build, OpSpec const& op)
 {
-    std::vector<std::string> items;
-    for (DataType hidden : allTypes())
+    std::vector<std::pair<std::string, std::string>> items;
+    for (auto const& c : op.typeCases)
     {
-        DataType const in[4] = {hidden, DataType::kFLOAT, DataType::kINT64, DataType::kFLOAT};
-        DataType out[4] = {};
-        int32_t const rc = build->getOutputDataTypes(out, 4, in, 4);
+        std::vector<DataType> out(op.outputs.size());
+        int32_t const rc = build->getOutputDataTypes(out.data(), static_cast<int32_t>(out.size()), c.second.data(),
+            static_cast<int32_t>(c.second.size()));
         std::vector<std::string> names;
         for (DataType t : out) { names.push_back(quote(typeName(t))); }
-        items.push_back(quote(typeName(hidden)) + ": " + (rc == 0 ? join(names) : "null"));
+        items.push_back({c.first, rc == 0 ? join(names) : "null"});
     }
-    std::string out = "{";
-    for (size_t i = 0; i < items.size(); ++i)
-    {
-        out += (i ? ", " : "") + items[i];
-    }
-    return out + "}";
+    return object(items);
 }
 
-std::string shapes(IPluginV3OneBuild* build, bool thresholdPerRow, int32_t hiddenRank, std::string& sizeDecls)
+//! Symbolic output shapes for `inputs` (null when rejected); the size-tensor declarations into `sizeDecls`.
+std::string shapes(IPluginV3OneBuild* build, OpSpec const& op, std::vector<TensorSpec> const& inputs,
+    std::string& sizeDecls)
 {
     BuilderImpl impl;
     Builder builder(&impl);
-    DimsExprs in[4];
-    in[0].nbDims = hiddenRank;
-    char const* const hiddenNames[3] = {"B", "T", "D"};
-    for (int32_t i = 0; i < hiddenRank; ++i)
+    std::vector<DimsExprs> in(inputs.size());
+    for (size_t k = 0; k < inputs.size(); ++k)
     {
-        in[0].d[i] = impl.symbol(hiddenNames[i]);
+        in[k].nbDims = static_cast<int32_t>(inputs[k].dims.size());
+        for (size_t j = 0; j < inputs[k].dims.size(); ++j)
+        {
+            std::string const& d = inputs[k].dims[j];
+            in[k].d[j] = std::isdigit(static_cast<unsigned char>(d[0])) ? builder.constant(std::stoll(d)) : impl.symbol(d);
+        }
     }
-    for (int32_t k = 1; k <= 2; ++k)
-    {
-        in[k].nbDims = 2;
-        in[k].d[0] = impl.symbol("B");
-        in[k].d[1] = impl.symbol("T");
-    }
-    in[3].nbDims = 1;
-    in[3].d[0] = thresholdPerRow ? impl.symbol("B") : builder.constant(1);
-    DimsExprs out[4];
-    int32_t const rc = build->getOutputShapes(in, 4, nullptr, 0, out, 4, builder);
+    std::vector<DimsExprs> out(op.outputs.size());
+    int32_t const rc = build->getOutputShapes(in.data(), static_cast<int32_t>(in.size()), nullptr, 0, out.data(),
+        static_cast<int32_t>(out.size()), builder);
     if (rc != 0) { return "null"; }
     std::vector<std::string> outs;
     for (auto const& o : out)
@@ -336,43 +401,48 @@ std::string shapes(IPluginV3OneBuild* build, bool thresholdPerRow, int32_t hidde
     return join(outs);
 }
 
-//! Types supportsFormatCombination accepts at each position (LINEAR), with hidden fixed to `hidden`.
-std::string formats(IPluginV3OneBuild* build, DataType hidden, TensorFormat format)
+//! Types supportsFormatCombination accepts at each position, every other position as in `base`.
+std::string formats(IPluginV3OneBuild* build, OpSpec const& op, std::vector<DataType> const& base, TensorFormat format)
 {
-    DynamicPluginTensorDesc io[8] = {};
-    DataType const base[8] = {hidden, DataType::kFLOAT, DataType::kINT64, DataType::kFLOAT, hidden,
-        DataType::kINT64, DataType::kINT64, DataType::kINT32};
-    for (int32_t i = 0; i < 8; ++i)
+    size_t const n = base.size();
+    std::vector<DynamicPluginTensorDesc> io(n);
+    for (size_t i = 0; i < n; ++i)
     {
+        io[i] = DynamicPluginTensorDesc{};
         io[i].desc.type = base[i];
         io[i].desc.format = TensorFormat::kLINEAR;
     }
+    auto const nbIn = static_cast<int32_t>(op.inputs.size());
+    auto const nbOut = static_cast<int32_t>(op.outputs.size());
     std::vector<std::string> perPos;
-    for (int32_t pos = 0; pos < 8; ++pos)
+    for (size_t pos = 0; pos < n; ++pos)
     {
         std::vector<std::string> ok;
-        DynamicPluginTensorDesc trial[8];
-        std::memcpy(static_cast<void*>(trial), io, sizeof(io));
+        std::vector<DynamicPluginTensorDesc> trial = io;
         for (DataType t : allTypes())
         {
             trial[pos].desc.type = t;
             trial[pos].desc.format = format;
-            if (build->supportsFormatCombination(pos, trial, 4, 4)) { ok.push_back(quote(typeName(t))); }
+            if (build->supportsFormatCombination(static_cast<int32_t>(pos), trial.data(), nbIn, nbOut))
+            {
+                ok.push_back(quote(typeName(t)));
+            }
         }
         perPos.push_back(join(ok));
     }
     return join(perPos);
 }
 
-std::string workspace(IPluginV3OneBuild* build, int64_t B, int64_t T, int64_t D)
+std::string workspace(IPluginV3OneBuild* build, OpSpec const& op, int64_t B, int64_t T, int64_t D)
 {
-    DynamicPluginTensorDesc in[4] = {};
-    DynamicPluginTensorDesc out[4] = {};
+    std::vector<DynamicPluginTensorDesc> in(op.inputs.size());
+    std::vector<DynamicPluginTensorDesc> out(op.outputs.size());
     in[0].max.nbDims = 3;
     in[0].max.d[0] = B;
     in[0].max.d[1] = T;
     in[0].max.d[2] = D;
-    return std::to_string(build->getWorkspaceSize(in, 4, out, 4));
+    return std::to_string(build->getWorkspaceSize(in.data(), static_cast<int32_t>(in.size()), out.data(),
+        static_cast<int32_t>(out.size())));
 }
 
 } // namespace
@@ -465,37 +535,54 @@ int main(int argc, char** argv)
     auto* runtime = static_cast<IPluginV3OneRuntime*>(plugin->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
     js << ", \"plugin\": {\"name\": " << quote(core->getPluginName()) << ", \"version\": "
        << quote(core->getPluginVersion()) << ", \"namespace\": " << quote(core->getPluginNamespace()) << "}";
+    std::string const opName = core->getPluginName();
+    if (opName != "TokenDrop" && opName != "ContributionDrop")
+    {
+        std::printf("%s, \"spec\": null}\n", js.str().c_str());
+        return 0;
+    }
+    OpSpec const op = opName == "TokenDrop" ? tokenDropSpec() : contributionDropSpec();
     js << ", \"nb_outputs\": " << build->getNbOutputs();
-    js << ", \"output_types\": " << outputTypes(build);
+    js << ", \"output_types\": " << outputTypes(build, op);
 
     std::string decls;
-    js << ", \"output_shapes\": " << shapes(build, true, 3, decls);
+    std::vector<std::pair<std::string, std::string>> variants;
+    for (size_t i = 0; i < op.shapeVariants.size(); ++i)
+    {
+        std::string d;
+        variants.push_back({op.shapeVariants[i].first, shapes(build, op, op.shapeVariants[i].second, d)});
+        if (i == 0) { decls = d; }
+    }
+    js << ", \"output_shapes\": " << object(variants);
     js << ", \"size_tensor_decls\": " << decls;
-    std::string unused;
-    js << ", \"output_shapes_broadcast_threshold\": " << shapes(build, false, 3, unused);
-    js << ", \"output_shapes_hidden_rank2\": " << shapes(build, true, 2, unused);
 
-    js << ", \"formats_float\": " << formats(build, DataType::kFLOAT, TensorFormat::kLINEAR);
-    js << ", \"formats_half\": " << formats(build, DataType::kHALF, TensorFormat::kLINEAR);
-    js << ", \"formats_chw4\": " << formats(build, DataType::kFLOAT, TensorFormat::kCHW4);
+    std::vector<std::pair<std::string, std::string>> fmts;
+    for (auto const& b : op.formatBases)
+    {
+        fmts.push_back({b.first, formats(build, op, b.second, TensorFormat::kLINEAR)});
+    }
+    fmts.push_back({"chw4", formats(build, op, op.formatBases[0].second, TensorFormat::kCHW4)});
+    js << ", \"formats\": " << object(fmts);
 
     using KernelWorkspace = size_t (*)(int64_t, int64_t);
-    auto kernelWorkspace = reinterpret_cast<KernelWorkspace>(dlsym(lib, "adapler_token_drop_workspace_size"));
+    auto kernelWorkspace = reinterpret_cast<KernelWorkspace>(dlsym(lib, op.kernelWorkspaceSymbol.c_str()));
     js << ", \"workspace\": [";
     int64_t const problems[3][3] = {{1, 128, 384}, {8, 512, 384}, {32, 77, 768}};
     for (int32_t i = 0; i < 3; ++i)
     {
         auto const& p = problems[i];
         js << (i ? ", " : "") << "{\"B\": " << p[0] << ", \"T\": " << p[1] << ", \"bytes\": "
-           << workspace(build, p[0], p[1], p[2]) << ", \"kernel_bytes\": "
+           << workspace(build, op, p[0], p[1], p[2]) << ", \"kernel_bytes\": "
            << (kernelWorkspace ? std::to_string(kernelWorkspace(p[0], p[1])) : "null") << "}";
     }
     js << "]";
 
-    DynamicPluginTensorDesc din[4] = {};
-    DynamicPluginTensorDesc dout[4] = {};
-    js << ", \"configure_rc\": [" << build->configurePlugin(din, 4, dout, 4) << ", "
-       << build->configurePlugin(din, 3, dout, 4) << "]";
+    auto const nbIn = static_cast<int32_t>(op.inputs.size());
+    auto const nbOut = static_cast<int32_t>(op.outputs.size());
+    std::vector<DynamicPluginTensorDesc> din(op.inputs.size());
+    std::vector<DynamicPluginTensorDesc> dout(op.outputs.size());
+    js << ", \"configure_rc\": [" << build->configurePlugin(din.data(), nbIn, dout.data(), nbOut) << ", "
+       << build->configurePlugin(din.data(), nbIn - 1, dout.data(), nbOut) << "]";
     PluginFieldCollection const* ser = runtime->getFieldsToSerialize();
     js << ", \"serialized_fields\": " << (ser ? ser->nbFields : -1);
     std::unique_ptr<IPluginV3> clone(plugin->clone());

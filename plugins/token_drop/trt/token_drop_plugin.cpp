@@ -26,102 +26,9 @@ namespace adapler
 {
 namespace trt_plugin
 {
-namespace
-{
-
-ILoggerFinder* gLoggerFinder{nullptr};
-
-void logError(char const* msg) noexcept
-{
-    ILogger* logger = gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
-    if (logger != nullptr)
-    {
-        logger->log(ILogger::Severity::kERROR, msg);
-    }
-    else
-    {
-        std::fprintf(stderr, "[adapler::TokenDrop] %s\n", msg);
-    }
-}
-
-constexpr DataType kSizeTensorType = ADAPLER_SIZE_TENSOR_INT64 ? DataType::kINT64 : DataType::kINT32;
-
-size_t alignUp(size_t x, size_t a) noexcept
-{
-    return (x + a - 1) / a * a;
-}
-
-int64_t volume(Dims const& d) noexcept
-{
-    int64_t v = 1;
-    for (int32_t i = 0; i < d.nbDims; ++i)
-    {
-        v *= d.d[i];
-    }
-    return v;
-}
-
-//! A kCHAR plugin field as a string. The ONNX parser passes string attributes NUL-terminated with
-//! length = size + 1, the Python API without the NUL: read at most `length` bytes, stop at a NUL.
-std::string fieldString(PluginField const& f)
-{
-    auto const* chars = static_cast<char const*>(f.data);
-    if (chars == nullptr || f.length <= 0)
-    {
-        return {};
-    }
-    auto const n = static_cast<size_t>(f.length);
-    void const* nul = std::memchr(chars, '\0', n);
-    return std::string(chars, nul != nullptr ? static_cast<char const*>(nul) - chars : n);
-}
-
-//! Checks the plugin_version / plugin_namespace fields against this plugin; other fields are ignored.
-bool fieldsMatch(PluginFieldCollection const* fc)
-{
-    if (fc == nullptr || fc->nbFields <= 0)
-    {
-        return true; // nothing to check: the registry lookup already matched name, version, namespace
-    }
-    if (fc->fields == nullptr)
-    {
-        logError("TokenDrop: PluginFieldCollection with nbFields > 0 but no fields");
-        return false;
-    }
-    for (int32_t i = 0; i < fc->nbFields; ++i)
-    {
-        PluginField const& f = fc->fields[i];
-        char const* want = nullptr;
-        if (f.name != nullptr && std::strcmp(f.name, "plugin_version") == 0)
-        {
-            want = kTOKEN_DROP_VERSION;
-        }
-        else if (f.name != nullptr && std::strcmp(f.name, "plugin_namespace") == 0)
-        {
-            want = kTOKEN_DROP_NAMESPACE;
-        }
-        if (want == nullptr)
-        {
-            continue;
-        }
-        if (f.type != PluginFieldType::kCHAR)
-        {
-            std::string const msg = std::string("TokenDrop: field ") + f.name + " must be a string (kCHAR)";
-            logError(msg.c_str());
-            return false;
-        }
-        std::string const got = fieldString(f);
-        if (got != want)
-        {
-            std::string const msg
-                = std::string("TokenDrop: ") + f.name + "='" + got + "' but this plugin is '" + want + "'";
-            logError(msg.c_str());
-            return false;
-        }
-    }
-    return true;
-}
-
-} // namespace
+using common::alignUp;
+using common::kSizeTensorType;
+using common::logError;
 
 // ------------------------------------------------------------------------------------------------
 // TokenDropPlugin
@@ -275,8 +182,7 @@ int32_t TokenDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInpu
 
 size_t TokenDropPlugin::workspaceBytes(int64_t B, int64_t T) noexcept
 {
-    // kernel scratch, then one 256-byte slot holding L as INT64, plus 256 bytes of alignment slack
-    return alignUp(adapler_token_drop_workspace_size(B, T), 256) + 256 + 256;
+    return common::workspaceWithLengthSlot(adapler_token_drop_workspace_size(B, T));
 }
 
 size_t TokenDropPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
@@ -306,14 +212,12 @@ int32_t TokenDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensor
     int64_t const B = hd.d[0];
     int64_t const T = hd.d[1];
     int64_t const D = hd.d[2];
-    int64_t const thresholdLen = volume(inputDesc[3].dims);
+    int64_t const thresholdLen = common::volume(inputDesc[3].dims);
     int const dtype = inputDesc[0].type == DataType::kHALF ? ADAPLER_TD_FLOAT16 : ADAPLER_TD_FLOAT32;
 
-    // Carve the workspace: [kernel scratch | L (int64) slot], 256-byte aligned.
-    auto base = reinterpret_cast<uintptr_t>(workspace);
-    auto* scratch = reinterpret_cast<void*>(alignUp(base, 256));
-    auto* lSlot = reinterpret_cast<int64_t*>(
-        reinterpret_cast<char*>(scratch) + alignUp(adapler_token_drop_workspace_size(B, T), 256));
+    void* scratch = nullptr;
+    int64_t* lSlot = nullptr;
+    common::carveWorkspace(workspace, adapler_token_drop_workspace_size(B, T), scratch, lSlot);
 
 #if ADAPLER_SIZE_TENSOR_INT64
     int64_t* L64 = static_cast<int64_t*>(outputs[kSIZE_TENSOR_INDEX]); // kernel atomically maxes into it
@@ -366,17 +270,9 @@ char const* TokenDropPluginCreator::getPluginNamespace() const noexcept
     return kTOKEN_DROP_NAMESPACE;
 }
 
-TokenDropPluginCreator::TokenDropPluginCreator()
-    : mFields{PluginField("plugin_version", nullptr, PluginFieldType::kCHAR, 0),
-        PluginField("plugin_namespace", nullptr, PluginFieldType::kCHAR, 0)}
-{
-    mFieldNames.nbFields = static_cast<int32_t>(mFields.size());
-    mFieldNames.fields = mFields.data();
-}
-
 PluginFieldCollection const* TokenDropPluginCreator::getFieldNames() noexcept
 {
-    return &mFieldNames;
+    return mFieldNames.collection();
 }
 
 IPluginV3* TokenDropPluginCreator::createPlugin(
@@ -386,7 +282,7 @@ IPluginV3* TokenDropPluginCreator::createPlugin(
     {
         // TokenDrop has no attributes of its own; the parser forwards plugin_version / plugin_namespace
         // because getFieldNames() lists them, and a mismatch fails here instead of building silently.
-        if (!fieldsMatch(fc))
+        if (!common::fieldsMatch(fc, kTOKEN_DROP_NAME, kTOKEN_DROP_VERSION))
         {
             return nullptr;
         }
@@ -410,7 +306,7 @@ IPluginV3* TokenDropPluginCreator::createPlugin(
 
 extern "C" ADAPLER_TD_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
 {
-    adapler::trt_plugin::gLoggerFinder = finder;
+    adapler::trt_plugin::common::loggerFinder() = finder;
 }
 
 extern "C" ADAPLER_TD_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
@@ -425,18 +321,7 @@ extern "C" ADAPLER_TD_API nvinfer1::IPluginCreatorInterface* const* getCreators(
 
 namespace
 {
-struct StaticRegistration
-{
-    StaticRegistration()
-    {
-        static adapler::trt_plugin::TokenDropPluginCreator sCreator;
-        if (!getPluginRegistry()->registerCreator(sCreator, adapler::trt_plugin::kTOKEN_DROP_NAMESPACE))
-        {
-            adapler::trt_plugin::logError("registerCreator(adapler::TokenDrop v1) failed (already registered?)");
-        }
-    }
-};
-StaticRegistration const gStaticRegistration{};
+adapler::trt_plugin::common::StaticRegistration<adapler::trt_plugin::TokenDropPluginCreator> const gStaticRegistration{};
 } // namespace
 
 #endif

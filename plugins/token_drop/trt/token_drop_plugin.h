@@ -22,19 +22,11 @@
 #define ADAPLER_TOKEN_DROP_PLUGIN_H
 
 #include "NvInferRuntime.h"
+#include "plugin_common.h"
 
 #include <cstdint>
 #include <string>
 #include <vector>
-
-// Size-tensor element type. Both supported header sets state the contract in
-// IPluginV3OneBuild::getOutputDataTypes: "The data type for any size tensor outputs must be
-// `DataType::kINT32`" (NvInferRuntime.h, TensorRT 10.3.0 line 832 and 11.1 line 913), so INT32
-// is the default for 10.x and 11.x alike. -DADAPLER_SIZE_TENSOR_INT64=1 selects INT64 (NVIDIA's
-// NonZero sample declares INT64 on some 11.x releases) should a runtime reject INT32.
-#ifndef ADAPLER_SIZE_TENSOR_INT64
-#define ADAPLER_SIZE_TENSOR_INT64 0
-#endif
 
 namespace adapler
 {
@@ -100,9 +92,7 @@ private:
 class TokenDropPluginCreator : public nvinfer1::IPluginCreatorV3One
 {
 public:
-    TokenDropPluginCreator();
-    TokenDropPluginCreator(TokenDropPluginCreator const&) = delete; // mFieldNames points into mFields
-    TokenDropPluginCreator& operator=(TokenDropPluginCreator const&) = delete;
+    TokenDropPluginCreator() = default;
     ~TokenDropPluginCreator() override = default;
 
     char const* getPluginName() const noexcept override;
@@ -115,8 +105,7 @@ public:
 private:
     // plugin_version / plugin_namespace, so that the ONNX parser forwards them and a mismatch is
     // reported instead of silently accepted; other fields are ignored.
-    std::vector<nvinfer1::PluginField> mFields;
-    nvinfer1::PluginFieldCollection mFieldNames{};
+    common::VersionFields mFieldNames;
 };
 
 } // namespace trt_plugin
