@@ -292,21 +292,26 @@ def export_cmd(ckpt: Path = typer.Argument(..., help="pruned checkpoint (or run 
                                                    "(original position of each kept slot per layer; what `explain` reads)"),
                packed: bool = typer.Option(False, help="also write model.ort.packed.onnx (padding-free batches)"),
                overwrite: bool = OverwriteOpt):
-    """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle."""
+    """Export to ONNX (model.onnx with adapler::TokenDrop, model.std.onnx, model.ort.onnx) or a TensorRT bundle
+    (--target trt: also model.cd.onnx, one adapler::ContributionDrop per layer, where the method has that form)."""
     from adapler.export.onnx import write_export_dir
     _out_dir(out)
     meta = _run(write_export_dir, ckpt, out, opset=opset, overwrite=overwrite, allow_dense=allow_dense,
-                quantize=quantize.value, precision=precision.value, kept_positions=kept_positions, packed=packed)
+                quantize=quantize.value, precision=precision.value, kept_positions=kept_positions, packed=packed,
+                contribution_drop=target == "trt")
     typer.echo(f"wrote {', '.join(meta['files'].values())}, tokenizer/ and export.json to {out}")
     for note in meta.get("notes", []):
         typer.echo(f"note: {note}")
     if target == "trt":
         from adapler.export.trt import write_trt_bundle_for_export  # input names and files from export.json, + fp16 ONNX
         report = _run(write_trt_bundle_for_export, out)
-        typer.echo(f"TensorRT bundle in {report.out_dir}: {report.trt_onnx.name}, {report.fp16_trt_onnx.name}, "
+        cd = f"{report.cd_trt_onnx.name}, " if report.cd_trt_onnx else ""
+        typer.echo(f"TensorRT bundle in {report.out_dir}: {report.trt_onnx.name}, {report.fp16_trt_onnx.name}, {cd}"
                    f"plugin sources, BUILD_ENGINE.md "
                    f"(trtexec and Polygraphy commands); TensorRT op-support lint: {len(report.lint_issues)} issue(s)"
-                   + (f" -> {report.lint_path}" if report.lint_issues else ""))
+                   + (f" -> {report.lint_path}" if report.lint_issues else "")
+                   + (f"; {report.cd_trt_onnx.name}: {len(report.cd_lint_issues)} issue(s) -> lint.cd.json"
+                      if report.cd_lint_issues else ""))
         if report.engine_built:
             typer.echo(f"engine built: {report.engine_path}")
         else:

@@ -7,7 +7,8 @@ exports cleanly to ONNX. The family's adapter (``adapler/backbones/``) says wher
 pieces and head are; the loop itself is the same for all.
 
 Methods differ only in their ``TokenSelector``; physical removal always goes through
-``EncoderState.drop`` (the ``adapler::token_drop`` op) or ``EncoderState.gather`` (static top-k).
+``EncoderState.drop`` (the ``adapler::token_drop`` op), ``EncoderState.take_compacted`` (the outputs of
+AdapLeR's ``adapler::contribution_drop``, its export form) or ``EncoderState.gather`` (static top-k).
 """
 from __future__ import annotations
 
@@ -44,8 +45,13 @@ class EncoderState:
 
     def drop(self, scores: Tensor, threshold: Tensor) -> None:
         """Physically remove tokens with ``scores < threshold`` (position 0 always kept)."""
-        self.hidden, self.mask, index = drop_tokens(self.hidden, scores.float(), self.mask, threshold.float())
-        self.bias = _bias_from_mask(self.mask)
+        self.take_compacted(*drop_tokens(self.hidden, scores.float(), self.mask, threshold.float()))
+
+    def take_compacted(self, hidden_c: Tensor, mask_c: Tensor, index: Tensor) -> None:
+        """Adopt the outputs of a compaction op (token_drop, contribution_drop): the kept tokens, their mask and
+        each slot's index into the current slots (-1 in padding); the bias and positions follow."""
+        self.hidden, self.mask = hidden_c, mask_c
+        self.bias = _bias_from_mask(mask_c)
         if self.positions is not None:
             pos = torch.gather(self.positions, 1, index.clamp(min=0))
             self.positions = torch.where(index >= 0, pos, torch.full_like(pos, -1))

@@ -1,6 +1,6 @@
-"""The one compaction step shared by every method: ``adapler::token_drop``.
+"""The compaction ops the encoder calls: ``adapler::token_drop`` and ``adapler::contribution_drop``.
 
-Semantics (spec: ``plugins/token_drop/README.md``)::
+Semantics of token_drop (spec: ``plugins/token_drop/README.md``)::
 
     keep[b,t] = (t == 0) or (mask[b,t] == 1 and scores[b,t] >= threshold[b])
     kept tokens move to the front of their row in original order; rows pad to L = max_b kept_b.
@@ -15,11 +15,18 @@ One op, four faces:
   is how ``model.std.onnx`` is traced.
 - ``drop_tokens``: what the encoder calls.
 - ``gather_tokens``: the static-k gather PoWER-BERT uses (top-k indices are known, no threshold).
+
+``contribution_drop`` (spec: ``plugins/contribution_drop/README.md``) is AdapLeR's whole selection step as
+one op: the Contribution Predictor's output layer, the masked softmax over alive tokens, the ``eta / n``
+threshold and token_drop's compaction. Its kernel is that math in plain torch (``contribution_scores`` then
+``token_drop_std``); the AdapLeR selector calls it only inside ``contribution_drop_form()``, which is how
+``model.cd.onnx`` (one ``adapler::ContributionDrop`` node per layer, for TensorRT) is traced. It has no
+autograd formula: it is an export form, training uses the selector's own path.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 import torch
@@ -28,7 +35,9 @@ from torch import Tensor
 # the keep rule lives with the op's kernels: one copy for torch, the std ONNX graph and the GPU path
 from adapler.plugins.token_drop.keep_rule import keep_flags
 
-__all__ = ["drop_tokens", "gather_tokens", "keep_flags", "standard_op_form", "token_drop", "token_drop_std"]
+__all__ = ["contribution_drop", "contribution_drop_form", "contribution_scores", "drop_tokens", "gather_tokens",
+           "in_contribution_drop_form", "keep_flags", "masked_distribution", "standard_op_form", "token_drop",
+           "token_drop_std"]
 
 
 @torch.library.custom_op("adapler::token_drop", mutates_args=())
@@ -99,16 +108,32 @@ def token_drop_std(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tens
 # state. Decomposing the traced custom op into the standard ops afterwards (ExportedProgram.run_decompositions)
 # does not work: the slice to the data-dependent L guards on an unbacked size there.
 _STANDARD_FORM: ContextVar[bool] = ContextVar("adapler_token_drop_standard_form", default=False)
+# Whether AdapLeR's selector emits one contribution_drop per layer (model.cd.onnx): also an export-time choice.
+_CONTRIBUTION_DROP_FORM: ContextVar[bool] = ContextVar("adapler_contribution_drop_form", default=False)
 
 
 @contextmanager
-def standard_op_form() -> Iterator[None]:
-    """Inside this block :func:`drop_tokens` runs ``token_drop_std`` (how ``model.std.onnx`` is traced)."""
-    token = _STANDARD_FORM.set(True)
+def _switched_on(var: ContextVar[bool]) -> Iterator[None]:
+    token = var.set(True)
     try:
         yield
     finally:
-        _STANDARD_FORM.reset(token)
+        var.reset(token)
+
+
+def standard_op_form() -> AbstractContextManager[None]:
+    """Inside this block :func:`drop_tokens` runs ``token_drop_std`` (how ``model.std.onnx`` is traced)."""
+    return _switched_on(_STANDARD_FORM)
+
+
+def contribution_drop_form() -> AbstractContextManager[None]:
+    """Inside this block AdapLeR's hard mode runs :func:`contribution_drop` (how ``model.cd.onnx`` is traced)."""
+    return _switched_on(_CONTRIBUTION_DROP_FORM)
+
+
+def in_contribution_drop_form() -> bool:
+    """True inside :func:`contribution_drop_form` (read by the selectors that have that form)."""
+    return _CONTRIBUTION_DROP_FORM.get()
 
 
 def drop_tokens(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -121,3 +146,38 @@ def gather_tokens(hidden: Tensor, mask: Tensor, idx: Tensor) -> tuple[Tensor, Te
     """Gather positions ``idx`` [B, k] (sorted ascending) from hidden and mask: PoWER-BERT's static extract."""
     D = hidden.shape[-1]
     return torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, D)), torch.gather(mask, 1, idx)
+
+
+def masked_distribution(z: Tensor, weights: Tensor) -> Tensor:
+    """softmax over the full row, re-weighted by ``weights`` and renormalised (docs/method.md §1.3)."""
+    p = z.softmax(dim=-1) * weights
+    return p / (p.sum(dim=-1, keepdim=True) + 1e-15)
+
+
+def contribution_scores(z: Tensor, mask: Tensor, eta: Tensor) -> tuple[Tensor, Tensor]:
+    """AdapLeR's hard-mode selection from the CP outputs ``z`` [B, T]: ``(scores [B, T], threshold [B])``, the
+    softmax over the alive tokens (``mask == 1``; 0 elsewhere) and ``eta / n_alive`` (``eta``: [1] or 0-d).
+    A row without an alive token gets NaN scores and an infinite threshold: only its [CLS] is kept."""
+    alive = mask == 1
+    scores = masked_distribution(z.float().masked_fill(~alive, float("-inf")), alive.float())
+    return scores, eta.float() / alive.sum(dim=1).float()
+
+
+@torch.library.custom_op("adapler::contribution_drop", mutates_args=())
+def contribution_drop(hidden: Tensor, cp_hidden: Tensor, w2: Tensor, mask: Tensor,
+                      eta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """ContributionDrop v1: ``z = cp_hidden @ w2``, then :func:`contribution_scores` and the token_drop
+    compaction; ``mask_c`` has ``mask``'s type (int64 or int32), ``index`` is int64."""
+    z = cp_hidden.float() @ w2.float()  # the CP's output bias is left out: the softmax is shift-invariant
+    scores, threshold = contribution_scores(z, mask, eta)
+    hidden_c, mask_c, index = token_drop_std(hidden, scores, mask, threshold)
+    return hidden_c, mask_c.to(mask.dtype), index
+
+
+@contribution_drop.register_fake
+def _contribution_drop_fake(hidden: Tensor, cp_hidden: Tensor, w2: Tensor, mask: Tensor, eta: Tensor):
+    B, T, D = hidden.shape
+    L = torch.library.get_ctx().new_dynamic_size()
+    torch._check(L >= 1)  # [CLS] is always kept
+    torch._check(L <= T)
+    return (hidden.new_empty((B, L, D)), mask.new_empty((B, L)), mask.new_empty((B, L), dtype=torch.int64))

@@ -8,6 +8,9 @@ Small composable steps in the style of Polygraphy (docs/deploy.md §5-§7); the 
     report = write_trt_bundle("model.onnx", "bundle")                # all of the above + engine if TensorRT exists
     report = write_trt_bundle_for_export("export_dir")               # the same for an `export` directory (export.json)
 
+An export with ``model.cd.onnx`` (one ContributionDrop per layer) also gets ``model.cd.trt.onnx``, its own lint
+(``lint.cd.json``), the ContributionDrop plugin sources and the trtexec commands that load both plugin libraries.
+
 Engine building and TRT-vs-ORT comparison use TensorRT through Polygraphy and raise
 :class:`TensorRTUnavailable` where TensorRT is missing (always, on the CI machine). Nothing here reports
 that TensorRT ran unless it did.
@@ -22,14 +25,15 @@ import shutil
 import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import onnx
 
 from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
-from .trt_lint import (OP_RESTRICTIONS, PLUGIN_ATTRS, PLUGIN_OPS, SUPPORTED_ONNX_OPS, TOPK_MAX_K, TRT_MAX_IR_VERSION,
-                       UNSUPPORTED_ONNX_OPS, LintIssue, ModelLike, _attr, _iter_graphs, lint_for_tensorrt)
+from .trt_lint import (CONTRIBUTION_DROP, OP_RESTRICTIONS, PLUGIN_ATTRS, PLUGIN_OPS, SUPPORTED_ONNX_OPS, TOKEN_DROP,
+                       TOPK_MAX_K, TRT_MAX_IR_VERSION, UNSUPPORTED_ONNX_OPS, LintIssue, ModelLike, _attr, _iter_graphs,
+                       lint_for_tensorrt)
 
 __all__ = [
     "SUPPORTED_ONNX_OPS", "UNSUPPORTED_ONNX_OPS", "OP_RESTRICTIONS", "PLUGIN_OPS", "TRT_MAX_IR_VERSION", "TOPK_MAX_K",
@@ -39,6 +43,11 @@ __all__ = [
 ]
 
 Shape = Sequence[int]
+PluginLibs = Union[str, Path, Sequence[Union[str, Path]], None]  # one plugin library or several
+
+# The plugin libraries under a bundle's plugin_src/, where BUILD_ENGINE.md's cmake commands put them
+TOKEN_DROP_LIB = "build/libadapler_token_drop_trt.so"
+CONTRIBUTION_DROP_LIB = "build_cd/libadapler_contribution_drop_trt.so"
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -48,25 +57,30 @@ class TensorRTUnavailable(RuntimeError):
 @dataclass
 class PreparedModel:
     path: Path
-    token_drop_nodes: int
+    plugin_nodes: dict[str, int]  # op type -> nodes: TokenDrop in model.onnx, ContributionDrop in model.cd.onnx
     attributes_fixed: int
     functions_removed: list[str] = field(default_factory=list)
 
+    @property
+    def token_drop_nodes(self) -> int:
+        return self.plugin_nodes.get(TOKEN_DROP, 0)
+
 
 def prepare_trt_onnx(src: ModelLike, dst: str | Path) -> PreparedModel:
-    """Write a copy of ``src`` for TensorRT: plugin attributes set on every TokenDrop node and any
-    model-local function named TokenDrop removed. Everything else is unchanged."""
+    """Write a copy of ``src`` for TensorRT: plugin attributes set on every plugin node (TokenDrop,
+    ContributionDrop) and any model-local function named like a plugin op removed. Everything else is unchanged."""
     m = onnx.ModelProto()
     if isinstance(src, onnx.ModelProto):
         m.CopyFrom(src)
     else:
         m = onnx.load(str(src))
-    nodes = fixed = 0
+    nodes: dict[str, int] = {}
+    fixed = 0
     for g in _iter_graphs(m.graph):
         for node in g.node:
             if node.op_type not in PLUGIN_OPS:
                 continue
-            nodes += 1
+            nodes[node.op_type] = nodes.get(node.op_type, 0) + 1
             for key, want in PLUGIN_ATTRS.items():
                 current = _attr(node, key)
                 if (current.decode() if isinstance(current, bytes) else current) == want:
@@ -93,7 +107,7 @@ def _shape_arg(shape: Shape | Mapping[str, Shape], names: Sequence[str], sep: st
 
 def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | Mapping[str, Shape],
                  opt_shape: Shape | Mapping[str, Shape], max_shape: Shape | Mapping[str, Shape],
-                 plugin_lib: str | Path | None = None,
+                 plugin_lib: PluginLibs = None,
                  input_names: Sequence[str] = ("input_ids", "attention_mask"),
                  atol: float = 1e-3, rtol: float = 1e-3, std_onnx_path: str | Path | None = None,
                  fp16_onnx_path: str | Path | None = None) -> dict[str, str]:
@@ -107,9 +121,15 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
     ``trtexec_build_trt10_fp16`` passes ``--fp16`` on the fp32 ONNX. ``polygraphy_ort_compare_std`` (only with
     ``std_onnx_path``) compares saved TensorRT outputs with ONNX Runtime on the standard-op export: the
     Polygraphy CLI cannot load ONNX Runtime custom-op libraries.
+
+    ``plugin_lib``: one static-registration plugin library or several (each gets its own ``--staticPlugins``,
+    which trtexec takes more than once, and Polygraphy's ``--plugins`` takes them all). Engines and saved
+    outputs are named after the ONNX file less ``.trt.onnx``: ``model.cd.trt.onnx`` -> ``model.cd.engine``,
+    ``trt_outputs.cd.json``, so the two graphs of one bundle do not overwrite each other's files.
     """
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    stem = onnx_path.name.split('.')[0]
+    stem = onnx_path.name.removesuffix(".onnx").removesuffix(".trt")
+    variant = stem[len(stem.split(".")[0]):]  # "" for model.trt.onnx, ".cd" for model.cd.trt.onnx
     engine, engine16 = out_dir / f"{stem}.engine", out_dir / f"{stem}.fp16.engine"
     x = lambda s: "x".join(str(int(v)) for v in s)  # noqa: E731  trtexec: 1x8
     br = lambda s: "[" + ",".join(str(int(v)) for v in s) + "]"  # noqa: E731  polygraphy: [1,8]
@@ -117,18 +137,17 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
     shapes = (f"--minShapes={_shape_arg(min_shape, input_names, ',', x)} "
               f"--optShapes={_shape_arg(opt_shape, input_names, ',', x)} "
               f"--maxShapes={_shape_arg(max_shape, input_names, ',', x)}")
-    static_plugin = f" --staticPlugins={q(plugin_lib)}" if plugin_lib else ""
-    lib = Path(plugin_lib) if plugin_lib else None  # static-registration lib; its *_dyn sibling has getCreators
-    dyn_lib = lib if lib is None or lib.stem.endswith("_dyn") else lib.with_name(f"{lib.stem}_dyn{lib.suffix}")
-    dyn_plugin = f" --dynamicPlugins={q(dyn_lib)} --setPluginsToSerialize={q(dyn_lib)}" if dyn_lib else ""
+    libs = _plugin_libs(plugin_lib)
+    static_plugin = "".join(f" --staticPlugins={q(lib)}" for lib in libs)
+    dyn_plugin = "".join(f" --dynamicPlugins={q(d)} --setPluginsToSerialize={q(d)}" for d in map(_dyn_sibling, libs))
     pg_shapes = " ".join(f"--trt-{k}-shapes {_shape_arg(s, input_names, ' ', br, True)}"
                          for k, s in (("min", min_shape), ("opt", opt_shape), ("max", max_shape)))
-    pg_plugin = f" --plugins {q(plugin_lib)}" if plugin_lib else ""
+    pg_plugin = f" --plugins {' '.join(q(lib) for lib in libs)}" if libs else ""
     run_shapes = "--input-shapes " + _shape_arg(opt_shape, input_names, " ", br, True)
     ranges = {"input_ids": "[0,999]", "attention_mask": "[1,1]", "token_type_ids": "[0,0]"}
     val = " ".join(shlex.quote(f"{n}:{ranges[n]}") for n in input_names if n in ranges)
     val = f"--val-range {val}" if val else ""
-    inputs_json, trt_json = q(out_dir / "inputs.json"), q(out_dir / "trt_outputs.json")
+    inputs_json, trt_json = q(out_dir / f"inputs{variant}.json"), q(out_dir / f"trt_outputs{variant}.json")
 
     def build(src: Path, dst: Path, flags: str = "", plugin: str = static_plugin) -> str:
         return f"trtexec --onnx={q(src)} --saveEngine={q(dst)} {shapes}{flags} --skipInference{plugin}"
@@ -152,6 +171,19 @@ def trt_commands(onnx_path: str | Path, out_dir: str | Path, min_shape: Shape | 
             f"polygraphy run {q(std_onnx_path)} --onnxrt --providers cpu --load-inputs {inputs_json} "
             f"--load-outputs {trt_json} --atol {atol} --rtol {rtol} --check-error-stat median")
     return cmds
+
+
+def _plugin_libs(plugin_lib: PluginLibs) -> list[Path]:
+    if plugin_lib is None or plugin_lib == "":
+        return []
+    if isinstance(plugin_lib, (str, Path)):
+        return [Path(plugin_lib)]
+    return [Path(p) for p in plugin_lib]
+
+
+def _dyn_sibling(lib: Path) -> Path:
+    """The ``*_dyn`` library (``getCreators``) next to a static-registration plugin library."""
+    return lib if lib.stem.endswith("_dyn") else lib.with_name(f"{lib.stem}_dyn{lib.suffix}")
 
 
 def _require_tensorrt() -> None:
@@ -237,10 +269,16 @@ class TrtBundleReport:
     engine_reason: str
     fp16_trt_onnx: Path | None = None
     fp16_lint_issues: list[LintIssue] = field(default_factory=list)
+    cd_trt_onnx: Path | None = None  # model.cd.trt.onnx: one ContributionDrop per layer (no engine is built from it)
+    cd_lint_issues: list[LintIssue] = field(default_factory=list)
 
     @property
     def lint_errors(self) -> list[LintIssue]:
         return [i for i in self.lint_issues if i.severity == "error"]
+
+    @property
+    def cd_lint_errors(self) -> list[LintIssue]:
+        return [i for i in self.cd_lint_issues if i.severity == "error"]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -256,9 +294,11 @@ _PY_SOURCES = ("__init__.py", "token_drop/__init__.py", "token_drop/gpu.py", "to
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "build", "*.template.md")
 
 
-def copy_plugin_sources(dst: str | Path) -> Path:
+def copy_plugin_sources(dst: str | Path, contribution_drop: bool = False) -> Path:
     """Copy the plugin sources into ``dst/plugins/token_drop/`` (C++ plugin, CUDA kernel, Python plugin and
-    its imports); returns ``dst/plugins/token_drop``."""
+    its imports) and, with ``contribution_drop``, ``dst/plugins/contribution_drop/{cuda,trt}`` (its C++ plugin
+    and kernel); returns ``dst/plugins/token_drop``. Relative paths are the repository's, so each CMake build
+    finds what it compiles (the ContributionDrop kernel includes ``../../token_drop/cuda/compact.cuh``)."""
     src = Path(__file__).resolve().parents[1] / "plugins"
     dst = Path(dst) / "plugins"
     for rel in _PY_SOURCES:
@@ -266,6 +306,9 @@ def copy_plugin_sources(dst: str | Path) -> Path:
         shutil.copy2(src / rel, dst / rel)
     for sub in ("cuda", "trt"):
         shutil.copytree(src / "token_drop" / sub, dst / "token_drop" / sub, dirs_exist_ok=True, ignore=_IGNORE)
+    for sub in ("cuda", "trt") if contribution_drop else ():
+        shutil.copytree(src / "contribution_drop" / sub, dst / "contribution_drop" / sub, dirs_exist_ok=True,
+                        ignore=_IGNORE)
     return dst / "token_drop"
 
 
@@ -278,10 +321,16 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
                      input_names: Sequence[str] = ("input_ids", "attention_mask"), fp16: bool = False,
                      plugin_lib: str | Path | None = None, build: bool = True,
                      std_onnx_path: str | Path | None = None,
-                     fp16_onnx_path: str | Path | None = None) -> TrtBundleReport:
+                     fp16_onnx_path: str | Path | None = None,
+                     cd_onnx_path: str | Path | None = None) -> TrtBundleReport:
     """Write a TensorRT bundle: TRT-ready ONNX (and its fp16 twin from ``fp16_onnx_path``), plugin sources
     (``plugin_src/plugins/token_drop/``), lint.json (lint.fp16.json), BUILD_ENGINE.md, bundle.json; build the
-    engine only when TensorRT is importable, ``build`` is set and lint found no error."""
+    engine only when TensorRT is importable, ``build`` is set and lint found no error.
+
+    ``cd_onnx_path`` (``model.cd.onnx``, one ContributionDrop per layer) adds ``<stem>.cd.trt.onnx``, its lint
+    ``lint.cd.json``, the ContributionDrop plugin sources and its trtexec/Polygraphy commands (keys ``cd_*``,
+    loading both plugin libraries). No engine is built from it here: it needs the C++ ContributionDrop plugin,
+    and there is no Python plugin for it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = Path(onnx_path)
@@ -295,12 +344,21 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         fp16_prepared = prepare_trt_onnx(fp16_onnx_path, out / f"{stem}.fp16.trt.onnx")
         fp16_issues = lint_for_tensorrt(fp16_prepared.path, fp16=True)
         (out / "lint.fp16.json").write_text(json.dumps([asdict(i) for i in fp16_issues], indent=2) + "\n")
+    cd_prepared, cd_issues = None, []
+    if cd_onnx_path is not None:
+        cd_prepared = prepare_trt_onnx(cd_onnx_path, out / f"{stem}.cd.trt.onnx")
+        cd_issues = lint_for_tensorrt(cd_prepared.path)
+        (out / "lint.cd.json").write_text(json.dumps([asdict(i) for i in cd_issues], indent=2) + "\n")
     src_root = Path(__file__).resolve().parents[1] / "plugins" / "token_drop"
     plugin_src = out / "plugin_src"
-    copy_plugin_sources(plugin_src)
-    lib_hint = Path(plugin_lib) if plugin_lib else plugin_src / "build" / "libadapler_token_drop_trt.so"
+    copy_plugin_sources(plugin_src, contribution_drop=cd_prepared is not None)
+    lib_hint = Path(plugin_lib) if plugin_lib else plugin_src / TOKEN_DROP_LIB
     commands = trt_commands(prepared.path, out, min_shape, opt_shape, max_shape, lib_hint, input_names,
                             std_onnx_path=std_onnx_path, fp16_onnx_path=fp16_prepared.path if fp16_prepared else None)
+    if cd_prepared is not None:  # its commands load both plugin libraries
+        cd_commands = trt_commands(cd_prepared.path, out, min_shape, opt_shape, max_shape,
+                                   (lib_hint, plugin_src / CONTRIBUTION_DROP_LIB), input_names, std_onnx_path=std_onnx_path)
+        commands.update({f"cd_{k}": v for k, v in cd_commands.items()})
     errors = [i for i in issues if i.severity == "error"]
     engine_path: Path | None = None
     if not TENSORRT_AVAILABLE:
@@ -321,6 +379,8 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
     lint_text = _lint_lines(issues)
     if fp16_prepared is not None:
         lint_text += f"\n\n`{fp16_prepared.path.name}` (`lint.fp16.json`):\n\n" + _lint_lines(fp16_issues)
+    if cd_prepared is not None:
+        lint_text += f"\n\n`{cd_prepared.path.name}` (`lint.cd.json`):\n\n" + _lint_lines(cd_issues)
     missing_fp16 = ("# no fp16 ONNX in this bundle: export one (export.onnx.export_graph(..., fp16=True)) and pass "
                     "it as fp16_onnx_path")
     doc = out / "BUILD_ENGINE.md"
@@ -334,12 +394,32 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         inputs=", ".join(f"`{n}`" for n in input_names),
         std_model=f"`{std_onnx_path}`" if std_onnx_path else "none given",
         nodes=prepared.token_drop_nodes, fixed=prepared.attributes_fixed, lint=lint_text,
-        removed=", ".join(prepared.functions_removed) or "none"))
+        removed=", ".join(prepared.functions_removed) or "none",
+        contribution_drop=_contribution_drop_section(cd_prepared, commands, compare_std, prepared.path.name)))
     report = TrtBundleReport(out, prepared.path, lint_path, doc, plugin_src, issues, commands,
                              TENSORRT_AVAILABLE, built, engine_path, reason,
-                             fp16_prepared.path if fp16_prepared else None, fp16_issues)
+                             fp16_prepared.path if fp16_prepared else None, fp16_issues,
+                             cd_prepared.path if cd_prepared else None, cd_issues)
     (out / "bundle.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+_NO_CD_GRAPH = ("This bundle has no ContributionDrop graph: the export has no `model.cd.onnx` (`cli.py export "
+                "--target trt` writes one for methods whose selection has that form).")
+
+
+def _contribution_drop_section(prepared: PreparedModel | None, commands: Mapping[str, str], compare_std: str,
+                               model: str) -> str:
+    """BUILD_ENGINE.md's section on model.cd.trt.onnx (plugins/contribution_drop/BUILD_ENGINE.template.md)."""
+    if prepared is None:
+        return _NO_CD_GRAPH
+    template = (Path(__file__).resolve().parents[1] / "plugins" / "contribution_drop" / "BUILD_ENGINE.template.md")
+    cd_compare = commands.get("cd_polygraphy_ort_compare_std", compare_std)
+    return string.Template(template.read_text()).substitute(
+        commands, cd_polygraphy_ort_compare_std=cd_compare, cd_model=prepared.path.name, model=model,
+        cd_nodes=prepared.plugin_nodes.get(CONTRIBUTION_DROP, 0), cd_fixed=prepared.attributes_fixed,
+        cd_removed=", ".join(prepared.functions_removed) or "none", token_drop_lib=TOKEN_DROP_LIB,
+        contribution_drop_lib=CONTRIBUTION_DROP_LIB).rstrip("\n")
 
 
 def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | None = None, *, fp16: bool = True,
@@ -350,7 +430,8 @@ def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | No
     (``files.custom``) for TensorRT, the standard-op ONNX (``files.std``) for the ONNX Runtime comparison and
     ``max_length`` for the profile (T from 1..max_length, opt min(128, max_length), B up to 8). With ``fp16``
     the bundle also gets an fp16 ONNX for strongly typed fp16 engines: the custom ONNX itself when it is
-    already fp16, else a fresh fp16 export of ``source_checkpoint``.
+    already fp16, else a fresh fp16 export of ``source_checkpoint``. The ContributionDrop graph (``files.cd``)
+    goes into the bundle when the export has one.
     """
     export_dir = Path(export_dir)
     meta_path = export_dir / "export.json"
@@ -373,7 +454,7 @@ def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | No
     return write_trt_bundle(custom, out, min_shape=(1, 2), opt_shape=(1, min(128, t_max)), max_shape=(8, t_max),
                             input_names=names, plugin_lib=plugin_lib, build=build,
                             std_onnx_path=export_dir / files["std"] if "std" in files else None,
-                            fp16_onnx_path=fp16_path)
+                            fp16_onnx_path=fp16_path, cd_onnx_path=export_dir / files["cd"] if "cd" in files else None)
 
 
 def _export_fp16(meta: Mapping[str, Any], out: Path) -> Path:

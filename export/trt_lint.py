@@ -12,12 +12,15 @@ from typing import Union
 import onnx
 from onnx import numpy_helper
 
-from adapler.plugins.token_drop.schema import OP_TYPE, plugin_attributes
+from adapler.plugins.contribution_drop.schema import OP_TYPE as CONTRIBUTION_DROP
+from adapler.plugins.token_drop.schema import OP_TYPE as TOKEN_DROP
+from adapler.plugins.token_drop.schema import plugin_attributes
 
 ModelLike = Union[str, Path, onnx.ModelProto]
 
-PLUGIN_OPS: frozenset[str] = frozenset({OP_TYPE})
-PLUGIN_ATTRS: dict[str, str] = plugin_attributes()  # what TensorRT's parser needs to find the plugin
+# The ops TensorRT runs as this project's plugins (model.onnx: TokenDrop, model.cd.onnx: ContributionDrop)
+PLUGIN_OPS: frozenset[str] = frozenset({TOKEN_DROP, CONTRIBUTION_DROP})
+PLUGIN_ATTRS: dict[str, str] = plugin_attributes()  # what TensorRT's parser needs to find either plugin
 
 # TensorRT's ONNX operator support, transcribed from onnx/onnx-tensorrt ``docs/operators.md``: "TensorRT 10.15
 # supports operators in the inclusive range of opset 9 to opset 24". SUPPORTED_ONNX_OPS = rows marked Y,
@@ -134,10 +137,11 @@ def _has_fp16(model: onnx.ModelProto) -> bool:
 def lint_for_tensorrt(model: ModelLike, fp16: bool = False) -> list[LintIssue]:
     """Static TensorRT-readiness checks of docs/deploy.md §6 (no TensorRT needed).
 
-    Rules: op types supported (or the TokenDrop plugin) and from a standard domain; axes/axis inputs of
-    Reduce*/Slice/CumSum/Squeeze/Unsqueeze are initializers or Constant outputs; TopK sorted=1 and a constant K
-    below 3840; no Compress/Unique; TokenDrop carries plugin_namespace="adapler", plugin_version="1"; no
-    model-local function named TokenDrop; float16 tensors present when ``fp16``; IR version <= 10.
+    Rules: op types supported (or a plugin op: TokenDrop, ContributionDrop) and from a standard domain;
+    axes/axis inputs of Reduce*/Slice/CumSum/Squeeze/Unsqueeze are initializers or Constant outputs; TopK
+    sorted=1 and a constant K below 3840; no Compress/Unique; plugin nodes carry plugin_namespace="adapler",
+    plugin_version="1"; no model-local function named like a plugin op; float16 tensors present when ``fp16``;
+    IR version <= 10.
     """
     m = _load(model)
     issues: list[LintIssue] = []
@@ -165,7 +169,7 @@ def lint_for_tensorrt(model: ModelLike, fp16: bool = False) -> list[LintIssue]:
                     got = _attr(node, key)
                     got = got.decode() if isinstance(got, bytes) else got
                     if got != want:
-                        add(f"TokenDrop attribute {key}={got!r}, TensorRT needs {want!r} to find the plugin",
+                        add(f"{op} attribute {key}={got!r}, TensorRT needs {want!r} to find the plugin",
                             "plugin-attrs")
                 continue
             if node.domain not in STANDARD_DOMAINS:

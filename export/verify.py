@@ -1,4 +1,5 @@
-"""Parity of an export directory: torch vs ORT (custom op) vs ORT (standard ops), with Polygraphy.
+"""Parity of an export directory: torch vs ORT on each graph it holds (custom op, standard ops, fused, the
+ContributionDrop graph), with Polygraphy.
 
 Runs real tokenised inputs at batch 1 and as a ragged batch; reports the max |delta logits| against
 torch and whether every runner reports identical kept lengths per layer.
@@ -91,7 +92,8 @@ def verify_export(export_dir: str | Path, examples: list[Example], atol: float =
     tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "tokenizer"))
     feeds = feeds_for(examples, tokenizer, meta["max_length"], meta["inputs"])
     runners = [TorchCpuRunner(model, meta["inputs"])]
-    for key, name in (("custom", "ort-custom-op"), ("std", "ort-std-ops"), ("ort", "ort-fused")):
+    for key, name in (("custom", "ort-custom-op"), ("std", "ort-std-ops"), ("ort", "ort-fused"),
+                      ("cd", "ort-contribution-drop")):
         if key in meta["files"]:
             path = str(export_dir / meta["files"][key])
             runners.append(OnnxrtRunner(lambda p=path: create_session(p), name=name))

@@ -5,9 +5,9 @@ Each op runs its NumPy reference, so an exported graph runs without the C++ libr
     from adapler.plugins.onnx_reference import reference_evaluator
     logits, kept_lengths = reference_evaluator("model.onnx").run(None, {"input_ids": ids, "attention_mask": mask})
 
-``model.onnx`` and ``model.std.onnx`` run this way. ``model.ort.onnx`` does not: its ``com.microsoft`` fused
-kernels (Attention, SkipLayerNormalization, ...) have no ``onnx.reference`` implementation; its
-``ContributionDrop`` nodes are checked one node at a time (``tests/test_contribution_drop.py``).
+``model.onnx``, ``model.std.onnx`` and ``model.cd.onnx`` run this way. ``model.ort.onnx`` does not: its
+``com.microsoft`` fused kernels (Attention, SkipLayerNormalization, ...) have no ``onnx.reference``
+implementation; its ``ContributionDrop`` nodes are checked one node at a time (``tests/test_contribution_drop.py``).
 """
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ class TokenDrop(OpRun):
 
 
 class ContributionDrop(OpRun):
-    """``adapler::ContributionDrop`` v1 (plugins/contribution_drop/README.md)."""
+    """``adapler::ContributionDrop`` v1 (plugins/contribution_drop/README.md); the TensorRT attributes that
+    model.cd.onnx's nodes carry change nothing."""
 
     op_domain = "adapler"
 
     def _run(self, hidden: np.ndarray, cp_hidden: np.ndarray, w2: np.ndarray, mask: np.ndarray,
-             eta: np.ndarray) -> tuple[np.ndarray, ...]:
+             eta: np.ndarray, plugin_namespace: str | None = None,
+             plugin_version: str | None = None) -> tuple[np.ndarray, ...]:
         return contribution_drop_reference(hidden, cp_hidden, w2, mask, eta)
 
 

@@ -42,6 +42,9 @@ def test_write_trt_bundle(tmp_path):
         assert report.commands[key] in doc, key
     assert "no fp16 ONNX in this bundle" in doc
     assert "cmake -S plugin_src/plugins/token_drop/trt" in doc
+    # no ContributionDrop graph given: no CD files, sources or commands (tests/test_cd_export.py has them)
+    assert report.cd_trt_onnx is None and not (b / "lint.cd.json").exists() and "This bundle has no ContributionDrop graph" in doc
+    assert not (b / "plugin_src/plugins/contribution_drop").exists() and not any(k.startswith("cd_") for k in report.commands)
     assert "$" not in doc.split("## Lint")[0].replace("$ ", "")
     saved = json.loads((b / "bundle.json").read_text())
     assert saved["engine_built"] == report.engine_built
@@ -98,7 +101,8 @@ def test_cli_trt_bundle_of_a_sentence_pair_export(tmp_path):
                           env={"ADAPLER_QUIET": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
                                "HOME": str(Path.home())})
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "model.fp16.trt.onnx" in proc.stdout
+    assert "model.fp16.trt.onnx" in proc.stdout and "model.cd.trt.onnx" in proc.stdout
+    assert json.loads((out / "export.json").read_text())["files"]["cd"] == "model.cd.onnx"  # --target trt writes it
     bundle = json.loads((out / "trt" / "bundle.json").read_text())
     build = shlex.split(bundle["commands"]["trtexec_build"])
     names = ("input_ids", "attention_mask", "token_type_ids")
@@ -119,6 +123,12 @@ def test_cli_trt_bundle_of_a_sentence_pair_export(tmp_path):
     for node in drops:  # what the plugin accepts: hidden fp16, scores/threshold fp32, mask int64
         assert [types.get(i) for i in node.input] == [TP.FLOAT16, TP.FLOAT, TP.INT64, TP.FLOAT], node.name
     assert types["logits"] == TP.FLOAT16
+    # the ContributionDrop graph of a sentence-pair model: same inputs, a clean lint, both plugins in its command
+    assert json.loads((out / "trt" / "lint.cd.json").read_text()) == []
+    cd = onnx.load(str(out / "trt" / "model.cd.trt.onnx"))
+    assert [i.name for i in cd.graph.input] == list(names)
+    assert sum(n.op_type == "ContributionDrop" for n in cd.graph.node) == 4
+    assert bundle["commands"]["cd_trtexec_build"].count("--staticPlugins=") == 2
 
 
 def test_bundle_for_export_reads_export_json(tmp_path):

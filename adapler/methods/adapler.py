@@ -18,6 +18,7 @@ class AdapLeR(Method):
     target_control = ("phi, the length-loss weight: after every step phi *= exp(g e), e the relative error of the "
                       "batch's FLOPs speedup (KnobController)")
     fused_ort_graph = True  # one ContributionDrop node per layer
+    contribution_drop_graph = True  # model.cd.onnx: the same node in the dynamo export (TensorRT)
     color = "tab:blue"
 
     def selector_class(self):

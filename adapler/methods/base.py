@@ -37,6 +37,9 @@ class Method:
     cli_options: ClassVar[dict[str, str]] = {}
     target_control: ClassVar[str] = ""  # what --target-speedup steers (docs/design.md, "Speedup targets")
     fused_ort_graph: ClassVar[bool] = False  # export/ort_graph.py can write model.ort.onnx
+    # export/onnx.py can write model.cd.onnx: the selector's hard mode has a contribution_drop_form() (one
+    # adapler::ContributionDrop node per drop point, what TensorRT builds with the ContributionDrop plugin)
+    contribution_drop_graph: ClassVar[bool] = False
     quick_options: ClassVar[dict[str, Any]] = {}  # config fields of the quick preset (demo, bench cache)
     color: ClassVar[str] = "tab:gray"  # bench plots
 
@@ -100,6 +103,8 @@ class Method:
             out.append(f"trainable is {self.trainable} but config_class() is {cls}")
         if cls is not None and self.knob_field not in {f.name for f in dataclasses.fields(cls)}:
             out.append(f"knob field {self.knob_field!r} is not a field of {cls.__name__}")
+        if self.contribution_drop_graph and not self.prunes:
+            out.append("contribution_drop_graph is set but the method prunes nothing")
         if not set(self.cli_options.values()) <= ({f.name for f in dataclasses.fields(cls)} if cls else set()):
             out.append(f"cli_options name fields {cls.__name__ if cls else None} does not have")
         return out

@@ -3,7 +3,8 @@
 Spec: docs/method.md §1.3-1.6 and §1.14. Before layer l, CP_l scores the alive tokens (a distribution over
 them, [CLS] included); a token is removed when its score is below delta = eta_l / n_alive. In soft
 mode (training, masked evaluation) removal is the soft function S added to the attention bias;
-in hard mode the tokens are physically dropped with ``token_drop``.
+in hard mode the tokens are physically dropped with ``token_drop``, or, inside ``contribution_drop_form()``
+(the TensorRT export ``model.cd.onnx``), with ``contribution_drop``: the same selection as one op.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from transformers import BertConfig
 from transformers.activations import ACT2FN
 
 from ..encoder import NEG, EncoderState, TokenSelector
+# masked_distribution lives with the ops (contribution_drop's kernel uses it too); explain.py imports it from here
+from ..ops import contribution_drop, contribution_scores, in_contribution_drop_form, masked_distribution
 
 BETA = 0.1  # hard-coded in the original calc_soft_extractV2
 ETA_INIT = 0.25
@@ -46,12 +49,6 @@ def soft_removal(x: Tensor, delta: Tensor, lam: float) -> Tensor:
     second = (BETA / lam) * (x - 1.0) / (1.0 - delta + 1e-7)
     s = torch.minimum(torch.minimum(first, second), torch.zeros_like(x))
     return s.clamp(min=NEG)
-
-
-def masked_distribution(z: Tensor, weights: Tensor) -> Tensor:
-    """softmax over the full row, re-weighted by ``weights`` and renormalised (docs/method.md §1.3)."""
-    p = z.softmax(dim=-1) * weights
-    return p / (p.sum(dim=-1, keepdim=True) + 1e-15)
 
 
 class ContributionSelector(TokenSelector):
@@ -95,12 +92,10 @@ class ContributionSelector(TokenSelector):
             state.aux["theta_pr"] = torch.ones_like(self.theta).requires_grad_(torch.is_grad_enabled())
 
     def before_layer(self, layer: int, state: EncoderState) -> None:
-        z = self.cps[layer](state.hidden)
         if state.mode == "hard":
-            scores = masked_distribution(z.masked_fill(state.mask == 0, float("-inf")), state.mask.float())
-            delta = self.eta[layer] / state.mask.sum(dim=1).float()
-            state.drop(scores, delta)
+            self._hard_drop(layer, state)
             return
+        z = self.cps[layer](state.hidden)
         a = state.aux["a"]
         m = a + _cls_one(a)
         scores = masked_distribution(z, m)
@@ -116,6 +111,17 @@ class ContributionSelector(TokenSelector):
         state.aux["a"] = a
         state.alive = a + _cls_one(a)
         state.bias = (state.bias + e).clamp(min=NEG)
+
+    def _hard_drop(self, layer: int, state: EncoderState) -> None:
+        """Physically drop the tokens under eta / n: CP, masked softmax and threshold as torch ops then
+        token_drop, or, inside ``contribution_drop_form()``, all of it but the CP's hidden layer as one
+        contribution_drop (one ONNX node per layer in model.cd.onnx). Both give the same kept tokens."""
+        cp, eta = self.cps[layer], self.eta[layer:layer + 1]
+        if in_contribution_drop_form():
+            cp_hidden = cp.act(cp.fc1(state.hidden))
+            state.take_compacted(*contribution_drop(state.hidden, cp_hidden, cp.fc2.weight[0], state.mask, eta))
+            return
+        state.drop(*contribution_scores(cp(state.hidden), state.mask, eta))
 
     @torch.no_grad()
     def clip_eta(self, hi: float = ETA_MAX) -> None:

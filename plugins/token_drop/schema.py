@@ -28,9 +28,11 @@ __all__ = [
     "PLUGIN_NAMESPACE",
     "PLUGIN_VERSION",
     "build_onnx_schema",
+    "check_input_ranks",
     "infer_types_and_shapes",
     "register_onnx_schema",
     "plugin_attributes",
+    "set_compacted_outputs",
 ]
 
 _LOCK = threading.Lock()
@@ -54,18 +56,37 @@ def infer_types_and_shapes(ctx) -> None:  # ctx: onnx.shape_inference.InferenceC
     """Output types and shapes of one TokenDrop node (the schema's inference function)."""
     import onnx
 
-    for idx, (name, rank) in _RANKS.items():
-        shape = ctx.get_input_type(idx).tensor_type
-        if shape.HasField("shape") and len(shape.shape.dim) != rank:
+    check_input_ranks(ctx, _RANKS)
+    set_compacted_outputs(ctx, onnx.TensorProto.INT64)
+
+
+def check_input_ranks(ctx, ranks: dict[int, tuple[str, int]]) -> None:
+    """Refuse an input whose known rank is not the op's (``ranks``: input index -> (name, rank))."""
+    for idx, (name, rank) in ranks.items():
+        known = ctx.get_input_type(idx)  # None where inference knows nothing (e.g. after a com.microsoft op)
+        shape = known.tensor_type if known is not None else None
+        if shape is not None and shape.HasField("shape") and len(shape.shape.dim) != rank:
             raise ValueError(f"{ctx.get_display_name()}: {name} must have rank {rank}, "
                              f"got {len(shape.shape.dim)}")
-    hidden = ctx.get_input_type(0).tensor_type
+
+
+def set_compacted_outputs(ctx, mask_elem: int) -> None:
+    """Type the three compaction outputs from input 0 (``hidden`` [B, T, D]): ``hidden_c`` [B, L, D] of its type,
+    ``mask_c`` [B, L] of ``mask_elem``, ``index`` int64 [B, L]; ``L`` is ``<node name>_L``. Shared with
+    ContributionDrop, whose outputs are TokenDrop's. An output whose element type is unknown (``hidden``'s or
+    the mask's type not inferred, e.g. in ``model.ort.onnx`` after com.microsoft ops) is left untyped."""
+    import onnx
+
+    known = ctx.get_input_type(0)
+    hidden = known.tensor_type if known is not None else onnx.TypeProto().tensor_type
     named = re.search(r"\((.+)\)$", ctx.get_display_name())  # "node TokenDrop[adapler] (<name>)"
     length = onnx.TensorShapeProto.Dimension(dim_param=f"{named.group(1)}_L") if named else None
     in_dims = list(hidden.shape.dim) if hidden.HasField("shape") else [None, None, None]
     for out, elem, dims in ((0, hidden.elem_type, [in_dims[0], length, in_dims[2]]),
-                            (1, onnx.TensorProto.INT64, [in_dims[0], length]),
+                            (1, mask_elem, [in_dims[0], length]),
                             (2, onnx.TensorProto.INT64, [in_dims[0], length])):
+        if elem == onnx.TensorProto.UNDEFINED:
+            continue
         t = onnx.TypeProto()
         t.tensor_type.elem_type = elem
         shape = t.tensor_type.shape
