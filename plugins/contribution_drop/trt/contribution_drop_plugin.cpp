@@ -11,9 +11,6 @@
 
 #include "contribution_drop_kernel.h"
 
-#include <exception>
-#include <new>
-
 using namespace nvinfer1;
 
 namespace adapler
@@ -21,6 +18,7 @@ namespace adapler
 namespace trt_plugin
 {
 
+using common::kSIZE_TENSOR_INDEX;
 using common::kSizeTensorType;
 using common::logError;
 
@@ -39,79 +37,15 @@ bool isMask(DataType t) noexcept
 
 } // namespace
 
-ContributionDropPlugin::ContributionDropPlugin(ContributionDropPlugin const& /*other*/)
-    : mFieldsToSerialize{}
-{
-}
-
-IPluginCapability* ContributionDropPlugin::getCapabilityInterface(PluginCapabilityType type) noexcept
-{
-    switch (type)
-    {
-    case PluginCapabilityType::kBUILD: return static_cast<IPluginV3OneBuild*>(this);
-    case PluginCapabilityType::kRUNTIME: return static_cast<IPluginV3OneRuntime*>(this);
-    case PluginCapabilityType::kCORE: return static_cast<IPluginV3OneCore*>(this);
-    }
-    return nullptr;
-}
-
-IPluginV3* ContributionDropPlugin::clone() noexcept
-{
-    try
-    {
-        return new ContributionDropPlugin(*this);
-    }
-    catch (std::exception const& e)
-    {
-        logError(e.what());
-    }
-    return nullptr;
-}
-
-char const* ContributionDropPlugin::getPluginName() const noexcept
-{
-    return kCONTRIBUTION_DROP_NAME;
-}
-
-char const* ContributionDropPlugin::getPluginVersion() const noexcept
-{
-    return kCONTRIBUTION_DROP_VERSION;
-}
-
-char const* ContributionDropPlugin::getPluginNamespace() const noexcept
-{
-    return common::kNAMESPACE;
-}
-
-int32_t ContributionDropPlugin::getNbOutputs() const noexcept
-{
-    return kNB_OUTPUTS;
-}
-
-int32_t ContributionDropPlugin::configurePlugin(
-    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept
-{
-    if (in == nullptr || out == nullptr || nbInputs != kNB_INPUTS || nbOutputs != kNB_OUTPUTS)
-    {
-        logError("ContributionDrop expects 5 inputs (hidden, cp_hidden, w2, mask, eta) and 4 outputs");
-        return -1;
-    }
-    return 0;
-}
-
 bool ContributionDropPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (inOut == nullptr || nbInputs != kNB_INPUTS || nbOutputs != kNB_OUTPUTS || pos < 0
-        || pos >= nbInputs + nbOutputs)
+    PluginTensorDesc const* d = common::linearDesc(pos, inOut, nbInputs, nbOutputs, kNB_INPUTS, kNB_OUTPUTS);
+    if (d == nullptr)
     {
         return false;
     }
-    PluginTensorDesc const& desc = inOut[pos].desc;
-    if (desc.format != TensorFormat::kLINEAR)
-    {
-        return false;
-    }
+    PluginTensorDesc const& desc = *d;
     // TensorRT asks position by position with the earlier positions fixed: types that must agree are
     // compared against the first of them (hidden for the float tensors, mask for mask_c).
     switch (pos)
@@ -173,54 +107,12 @@ int32_t ContributionDropPlugin::getOutputShapes(DimsExprs const* inputs, int32_t
         logError("ContributionDrop: expected hidden [B,T,D], cp_hidden [B,T,H], w2 [H], mask [B,T], eta [1]");
         return -1;
     }
-    IDimensionExpr const* batch = inputs[0].d[0];
-    IDimensionExpr const* seq = inputs[0].d[1];
-    IDimensionExpr const* dim = inputs[0].d[2];
-
-    // L is data-dependent: 1 <= L <= T (TokenDrop's rule). Autotune at about half the input length.
-    IDimensionExpr const* opt = exprBuilder.operation(DimensionOperation::kCEIL_DIV, *seq, *exprBuilder.constant(2));
-    IDimensionExpr const* L = opt != nullptr ? exprBuilder.declareSizeTensor(kSIZE_TENSOR_INDEX, *opt, *seq) : nullptr;
-    if (L == nullptr)
-    {
-        return -1;
-    }
-    outputs[0].nbDims = 3; // hidden_c [B, L, D]
-    outputs[0].d[0] = batch;
-    outputs[0].d[1] = L;
-    outputs[0].d[2] = dim;
-    for (int32_t i = 1; i <= 2; ++i) // mask_c, index [B, L]
-    {
-        outputs[i].nbDims = 2;
-        outputs[i].d[0] = batch;
-        outputs[i].d[1] = L;
-    }
-    outputs[kSIZE_TENSOR_INDEX].nbDims = 0; // size tensors are 0-D
-    return 0;
+    return common::compactedOutputShapes(inputs[0], outputs, exprBuilder); // TokenDrop's outputs
 }
 
 size_t ContributionDropPlugin::workspaceBytes(int64_t B, int64_t T) noexcept
 {
     return common::workspaceWithLengthSlot(adapler_contribution_drop_workspace_size(B, T));
-}
-
-size_t ContributionDropPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-    DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
-{
-    if (inputs == nullptr || nbInputs != kNB_INPUTS || inputs[0].max.nbDims != 3)
-    {
-        return 0;
-    }
-    return workspaceBytes(inputs[0].max.d[0], inputs[0].max.d[1]);
-}
-
-int32_t ContributionDropPlugin::onShapeChange(
-    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* out, int32_t nbOutputs) noexcept
-{
-    if (in == nullptr || out == nullptr || nbInputs != kNB_INPUTS || nbOutputs != kNB_OUTPUTS)
-    {
-        return -1;
-    }
-    return 0;
 }
 
 int32_t ContributionDropPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
@@ -234,20 +126,11 @@ int32_t ContributionDropPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugi
     int const dtype = inputDesc[0].type == DataType::kHALF ? ADAPLER_CD_FLOAT16 : ADAPLER_CD_FLOAT32;
     int const maskType = inputDesc[3].type == DataType::kINT32 ? ADAPLER_CD_MASK_INT32 : ADAPLER_CD_MASK_INT64;
 
-    void* scratch = nullptr;
-    int64_t* lSlot = nullptr;
-    common::carveWorkspace(workspace, adapler_contribution_drop_workspace_size(B, T), scratch, lSlot);
-#if ADAPLER_SIZE_TENSOR_INT64
-    int64_t* L64 = static_cast<int64_t*>(outputs[kSIZE_TENSOR_INDEX]);
-    int32_t* L32 = nullptr;
-    (void) lSlot;
-#else
-    int64_t* L64 = lSlot; // the kernel's int64 L, with an int32 copy into the size tensor
-    int32_t* L32 = static_cast<int32_t*>(outputs[kSIZE_TENSOR_INDEX]);
-#endif
+    size_t const kernelBytes = adapler_contribution_drop_workspace_size(B, T);
+    common::EnqueueBuffers const buf = common::enqueueBuffers(workspace, kernelBytes, outputs[kSIZE_TENSOR_INDEX]);
     int const status = adapler_contribution_drop_launch(dtype, maskType, inputs[0], inputs[1],
         static_cast<float const*>(inputs[2]), inputs[3], static_cast<float const*>(inputs[4]), B, T, D, H, outputs[0],
-        outputs[1], static_cast<int64_t*>(outputs[2]), L64, L32, scratch, stream);
+        outputs[1], static_cast<int64_t*>(outputs[2]), buf.L64, buf.L32, buf.scratch, stream);
     if (status != 0)
     {
         logError("ContributionDrop: CUDA launch failed");
@@ -256,80 +139,7 @@ int32_t ContributionDropPlugin::enqueue(PluginTensorDesc const* inputDesc, Plugi
     return 0;
 }
 
-IPluginV3* ContributionDropPlugin::attachToContext(IPluginResourceContext* /*context*/) noexcept
-{
-    return clone(); // no per-context resources
-}
-
-PluginFieldCollection const* ContributionDropPlugin::getFieldsToSerialize() noexcept
-{
-    mFieldsToSerialize.nbFields = 0;
-    mFieldsToSerialize.fields = nullptr;
-    return &mFieldsToSerialize;
-}
-
-char const* ContributionDropPluginCreator::getPluginName() const noexcept
-{
-    return kCONTRIBUTION_DROP_NAME;
-}
-
-char const* ContributionDropPluginCreator::getPluginVersion() const noexcept
-{
-    return kCONTRIBUTION_DROP_VERSION;
-}
-
-char const* ContributionDropPluginCreator::getPluginNamespace() const noexcept
-{
-    return common::kNAMESPACE;
-}
-
-PluginFieldCollection const* ContributionDropPluginCreator::getFieldNames() noexcept
-{
-    return mFieldNames.collection();
-}
-
-IPluginV3* ContributionDropPluginCreator::createPlugin(
-    char const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase /*phase*/) noexcept
-{
-    try
-    {
-        if (!common::fieldsMatch(fc, kCONTRIBUTION_DROP_NAME, kCONTRIBUTION_DROP_VERSION))
-        {
-            return nullptr;
-        }
-        return new ContributionDropPlugin();
-    }
-    catch (std::exception const& e)
-    {
-        logError(e.what());
-    }
-    return nullptr;
-}
-
 } // namespace trt_plugin
 } // namespace adapler
 
-#if defined(ADAPLER_TRT_DYNAMIC_REGISTRATION) && ADAPLER_TRT_DYNAMIC_REGISTRATION
-
-extern "C" ADAPLER_CD_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
-{
-    adapler::trt_plugin::common::loggerFinder() = finder;
-}
-
-extern "C" ADAPLER_CD_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
-{
-    static adapler::trt_plugin::ContributionDropPluginCreator sCreator;
-    static nvinfer1::IPluginCreatorInterface* const kCreators[] = {&sCreator};
-    nbCreators = 1;
-    return kCreators;
-}
-
-#else
-
-namespace
-{
-adapler::trt_plugin::common::StaticRegistration<adapler::trt_plugin::ContributionDropPluginCreator> const
-    gStaticRegistration{};
-} // namespace
-
-#endif
+ADAPLER_TRT_REGISTER_PLUGIN(adapler::trt_plugin::ContributionDropPluginCreator)

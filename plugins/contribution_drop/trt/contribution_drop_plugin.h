@@ -33,37 +33,17 @@ namespace adapler
 namespace trt_plugin
 {
 
-constexpr char const* kCONTRIBUTION_DROP_NAME{"ContributionDrop"};
-constexpr char const* kCONTRIBUTION_DROP_VERSION{"1"};
-
-class ContributionDropPlugin : public nvinfer1::IPluginV3,
-                               public nvinfer1::IPluginV3OneCore,
-                               public nvinfer1::IPluginV3OneBuild,
-                               public nvinfer1::IPluginV3OneRuntime
+class ContributionDropPlugin : public common::PluginBase<ContributionDropPlugin>
 {
 public:
+    static constexpr char const* kNAME{"ContributionDrop"};
+    static constexpr char const* kVERSION{"1"};
     static constexpr int32_t kNB_INPUTS{5};
     static constexpr int32_t kNB_OUTPUTS{4};
-    static constexpr int32_t kSIZE_TENSOR_INDEX{3};
+    static constexpr char const* kARITY{
+        "ContributionDrop expects 5 inputs (hidden, cp_hidden, w2, mask, eta) and 4 outputs"};
 
-    ContributionDropPlugin() = default;
-    ContributionDropPlugin(ContributionDropPlugin const& other);
-    ContributionDropPlugin& operator=(ContributionDropPlugin const&) = delete;
-    ~ContributionDropPlugin() override = default;
-
-    // IPluginV3
-    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
-    nvinfer1::IPluginV3* clone() noexcept override;
-
-    // IPluginV3OneCore
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-
-    // IPluginV3OneBuild
-    int32_t getNbOutputs() const noexcept override;
-    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    // IPluginV3OneBuild (the rest of IPluginV3 is common::PluginBase)
     bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
         int32_t nbOutputs) noexcept override;
     int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
@@ -71,40 +51,16 @@ public:
     int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
         nvinfer1::DimsExprs const* shapeInputs, int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs,
         int32_t nbOutputs, nvinfer1::IExprBuilder& exprBuilder) noexcept override;
-    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
-        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
 
     // IPluginV3OneRuntime
-    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
-        nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
     //! Workspace bytes for a [B, T] problem: kernel scratch + an INT64 slot for L + alignment slack.
     static size_t workspaceBytes(int64_t B, int64_t T) noexcept;
-
-private:
-    nvinfer1::PluginFieldCollection mFieldsToSerialize{}; // ContributionDrop has no attributes
 };
 
-class ContributionDropPluginCreator : public nvinfer1::IPluginCreatorV3One
-{
-public:
-    ContributionDropPluginCreator() = default;
-    ~ContributionDropPluginCreator() override = default;
-
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    nvinfer1::IPluginV3* createPlugin(
-        char const* name, nvinfer1::PluginFieldCollection const* fc, nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    common::VersionFields mFieldNames; // plugin_version / plugin_namespace, checked in createPlugin
-};
+using ContributionDropPluginCreator = common::PluginCreator<ContributionDropPlugin>;
 
 } // namespace trt_plugin
 } // namespace adapler

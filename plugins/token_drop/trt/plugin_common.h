@@ -2,7 +2,9 @@
  * What every adapler TensorRT plugin shares (TokenDrop here, ContributionDrop in
  * plugins/contribution_drop/trt/): logging through the logger finder, the plugin_version /
  * plugin_namespace field check the ONNX parser's fields go through, the size-tensor type, and
- * static registration. Header-only; the libraries are built with hidden visibility (CMakeLists.txt),
+ * static registration, and the IPluginV3 methods that are the same for every op (PluginBase, PluginCreator:
+ * an op's plugin implements only its types, shapes, workspace and enqueue). Header-only; the libraries
+ * are built with hidden visibility (CMakeLists.txt),
  * so each plugin library keeps its own copy of these functions and its own logger finder.
  */
 #ifndef ADAPLER_TRT_PLUGIN_COMMON_H
@@ -13,6 +15,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -33,6 +37,7 @@ namespace common
 {
 
 constexpr char const* kNAMESPACE{"adapler"};
+constexpr int32_t kSIZE_TENSOR_INDEX{3}; // every op's outputs: hidden_c, mask_c, index, then the size tensor L
 constexpr nvinfer1::DataType kSizeTensorType
     = ADAPLER_SIZE_TENSOR_INT64 ? nvinfer1::DataType::kINT64 : nvinfer1::DataType::kINT32;
 
@@ -78,12 +83,39 @@ inline size_t workspaceWithLengthSlot(size_t kernelBytes) noexcept
     return alignUp(kernelBytes, 256) + 256 + 256;
 }
 
-//! The kernel scratch (256-aligned inside `workspace`) and the INT64 slot for L after it.
-inline void carveWorkspace(void* workspace, size_t kernelBytes, void*& scratch, int64_t*& lengthSlot) noexcept
+//! Where a kernel writes inside enqueue: its scratch (256-aligned in TensorRT's workspace) and L, as int64
+//! (a workspace slot after the scratch, or the size tensor itself when it is INT64) and, for an INT32 size
+//! tensor, an int32 copy into it.
+struct EnqueueBuffers
 {
-    auto const base = reinterpret_cast<uintptr_t>(workspace);
-    scratch = reinterpret_cast<void*>(alignUp(base, 256));
-    lengthSlot = reinterpret_cast<int64_t*>(static_cast<char*>(scratch) + alignUp(kernelBytes, 256));
+    void* scratch;
+    int64_t* L64;
+    int32_t* L32;
+};
+
+inline EnqueueBuffers enqueueBuffers(void* workspace, size_t kernelBytes, void* sizeTensor) noexcept
+{
+    auto* scratch = reinterpret_cast<void*>(alignUp(reinterpret_cast<uintptr_t>(workspace), 256));
+    auto* slot = reinterpret_cast<int64_t*>(static_cast<char*>(scratch) + alignUp(kernelBytes, 256));
+#if ADAPLER_SIZE_TENSOR_INT64
+    (void) slot;
+    return {scratch, static_cast<int64_t*>(sizeTensor), nullptr};
+#else
+    return {scratch, slot, static_cast<int32_t*>(sizeTensor)};
+#endif
+}
+
+//! The descriptor at `pos` when the arguments are sane and its format is linear (the only one supported),
+//! else null: the common start of every op's supportsFormatCombination.
+inline nvinfer1::PluginTensorDesc const* linearDesc(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
+    int32_t nbInputs, int32_t nbOutputs, int32_t wantInputs, int32_t wantOutputs) noexcept
+{
+    if (inOut == nullptr || nbInputs != wantInputs || nbOutputs != wantOutputs || pos < 0
+        || pos >= nbInputs + nbOutputs)
+    {
+        return nullptr;
+    }
+    return inOut[pos].desc.format == nvinfer1::TensorFormat::kLINEAR ? &inOut[pos].desc : nullptr;
 }
 
 //! A kCHAR plugin field as a string. The ONNX parser passes string attributes NUL-terminated with
@@ -170,6 +202,169 @@ private:
     nvinfer1::PluginFieldCollection mCollection{};
 };
 
+//! The IPluginV3 methods every adapler op shares. `Op` (CRTP) provides kNAME, kVERSION, kNB_INPUTS,
+//! kNB_OUTPUTS, kARITY (the message for a wrong input/output count) and
+//! `static size_t workspaceBytes(int64_t B, int64_t T)`; input 0 is always hidden [B, T, D].
+template <typename Op>
+class PluginBase : public nvinfer1::IPluginV3,
+                   public nvinfer1::IPluginV3OneCore,
+                   public nvinfer1::IPluginV3OneBuild,
+                   public nvinfer1::IPluginV3OneRuntime
+{
+public:
+    nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override
+    {
+        switch (type)
+        {
+        case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+        case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+        case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+        }
+        return nullptr;
+    }
+
+    nvinfer1::IPluginV3* clone() noexcept override
+    {
+        try
+        {
+            return new Op(static_cast<Op const&>(*this));
+        }
+        catch (std::exception const& e)
+        {
+            logError(e.what());
+        }
+        return nullptr;
+    }
+
+    char const* getPluginName() const noexcept override
+    {
+        return Op::kNAME;
+    }
+    char const* getPluginVersion() const noexcept override
+    {
+        return Op::kVERSION;
+    }
+    char const* getPluginNamespace() const noexcept override
+    {
+        return kNAMESPACE;
+    }
+    int32_t getNbOutputs() const noexcept override
+    {
+        return Op::kNB_OUTPUTS;
+    }
+
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override
+    {
+        if (in == nullptr || out == nullptr || nbInputs != Op::kNB_INPUTS || nbOutputs != Op::kNB_OUTPUTS)
+        {
+            logError(Op::kARITY);
+            return -1;
+        }
+        return 0;
+    }
+
+    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept override
+    {
+        if (inputs == nullptr || nbInputs != Op::kNB_INPUTS || inputs[0].max.nbDims != 3)
+        {
+            return 0;
+        }
+        return Op::workspaceBytes(inputs[0].max.d[0], inputs[0].max.d[1]); // the profile's largest B and T
+    }
+
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+        int32_t nbOutputs) noexcept override
+    {
+        return in == nullptr || out == nullptr || nbInputs != Op::kNB_INPUTS || nbOutputs != Op::kNB_OUTPUTS ? -1 : 0;
+    }
+
+    nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept override
+    {
+        return clone(); // no per-context resources
+    }
+
+    nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override
+    {
+        mFieldsToSerialize.nbFields = 0; // the ops have no attributes
+        mFieldsToSerialize.fields = nullptr;
+        return &mFieldsToSerialize;
+    }
+
+private:
+    nvinfer1::PluginFieldCollection mFieldsToSerialize{};
+};
+
+//! The compacted outputs' shapes, TokenDrop's for every op: hidden_c [B, L, D], mask_c and index [B, L],
+//! and output 3 the 0-D size tensor L, 1 <= L <= T (autotuned at about half the input length).
+inline int32_t compactedOutputShapes(nvinfer1::DimsExprs const& hidden, nvinfer1::DimsExprs* outputs,
+    nvinfer1::IExprBuilder& exprBuilder) noexcept
+{
+    using nvinfer1::DimensionOperation;
+    nvinfer1::IDimensionExpr const* seq = hidden.d[1];
+    nvinfer1::IDimensionExpr const* opt
+        = exprBuilder.operation(DimensionOperation::kCEIL_DIV, *seq, *exprBuilder.constant(2));
+    nvinfer1::IDimensionExpr const* L
+        = opt != nullptr ? exprBuilder.declareSizeTensor(kSIZE_TENSOR_INDEX, *opt, *seq) : nullptr;
+    if (L == nullptr)
+    {
+        return -1;
+    }
+    outputs[0].nbDims = 3;
+    outputs[0].d[0] = hidden.d[0];
+    outputs[0].d[1] = L;
+    outputs[0].d[2] = hidden.d[2];
+    for (int32_t i = 1; i <= 2; ++i)
+    {
+        outputs[i].nbDims = 2;
+        outputs[i].d[0] = hidden.d[0];
+        outputs[i].d[1] = L;
+    }
+    outputs[kSIZE_TENSOR_INDEX].nbDims = 0; // size tensors are 0-D
+    return 0;
+}
+
+//! The creator of `Op`: lists plugin_version / plugin_namespace (so the ONNX parser forwards the node's
+//! attributes) and refuses a mismatch with a logged reason; other fields are ignored.
+template <typename Op>
+class PluginCreator : public nvinfer1::IPluginCreatorV3One
+{
+public:
+    char const* getPluginName() const noexcept override
+    {
+        return Op::kNAME;
+    }
+    char const* getPluginVersion() const noexcept override
+    {
+        return Op::kVERSION;
+    }
+    char const* getPluginNamespace() const noexcept override
+    {
+        return kNAMESPACE;
+    }
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
+    {
+        return mFieldNames.collection();
+    }
+    nvinfer1::IPluginV3* createPlugin(char const* /*name*/, nvinfer1::PluginFieldCollection const* fc,
+        nvinfer1::TensorRTPhase /*phase*/) noexcept override
+    {
+        try
+        {
+            return fieldsMatch(fc, Op::kNAME, Op::kVERSION) ? new Op() : nullptr;
+        }
+        catch (std::exception const& e)
+        {
+            logError(e.what());
+        }
+        return nullptr;
+    }
+
+private:
+    VersionFields mFieldNames;
+};
+
 //! Registers one creator of type Creator from a static initializer (the non-_dyn library).
 template <typename Creator>
 struct StaticRegistration
@@ -189,5 +384,35 @@ struct StaticRegistration
 } // namespace common
 } // namespace trt_plugin
 } // namespace adapler
+
+#if defined(_WIN32)
+#define ADAPLER_TRT_API __declspec(dllexport)
+#else
+#define ADAPLER_TRT_API __attribute__((visibility("default")))
+#endif
+
+// One plugin library registers one creator: with ADAPLER_TRT_DYNAMIC_REGISTRATION (the _dyn library) through
+// getCreators() / setLoggerFinder() for IPluginRegistry::loadLibrary, otherwise from a static initializer when
+// the library is loaded. Loading one library both ways would register the creator twice.
+#if defined(ADAPLER_TRT_DYNAMIC_REGISTRATION) && ADAPLER_TRT_DYNAMIC_REGISTRATION
+#define ADAPLER_TRT_REGISTER_PLUGIN(CreatorType)                                                                       \
+    extern "C" ADAPLER_TRT_API void setLoggerFinder(nvinfer1::ILoggerFinder* finder)                                  \
+    {                                                                                                                  \
+        ::adapler::trt_plugin::common::loggerFinder() = finder;                                                        \
+    }                                                                                                                  \
+    extern "C" ADAPLER_TRT_API nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)             \
+    {                                                                                                                  \
+        static CreatorType sCreator;                                                                                   \
+        static nvinfer1::IPluginCreatorInterface* const kCreators[] = {&sCreator};                                     \
+        nbCreators = 1;                                                                                                \
+        return kCreators;                                                                                              \
+    }
+#else
+#define ADAPLER_TRT_REGISTER_PLUGIN(CreatorType)                                                                       \
+    namespace                                                                                                          \
+    {                                                                                                                  \
+    ::adapler::trt_plugin::common::StaticRegistration<CreatorType> const gStaticRegistration{};                        \
+    }
+#endif
 
 #endif // ADAPLER_TRT_PLUGIN_COMMON_H
