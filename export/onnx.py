@@ -99,7 +99,7 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"opset {opset} is not supported; use one of {SUPPORTED_OPSETS[0]}..{SUPPORTED_OPSETS[-1]}")
     if contribution_drop:
-        _check_contribution_drop(model, std, fp16)
+        _check_contribution_drop(model, std)
     path = Path(path)
     model = model.eval()
     if fp16:
@@ -136,13 +136,10 @@ def export_graph(model: PrunedBertClassifier, path: str | Path, *, std: bool, op
     return path
 
 
-def _check_contribution_drop(model: PrunedBertClassifier, std: bool, fp16: bool) -> None:
-    """A ContributionDrop graph is asked of a method that has one, in float32, not in the standard-op form."""
+def _check_contribution_drop(model: PrunedBertClassifier, std: bool) -> None:
+    """A ContributionDrop graph is asked of a method that has one, not in the standard-op form."""
     if std:
         raise ExportError("contribution_drop=True writes ContributionDrop nodes; it cannot be combined with std=True")
-    if fp16:  # a half model would hand the op float16 w2 and eta, which ContributionDrop v1 takes as float32 only
-        raise ExportError("there is no fp16 ContributionDrop graph (the op's w2 and eta are float32); export it in "
-                          "float32")
     method = methods.get(model.method)
     if not method.contribution_drop_graph:
         raise ExportError(f"method {method.name!r} has no ContributionDrop form; export its model.onnx (TokenDrop) "

@@ -271,6 +271,8 @@ class TrtBundleReport:
     fp16_lint_issues: list[LintIssue] = field(default_factory=list)
     cd_trt_onnx: Path | None = None  # model.cd.trt.onnx: one ContributionDrop per layer (no engine is built from it)
     cd_lint_issues: list[LintIssue] = field(default_factory=list)
+    cd_fp16_trt_onnx: Path | None = None  # its fp16 twin (w2 and eta stay float32, as the plugin reads them)
+    cd_fp16_lint_issues: list[LintIssue] = field(default_factory=list)
 
     @property
     def lint_errors(self) -> list[LintIssue]:
@@ -322,15 +324,17 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
                      plugin_lib: str | Path | None = None, build: bool = True,
                      std_onnx_path: str | Path | None = None,
                      fp16_onnx_path: str | Path | None = None,
-                     cd_onnx_path: str | Path | None = None) -> TrtBundleReport:
+                     cd_onnx_path: str | Path | None = None,
+                     cd_fp16_onnx_path: str | Path | None = None) -> TrtBundleReport:
     """Write a TensorRT bundle: TRT-ready ONNX (and its fp16 twin from ``fp16_onnx_path``), plugin sources
     (``plugin_src/plugins/token_drop/``), lint.json (lint.fp16.json), BUILD_ENGINE.md, bundle.json; build the
     engine only when TensorRT is importable, ``build`` is set and lint found no error.
 
     ``cd_onnx_path`` (``model.cd.onnx``, one ContributionDrop per layer) adds ``<stem>.cd.trt.onnx``, its lint
     ``lint.cd.json``, the ContributionDrop plugin sources and its trtexec/Polygraphy commands (keys ``cd_*``,
-    loading both plugin libraries). No engine is built from it here: it needs the C++ ContributionDrop plugin,
-    and there is no Python plugin for it."""
+    loading both plugin libraries); ``cd_fp16_onnx_path`` its fp16 twin ``<stem>.cd.fp16.trt.onnx`` (lint
+    ``lint.cd.fp16.json``, command ``cd_trtexec_build_fp16``). No engine is built from them here: they need the
+    C++ ContributionDrop plugin, and there is no Python plugin for it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = Path(onnx_path)
@@ -349,6 +353,11 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         cd_prepared = prepare_trt_onnx(cd_onnx_path, out / f"{stem}.cd.trt.onnx")
         cd_issues = lint_for_tensorrt(cd_prepared.path)
         (out / "lint.cd.json").write_text(json.dumps([asdict(i) for i in cd_issues], indent=2) + "\n")
+    cd16_prepared, cd16_issues = None, []
+    if cd_prepared is not None and cd_fp16_onnx_path is not None:
+        cd16_prepared = prepare_trt_onnx(cd_fp16_onnx_path, out / f"{stem}.cd.fp16.trt.onnx")
+        cd16_issues = lint_for_tensorrt(cd16_prepared.path, fp16=True)
+        (out / "lint.cd.fp16.json").write_text(json.dumps([asdict(i) for i in cd16_issues], indent=2) + "\n")
     src_root = Path(__file__).resolve().parents[1] / "plugins" / "token_drop"
     plugin_src = out / "plugin_src"
     copy_plugin_sources(plugin_src, contribution_drop=cd_prepared is not None)
@@ -357,7 +366,8 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
                             std_onnx_path=std_onnx_path, fp16_onnx_path=fp16_prepared.path if fp16_prepared else None)
     if cd_prepared is not None:  # its commands load both plugin libraries
         cd_commands = trt_commands(cd_prepared.path, out, min_shape, opt_shape, max_shape,
-                                   (lib_hint, plugin_src / CONTRIBUTION_DROP_LIB), input_names, std_onnx_path=std_onnx_path)
+                                   (lib_hint, plugin_src / CONTRIBUTION_DROP_LIB), input_names, std_onnx_path=std_onnx_path,
+                                   fp16_onnx_path=cd16_prepared.path if cd16_prepared else None)
         commands.update({f"cd_{k}": v for k, v in cd_commands.items()})
     errors = [i for i in issues if i.severity == "error"]
     engine_path: Path | None = None
@@ -381,6 +391,8 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         lint_text += f"\n\n`{fp16_prepared.path.name}` (`lint.fp16.json`):\n\n" + _lint_lines(fp16_issues)
     if cd_prepared is not None:
         lint_text += f"\n\n`{cd_prepared.path.name}` (`lint.cd.json`):\n\n" + _lint_lines(cd_issues)
+    if cd16_prepared is not None:
+        lint_text += f"\n\n`{cd16_prepared.path.name}` (`lint.cd.fp16.json`):\n\n" + _lint_lines(cd16_issues)
     missing_fp16 = ("# no fp16 ONNX in this bundle: export one (export.onnx.export_graph(..., fp16=True)) and pass "
                     "it as fp16_onnx_path")
     doc = out / "BUILD_ENGINE.md"
@@ -395,11 +407,13 @@ def write_trt_bundle(onnx_path: str | Path, out_dir: str | Path, min_shape: Shap
         std_model=f"`{std_onnx_path}`" if std_onnx_path else "none given",
         nodes=prepared.token_drop_nodes, fixed=prepared.attributes_fixed, lint=lint_text,
         removed=", ".join(prepared.functions_removed) or "none",
-        contribution_drop=_contribution_drop_section(cd_prepared, commands, compare_std, prepared.path.name)))
+        contribution_drop=_contribution_drop_section(cd_prepared, cd16_prepared, commands, compare_std,
+                                                     prepared.path.name)))
     report = TrtBundleReport(out, prepared.path, lint_path, doc, plugin_src, issues, commands,
                              TENSORRT_AVAILABLE, built, engine_path, reason,
                              fp16_prepared.path if fp16_prepared else None, fp16_issues,
-                             cd_prepared.path if cd_prepared else None, cd_issues)
+                             cd_prepared.path if cd_prepared else None, cd_issues,
+                             cd16_prepared.path if cd16_prepared else None, cd16_issues)
     (out / "bundle.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
@@ -408,8 +422,8 @@ _NO_CD_GRAPH = ("This bundle has no ContributionDrop graph: the export has no `m
                 "--target trt` writes one for methods whose selection has that form).")
 
 
-def _contribution_drop_section(prepared: PreparedModel | None, commands: Mapping[str, str], compare_std: str,
-                               model: str) -> str:
+def _contribution_drop_section(prepared: PreparedModel | None, fp16: PreparedModel | None,
+                               commands: Mapping[str, str], compare_std: str, model: str) -> str:
     """BUILD_ENGINE.md's section on model.cd.trt.onnx (plugins/contribution_drop/BUILD_ENGINE.template.md)."""
     if prepared is None:
         return _NO_CD_GRAPH
@@ -419,6 +433,8 @@ def _contribution_drop_section(prepared: PreparedModel | None, commands: Mapping
         commands, cd_polygraphy_ort_compare_std=cd_compare, cd_model=prepared.path.name, model=model,
         cd_nodes=prepared.plugin_nodes.get(CONTRIBUTION_DROP, 0), cd_fixed=prepared.attributes_fixed,
         cd_removed=", ".join(prepared.functions_removed) or "none", token_drop_lib=TOKEN_DROP_LIB,
+        cd_fp16_model=f"`{fp16.path.name}`" if fp16 else "none (the bundle was written without fp16)",
+        cd_trtexec_build_fp16=commands.get("cd_trtexec_build_fp16", "# no fp16 ContributionDrop ONNX in this bundle"),
         contribution_drop_lib=CONTRIBUTION_DROP_LIB).rstrip("\n")
 
 
@@ -431,7 +447,7 @@ def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | No
     ``max_length`` for the profile (T from 1..max_length, opt min(128, max_length), B up to 8). With ``fp16``
     the bundle also gets an fp16 ONNX for strongly typed fp16 engines: the custom ONNX itself when it is
     already fp16, else a fresh fp16 export of ``source_checkpoint``. The ContributionDrop graph (``files.cd``)
-    goes into the bundle when the export has one.
+    goes into the bundle when the export has one, with ``fp16`` also a fresh fp16 export of it.
     """
     export_dir = Path(export_dir)
     meta_path = export_dir / "export.json"
@@ -445,20 +461,24 @@ def write_trt_bundle_for_export(export_dir: str | Path, out_dir: str | Path | No
     out.mkdir(parents=True, exist_ok=True)
     custom = export_dir / files["custom"]
     names = list(meta.get("inputs", ("input_ids", "attention_mask")))
-    fp16_path = None
+    fp16_path = cd_fp16_path = None
     if fp16:
         from .trt_lint import _has_fp16
 
         fp16_path = custom if _has_fp16(onnx.load(str(custom), load_external_data=False)) else _export_fp16(meta, out)
+        if "cd" in files:
+            cd_fp16_path = _export_fp16(meta, out, contribution_drop=True)
     t_max = int(meta.get("max_length", 512))
     return write_trt_bundle(custom, out, min_shape=(1, 2), opt_shape=(1, min(128, t_max)), max_shape=(8, t_max),
                             input_names=names, plugin_lib=plugin_lib, build=build,
                             std_onnx_path=export_dir / files["std"] if "std" in files else None,
-                            fp16_onnx_path=fp16_path, cd_onnx_path=export_dir / files["cd"] if "cd" in files else None)
+                            fp16_onnx_path=fp16_path, cd_onnx_path=export_dir / files["cd"] if "cd" in files else None,
+                            cd_fp16_onnx_path=cd_fp16_path)
 
 
-def _export_fp16(meta: Mapping[str, Any], out: Path) -> Path:
-    """An fp16 custom-op ONNX of the export's source checkpoint (export.onnx.export_graph(..., fp16=True))."""
+def _export_fp16(meta: Mapping[str, Any], out: Path, contribution_drop: bool = False) -> Path:
+    """An fp16 custom-op ONNX of the export's source checkpoint (export.onnx.export_graph(..., fp16=True)):
+    ``model.fp16.onnx`` (TokenDrop) or, with ``contribution_drop``, ``model.cd.fp16.onnx``."""
     from adapler.checkpoint import load_checkpoint
 
     from .onnx import DEFAULT_OPSET, export_graph
@@ -468,5 +488,7 @@ def _export_fp16(meta: Mapping[str, Any], out: Path) -> Path:
         raise FileNotFoundError(f"source checkpoint {ckpt} of this export no longer exists: the fp16 ONNX needs it "
                                 "(or pass fp16=False)")
     model, _ = load_checkpoint(ckpt)
-    return export_graph(model, out / "model.fp16.onnx", std=False, opset=int(meta.get("opset", DEFAULT_OPSET)),
-                        token_types="token_type_ids" in meta.get("inputs", ()), fp16=True)
+    name = "model.cd.fp16.onnx" if contribution_drop else "model.fp16.onnx"
+    return export_graph(model, out / name, std=False, opset=int(meta.get("opset", DEFAULT_OPSET)),
+                        token_types="token_type_ids" in meta.get("inputs", ()), fp16=True,
+                        contribution_drop=contribution_drop)

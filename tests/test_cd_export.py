@@ -197,14 +197,30 @@ def test_cd_graph_is_refused_where_it_does_not_exist(tmp_path):
         export_graph(power, tmp_path / "p.onnx", std=False, contribution_drop=True)
     with pytest.raises(ExportError, match="cannot be combined with std=True"):
         export_graph(_model(), tmp_path / "s.onnx", std=True, contribution_drop=True)
-    with pytest.raises(ExportError, match="no fp16 ContributionDrop graph"):
-        export_graph(_model(), tmp_path / "h.onnx", std=False, fp16=True, contribution_drop=True)
     dense = save_checkpoint(PrunedBertClassifier(cfg, 2), tmp_path / "dense", label_names=["a", "b"], max_length=16)
     meta = write_export_dir(dense, tmp_path / "out", custom=False, std=False, ort=False, allow_dense=True,
                             contribution_drop=True)
     assert meta["files"] == {} and meta["notes"] == [
         "no model.cd.onnx: method 'bert' has no ContributionDrop form; TensorRT uses model.onnx"]
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_fp16_cd_graph_keeps_w2_and_eta_float32(tmp_path):
+    """The fp16 graph (TensorRT 11 is strongly typed: fp16 engines come from fp16 ONNX): float16 hidden states into
+    every ContributionDrop, w2 and eta float32 initializers (the op's and its plugin's contract), each layer's own
+    eta. No CPU runtime has a float16 ContributionDrop kernel, so only the graph is checked here."""
+    graph = onnx.load(str(export_graph(_model(), tmp_path / "cd16.onnx", std=False, fp16=True,
+                                       contribution_drop=True))).graph
+    inits = {i.name: i for i in graph.initializer}
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input, *graph.output]}
+    drops = [n for n in graph.node if n.op_type == "ContributionDrop"]
+    assert len(drops) == 4 and not any(n.op_type == "TokenDrop" for n in graph.node)
+    for n in drops:
+        assert types[n.input[0]] == types[n.input[1]] == TensorProto.FLOAT16 == types[n.output[0]]
+        assert inits[n.input[2]].data_type == inits[n.input[4]].data_type == TensorProto.FLOAT
+        assert types[n.input[3]] == TensorProto.INT64
+    etas = [float(onnx.numpy_helper.to_array(inits[n.input[4]])[0]) for n in drops]
+    assert etas == pytest.approx(ETA, abs=1e-3)  # fp16 rounding of the weights, then float32
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT bundle
@@ -256,6 +272,23 @@ def test_bundle_holds_the_cd_graph(export_dir, tmp_path):
     assert "$" not in doc.split("## Lint")[0].replace("$ ", "")
     saved = json.loads((b / "bundle.json").read_text())
     assert saved["cd_trt_onnx"] == str(report.cd_trt_onnx) and saved["cd_lint_issues"] == []
+    assert report.cd_fp16_trt_onnx is None and "cd_trtexec_build_fp16" not in report.commands
+
+
+def test_bundle_with_fp16_holds_the_fp16_cd_graph(export_dir, tmp_path):
+    """fp16=True (the CLI's default) adds model.cd.fp16.trt.onnx, its fp16 lint and the strongly typed fp16 build."""
+    from adapler.export.trt import write_trt_bundle_for_export
+    b = tmp_path / "trt"
+    report = write_trt_bundle_for_export(export_dir, b, fp16=True)
+    assert report.cd_fp16_trt_onnx == b / "model.cd.fp16.trt.onnx" and report.cd_fp16_lint_issues == []
+    assert json.loads((b / "lint.cd.fp16.json").read_text()) == []
+    g = onnx.load(str(report.cd_fp16_trt_onnx)).graph
+    assert sum(n.op_type == "ContributionDrop" for n in g.node) == 4
+    build = shlex.split(report.commands["cd_trtexec_build_fp16"])
+    assert f"--onnx={report.cd_fp16_trt_onnx}" in build and f"--saveEngine={b / 'model.cd.fp16.engine'}" in build
+    assert len([a for a in build if a.startswith("--staticPlugins=")]) == 2
+    doc = (b / "BUILD_ENGINE.md").read_text()
+    assert report.commands["cd_trtexec_build_fp16"] in doc and "`model.cd.fp16.trt.onnx`" in doc
 
 
 def test_trt_commands_load_several_plugin_libraries(tmp_path):

@@ -119,7 +119,9 @@ class ContributionSelector(TokenSelector):
         cp, eta = self.cps[layer], self.eta[layer:layer + 1]
         if in_contribution_drop_form():
             cp_hidden = cp.act(cp.fc1(state.hidden))
-            state.take_compacted(*contribution_drop(state.hidden, cp_hidden, cp.fc2.weight[0], state.mask, eta))
+            # w2 and eta stay float32 in a half model: the op's contract (its plugin reads them as float32)
+            w2 = cp.fc2.weight[0].float()
+            state.take_compacted(*contribution_drop(state.hidden, cp_hidden, w2, state.mask, eta.float()))
             return
         state.drop(*contribution_scores(cp(state.hidden), state.mask, eta))
 
