@@ -15,6 +15,9 @@ rewritten after every step, so a run cut short by the 10-minute limit keeps what
 4. ``tensorrt_engine``: only where TensorRT imports: export the AdapLeR demo model, build an engine
    (C++ plugin through CMake when ``TRT_ROOT`` is set, else the Python plugin) and compare it with ONNX
    Runtime on the standard-op export.
+5. ``tensorrt_cd_engine``: only with TensorRT, ``TRT_ROOT`` (its SDK) and cmake: both C++ plugins built with
+   CMake, an engine from ``model.cd.trt.onnx`` (one ContributionDrop per layer) loading both, compared with
+   ONNX Runtime on the standard-op export.
 
 On a machine without a GPU the GPU steps are skipped with the reason; nothing claims a GPU ran.
 """
@@ -254,18 +257,20 @@ def torch_cuda_timing(demo_dir: Path, batches: Sequence[int] = (1, 32), n_inputs
     return out
 
 
-def _cmake_plugin(work: Path) -> Path:
-    build = work / "token_drop_trt"
+def _cmake_plugin(work: Path, op: str = "token_drop") -> Path:
+    """Build one op's C++ TensorRT plugin with CMake (plugins/<op>/trt) for this GPU; its static library."""
+    build = work / f"{op}_trt"
     archs = ";".join(_arch())
-    for cmd in (["cmake", "-S", str(ROOT / "plugins/token_drop/trt"), "-B", str(build),
+    for cmd in (["cmake", "-S", str(ROOT / "plugins" / op / "trt"), "-B", str(build),
                  f"-DCMAKE_CUDA_ARCHITECTURES={archs}"], ["cmake", "--build", str(build), "-j"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed: {(proc.stdout + proc.stderr)[-1500:]}")
-    return build / "libadapler_token_drop_trt.so"
+    return build / f"libadapler_{op}_trt.so"
 
 
-def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
+def _demo_export(demo_dir: Path, work: Path, contribution_drop: bool = False) -> tuple[Path, dict[str, Any]]:
+    """The AdapLeR demo checkpoint exported into work/export (after the TensorRT and GPU checks)."""
     from adapler.plugins.token_drop.trt.qdp import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON
 
     if not TENSORRT_AVAILABLE:
@@ -277,24 +282,53 @@ def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
     if not ckpt.exists():
         raise Skipped(f"demo checkpoint {ckpt} missing: run `make demo` or pass --demo-dir")
     from adapler.export.onnx import write_export_dir
-    from adapler.export.trt import compare_with_ort, write_trt_bundle_for_export
+
+    export = work / ("export_cd" if contribution_drop else "export")
+    return export, write_export_dir(ckpt, export, overwrite=True, contribution_drop=contribution_drop)
+
+
+def _compare(engine: Path, export: Path, meta: dict[str, Any], plugin_libs) -> dict[str, Any]:
+    """The engine against ONNX Runtime on model.std.onnx, on four demo texts."""
+    from transformers import AutoTokenizer
+
+    from adapler.export.trt import compare_with_ort
+
+    tok = AutoTokenizer.from_pretrained(str(export / "tokenizer"))
+    texts, inputs = _texts(4)
+    enc = tok(texts, padding=True, truncation=True, max_length=meta["max_length"], return_tensors="np")
+    feeds = {n: enc[n].astype(np.int64) for n in meta["inputs"]}
+    return {"inputs": inputs, "vs_ort_std": compare_with_ort(engine, export / meta["files"]["std"], feeds, plugin_libs)}
+
+
+def tensorrt_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
+    export, meta = _demo_export(demo_dir, work)
+    from adapler.export.trt import write_trt_bundle_for_export
 
     plugin_lib = _cmake_plugin(work) if os.environ.get("TRT_ROOT") and shutil.which("cmake") else None
-    export = work / "export"
-    meta = write_export_dir(ckpt, export, overwrite=True)
     report = write_trt_bundle_for_export(export, fp16=False, plugin_lib=plugin_lib)
     out = {"plugin": str(plugin_lib) if plugin_lib else "Python plugin (qdp.py)", "engine_built": report.engine_built,
            "engine_reason": report.engine_reason, "lint_errors": len(report.lint_errors)}
     if not report.engine_built:
         raise AssertionError(f"engine not built: {report.engine_reason}")
-    from transformers import AutoTokenizer
+    return {**out, **_compare(report.engine_path, export, meta, plugin_lib)}
 
-    tok = AutoTokenizer.from_pretrained(str(export / "tokenizer"))
-    texts, out["inputs"] = _texts(4)
-    enc = tok(texts, padding=True, truncation=True, max_length=meta["max_length"], return_tensors="np")
-    feeds = {n: enc[n].astype(np.int64) for n in meta["inputs"]}
-    out["vs_ort_std"] = compare_with_ort(report.engine_path, export / meta["files"]["std"], feeds, plugin_lib)
-    return out
+
+def tensorrt_cd_engine(demo_dir: Path, work: Path) -> dict[str, Any]:
+    """model.cd.trt.onnx (one ContributionDrop per layer) built with both C++ plugins and compared with ORT."""
+    if not (os.environ.get("TRT_ROOT") and shutil.which("cmake")):
+        raise Skipped("the ContributionDrop graph needs the C++ plugins: set TRT_ROOT (a TensorRT SDK) and install "
+                      "cmake")
+    export, meta = _demo_export(demo_dir, work, contribution_drop=True)
+    from adapler.export.trt import build_engine, write_trt_bundle_for_export
+
+    libs = [_cmake_plugin(work, "token_drop"), _cmake_plugin(work, "contribution_drop")]
+    report = write_trt_bundle_for_export(export, fp16=False, plugin_lib=libs[0], build=False)
+    if report.cd_lint_errors:
+        raise AssertionError(f"lint.cd.json has {len(report.cd_lint_errors)} error(s)")
+    t_max = int(meta["max_length"])
+    profile = {n: ((1, 2), (1, min(128, t_max)), (8, t_max)) for n in meta["inputs"]}
+    engine = build_engine(report.cd_trt_onnx, work / "model.cd.engine", [profile], libs)
+    return {"plugins": [str(lib) for lib in libs], "engine": str(engine), **_compare(engine, export, meta, libs)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     step("contribution_drop_check", lambda: contribution_drop_check(cd_built.get("library")))
     step("torch_cuda_timing", lambda: torch_cuda_timing(args.demo_dir))
     step("tensorrt_engine", lambda: tensorrt_engine(args.demo_dir, args.work))
+    step("tensorrt_cd_engine", lambda: tensorrt_cd_engine(args.demo_dir, args.work))
     print(f"[gpu_check] wrote {args.out}", file=sys.stderr)
     return 1 if any(s["status"] == "failed" for s in report["steps"].values()) else 0
 

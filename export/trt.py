@@ -193,10 +193,11 @@ def _require_tensorrt() -> None:
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path,
                  profiles: Sequence[Mapping[str, tuple[Shape, Shape, Shape]]],
-                 plugin_lib: str | Path | None = None) -> Path:
+                 plugin_lib: PluginLibs = None) -> Path:
     """Build and save an engine with Polygraphy (strongly typed). ``profiles``: one ``{input: (min, opt,
-    max)}`` per optimization profile. ``plugin_lib`` is the static-registration plugin .so; without it
-    the Python quickly deployable plugin (:func:`register_qdp`) is registered instead."""
+    max)}`` per optimization profile. ``plugin_lib`` is the static-registration plugin .so, or several (a
+    ContributionDrop graph needs its own plugin library); without it the Python quickly deployable TokenDrop
+    plugin (:func:`register_qdp`) is registered instead."""
     _require_tensorrt()
     from polygraphy.backend.trt import CreateConfig, EngineFromNetwork, LoadPlugins, NetworkFromOnnxPath, Profile
     from polygraphy.backend.trt import SaveEngine
@@ -204,8 +205,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path,
     from adapler.plugins.token_drop.trt.qdp import register_qdp
 
     network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
-    if plugin_lib is not None:
-        network = LoadPlugins(plugins=[str(plugin_lib)], obj=network)
+    libs = _plugin_libs(plugin_lib)
+    if libs:
+        network = LoadPlugins(plugins=[str(lib) for lib in libs], obj=network)
     else:
         register_qdp()
     trt_profiles = []
@@ -221,7 +223,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path,
 
 
 def compare_with_ort(engine_path: str | Path, onnx_path: str | Path, feeds: Mapping[str, Any],
-                     plugin_lib: str | Path | None = None, ort_custom_op_library: str | Path | None = None,
+                     plugin_lib: PluginLibs = None, ort_custom_op_library: str | Path | None = None,
                      atol: float = 1e-3, rtol: float = 1e-3) -> dict[str, dict[str, float | bool]]:
     """Run a saved engine (TensorRT via Polygraphy) and ONNX Runtime (CPU, optional custom-op library) on
     the same feeds; return ``{output: {"max_abs_diff", "allclose"}}`` for the outputs both produce."""
@@ -231,9 +233,10 @@ def compare_with_ort(engine_path: str | Path, onnx_path: str | Path, feeds: Mapp
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
-    if plugin_lib is not None:
-        ctypes.CDLL(str(plugin_lib))  # static registration before deserialising the engine
-    else:
+    libs = _plugin_libs(plugin_lib)
+    for lib in libs:
+        ctypes.CDLL(str(lib))  # static registration before deserialising the engine
+    if not libs:
         from adapler.plugins.token_drop.trt.qdp import register_qdp
 
         register_qdp()

@@ -4,6 +4,7 @@ the checker's comparison accepts a correct implementation and rejects a wrong on
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
     assert rc == 0 and report["device"] is None and report["environment"]["cuda_available"] is False
     steps = report["steps"]
     assert list(steps) == ["kernel_build", "kernel_check", "contribution_drop_build", "contribution_drop_check",
-                           "torch_cuda_timing", "tensorrt_engine"]
+                           "torch_cuda_timing", "tensorrt_engine", "tensorrt_cd_engine"]
     for build in ("kernel_build", "contribution_drop_build"):
         if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
             assert steps[build]["status"] == "ok" and Path(steps[build]["library"]).is_file()
@@ -82,6 +83,10 @@ def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
         assert steps[name]["status"] == "skipped" and steps[name]["reason"] == gpu_check.NO_CUDA
     assert steps["tensorrt_engine"]["status"] == "skipped"
     assert steps["tensorrt_engine"]["reason"] == report["environment"]["tensorrt_reason"]
+    cd = steps["tensorrt_cd_engine"]  # the ContributionDrop graph has no Python plugin: it needs TRT_ROOT and cmake
+    assert cd["status"] == "skipped"
+    assert "set TRT_ROOT" in cd["reason"] if not os.environ.get("TRT_ROOT") else cd["reason"] in (
+        report["environment"]["tensorrt_reason"], gpu_check.NO_CUDA)
 
 
 def test_timing_step_runs_on_cpu_with_tiny_demo_models(tmp_path, tiny_bert_dir, monkeypatch):
