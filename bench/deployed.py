@@ -82,6 +82,7 @@ def run_deployed(results: dict, save, specs: Mapping[str, ModelSpec], dense_name
             built = factories[b](spec, ctx)
             if isinstance(built, Skip):
                 skipped[f"{name}@{b}"] = built.reason
+                log(f"[yellow]deployed: {name}@{b} skipped[/yellow] ({built.reason})")
             else:
                 fns[f"{name}@{b}"] = built
     for b in ONLY_HERE:

@@ -326,6 +326,9 @@ def _run(results, path, models, data, dense_name, batch_sizes, factories, ctx, n
             reason = skipped.get(dense_name) or next(iter(skipped.values()), "no model could run")
             status = {"status": "skipped", "reason": reason, "skipped_models": skipped}
             log(f"[yellow]{bname}: skipped[/yellow] ({reason})")
+        else:
+            for name, reason in skipped.items():  # the backend ran without them: say so, not only in the JSON
+                log(f"[yellow]{bname}: {name} skipped[/yellow] ({reason})")
         results["backends"][bname] = status
         save_results(results, path)
         if status["status"] == "skipped":

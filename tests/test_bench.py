@@ -175,7 +175,8 @@ def test_terminal_table_fits_100_columns(full_run):
     assert "batch 3: padding fraction of the padded graphs (mean over layers) bert" in text.replace("\n", " ")
 
 
-def test_model_without_fused_graph_gets_no_packed_row(tmp_path, full_run, ckpts, data, tiny_bert_dir):
+def test_model_without_fused_graph_gets_no_packed_row(tmp_path, full_run, ckpts, data, tiny_bert_dir,
+                                                        monkeypatch):
     from transformers import AutoTokenizer
 
     from adapler.checkpoint import save_checkpoint
@@ -185,6 +186,8 @@ def test_model_without_fused_graph_gets_no_packed_row(tmp_path, full_run, ckpts,
     model = PrunedBertClassifier(cfg, 2, build_selector("power-bert", cfg, {"retention": [8, 4]})).eval()
     pb = save_checkpoint(model, tmp_path / "pb", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
                          label_names=["negative", "positive"], max_length=32)
+    lines = []
+    monkeypatch.setattr("adapler.bench.deployed.log", lines.append)
     r = run_bench({**ckpts, "power-bert": pb}, data, backends=("ort-opt", "ort-packed"), batch_sizes=(2,), lengths=(),
                   out_dir=tmp_path / "out", plots=False, export_cache=full_run[0] / "exports", **QUICK)
     (e,) = r["deployed"]
@@ -195,6 +198,7 @@ def test_model_without_fused_graph_gets_no_packed_row(tmp_path, full_run, ckpts,
     assert "'power-bert' has no fused ORT graph" in reason and "no model.ort.packed.onnx" in reason
     assert check_schema(r) == []
     assert f"**ort-packed** / power-bert: {reason}" in (tmp_path / "out" / "results.md").read_text()
+    assert f"deployed: power-bert@ort-packed skipped[/yellow] ({reason})" in "\n".join(lines)  # said, not only in the JSON
 
 
 def test_schema_checks_the_packed_fields(full_run):

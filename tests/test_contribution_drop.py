@@ -163,3 +163,12 @@ def test_ort_kernel_error_names_the_input(session, golden):
     a["w2"] = a["w2"][:-1]
     with pytest.raises(Exception, match="ContributionDrop: w2 must be \\[H\\]"):
         session.run(list(OUTPUTS), {k: a[k] for k in INPUTS})
+
+
+def test_missing_library_message_names_the_op_the_model_uses(tmp_path):
+    from adapler.plugins.token_drop.ort_session import TokenDropLibraryMissing, create_session
+    path = tmp_path / "cd.onnx"
+    onnx.save(contribution_drop_model(), str(path))
+    with pytest.raises(TokenDropLibraryMissing, match=r"^cd.onnx uses the custom op adapler::ContributionDrop but the "
+                                                      r"ONNX Runtime library is not built; run `python cli.py build-plugins`"):
+        create_session(path, library=None)

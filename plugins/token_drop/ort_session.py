@@ -64,12 +64,19 @@ def _session_class():
     return _SESSION_CLASS
 
 
-def _missing_message(model_path: str | os.PathLike) -> str:
+def _missing_message(model_path: str | os.PathLike, ops: list[str] | None = None) -> str:
+    named = ", ".join(f"{DOMAIN}::{op}" for op in (ops or [OP_TYPE]))
     return (
-        f"{Path(model_path).name} uses the custom op {DOMAIN}::{OP_TYPE} but the ONNX Runtime "
+        f"{Path(model_path).name} uses the custom op {named} but the ONNX Runtime "
         "library is not built; run `python cli.py build-plugins` (or `make plugins`), "
         "or use model.std.onnx which needs no plugin"
     )
+
+
+def _custom_ops(model) -> list[str]:
+    """The ``adapler`` op types a model's graph and local functions use (sorted; subgraphs not searched)."""
+    nodes = list(model.graph.node) + [n for fn in model.functions for n in fn.node]
+    return sorted({n.op_type for n in nodes if n.domain == DOMAIN})
 
 
 def model_uses_token_drop(path: str | os.PathLike) -> bool:
@@ -181,7 +188,7 @@ def create_session(
     if _uses_token_drop(model):
         path = _resolve_library(library)
         if path is None:
-            raise TokenDropLibraryMissing(_missing_message(model_path))
+            raise TokenDropLibraryMissing(_missing_message(model_path, _custom_ops(model)))
         options.register_custom_ops_library(str(path))
     session = _session_class()(
         str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
