@@ -173,6 +173,14 @@ def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], r
             "pruned_roles_us_per_run": pruned["node_time_us_per_run"]}
 
 
+def emit_json(out: dict, path: Path | None) -> None:
+    """Print a probe's result, and write it to ``path`` when given (callers refuse an existing one first)."""
+    text = json.dumps(out, indent=2)
+    if path is not None:
+        path.write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="ORT profiler node time by role for an export folder")
     ap.add_argument("export_dir", type=Path)
@@ -200,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.dense is not None:
         out["batch1_layers_vs_dense"] = layers_against_dense(args.export_dir, args.dense, feeds[:args.single],
                                                              args.repeats, args.threads)
-    text = json.dumps(out, indent=2)
-    if args.json is not None:
-        args.json.write_text(text)
-    print(text)
+    emit_json(out, args.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""Probe: does an ONNX Runtime session option change the batch-1 time of a pruned graph?
+
+A pruned graph's intermediate shapes depend on the data (each drop point sets the next layers' length), so
+ORT's memory planning cannot be reused from one call to the next the way it is for a dense graph. This
+times one graph under several session-option variants, paired and interleaved on the same texts (ABBA
+order per repeat), and reports each variant's mean of per-text medians against the first. Every variant
+must give the same logits (to 1e-4); the probe refuses to report times otherwise.
+
+    PYTHONPATH=. python bench/session_options.py EXPORT_DIR --data DATA [--graph model.ort.int8.onnx]
+        [--variants base,no-mem-pattern,no-arena,one-thread] [--texts 16] [--repeats 5] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adapler.bench.profile_ort import emit_json, test_feeds
+from adapler.plugins.token_drop.build import find_ort_library
+from adapler.plugins.token_drop.ort_session import session_options
+
+# name -> what it changes on top of the project's sessions (threads, spinning policy: ort_session.session_options)
+VARIANTS = {
+    "base": {},
+    "no-mem-pattern": {"enable_mem_pattern": False},
+    "no-arena": {"enable_cpu_mem_arena": False},
+    "one-thread": {"intra_op_num_threads": 1},
+}
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError(f"unknown session variant {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(VARIANTS)}")
+    return names
+
+
+def time_variants(graph: str | Path, feeds: list[dict[str, np.ndarray]], variants: list[str], repeats: int = 5,
+                  threads: int = 2) -> dict:
+    """Per variant, the mean over feeds of each feed's median call time (ms) and its ratio to the first variant."""
+    import onnxruntime as ort
+    library = find_ort_library()
+    sessions = {}
+    for v in variants:
+        opts = session_options(threads=threads)  # the project's sessions, then the variant's change
+        for attr, value in VARIANTS[v].items():
+            setattr(opts, attr, value)
+        if library is not None:
+            opts.register_custom_ops_library(str(library))
+        sessions[v] = ort.InferenceSession(str(graph), sess_options=opts, providers=["CPUExecutionProvider"])
+    first = {v: [s.run(None, f)[0] for f in feeds] for v, s in sessions.items()}  # also the warm-up
+    for v in variants[1:]:
+        if not all(np.allclose(a, b, atol=1e-4) for a, b in zip(first[variants[0]], first[v])):
+            raise RuntimeError(f"variant {v} changed the logits; its time would not compare")
+    times = {v: [[] for _ in feeds] for v in variants}
+    for rep in range(repeats):
+        order = variants if rep % 2 == 0 else variants[::-1]
+        for i, feed in enumerate(feeds):
+            for v in order:
+                t0 = time.perf_counter()
+                sessions[v].run(None, feed)
+                times[v][i].append(time.perf_counter() - t0)
+    ms = {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in variants}
+    return {"graph": Path(graph).name, "inputs": len(feeds), "repeats": repeats, "threads": threads,
+            "variants": {v: {"ms": ms[v], "ratio": ms[v] / ms[variants[0]], "options": VARIANTS[v]} for v in variants}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="batch-1 time of one ORT graph under session-option variants")
+    ap.add_argument("export_dir", type=Path)
+    ap.add_argument("--data", required=True, help="dataset whose test split feeds the model")
+    ap.add_argument("--graph", default="model.ort.onnx", help="file in the export folder")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--texts", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
+    args = ap.parse_args(argv)
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.json is not None and args.json.exists():
+        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    graph = args.export_dir / args.graph
+    if not graph.is_file():
+        raise SystemExit(f"error: {graph} does not exist; pass --graph with a file of the export folder")
+    out = time_variants(graph, test_feeds(args.export_dir, args.data, args.texts, 0), variants, args.repeats,
+                        args.threads)
+    emit_json(out, args.json)
+
+
+if __name__ == "__main__":
+    main()
