@@ -28,7 +28,8 @@ def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    config = {
+    config = {  # extra first: a caller may carry an old config over, and the model's own facts win
+        **(extra or {}),
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "method": model.method,
@@ -38,7 +39,6 @@ def save_checkpoint(model: PrunedBertClassifier, path: str | Path, *, tokenizer=
         "pooler": model.bert.pooler is not None,
         "selector": model.selector.config_dict(),
         "backbone": model.backbone.config_dict(model.config),  # its model_type names the family
-        **(extra or {}),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / WEIGHTS), metadata={"format": FORMAT})

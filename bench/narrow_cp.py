@@ -23,11 +23,6 @@ from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer, save_
 from adapler.data import encode, load_dataset
 from adapler.selectors.contribution import ContributionPredictor, ContributionSelector
 
-# save_checkpoint writes these itself; every other config key is carried over
-_WRITTEN = {"format", "format_version", "method", "num_labels", "label_names", "max_length", "pooler",
-            "selector", "backbone"}
-
-
 @torch.no_grad()
 def record_cp_inputs(model, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> list[list[Tensor]]:
     """Per layer, the [n, d] hidden states its CP reads, one entry per text (hard mode, unpadded)."""
@@ -106,11 +101,11 @@ def narrow_checkpoint(ckpt: str | Path, data: str, out: str | Path, hidden: int 
     out = Path(out)
     if out.exists() and not overwrite:
         raise SystemExit(f"error: {out} exists; pass --overwrite to replace it or choose another --out")
+    if not 1 <= hidden:
+        raise SystemExit(f"error: --hidden must be at least 1, got {hidden}")
     model, cfg = load_checkpoint(ckpt)
     if not isinstance(model.selector, ContributionSelector):
         raise SystemExit(f"error: {ckpt} is a {cfg['method']} checkpoint; narrow_cp needs an AdapLeR one")
-    if not 1 <= hidden:
-        raise SystemExit(f"error: --hidden must be at least 1, got {hidden}")
     tok = load_checkpoint_tokenizer(ckpt)
     ds = load_dataset(data)
     enc = encode(ds.train[:texts], tok, cfg["max_length"])
@@ -126,7 +121,7 @@ def narrow_checkpoint(ckpt: str | Path, data: str, out: str | Path, hidden: int 
         new.theta.copy_(old.theta)
     new.lam = old.lam
     model.selector = new.eval()
-    extra = {k: v for k, v in cfg.items() if k not in _WRITTEN}
+    extra = dict(cfg)  # carried over; save_checkpoint rewrites what the model itself says (selector, ...)
     extra["narrow_cp"] = {"from": str(ckpt), "hidden": hidden, "texts": len(seen[0]), "steps": steps,
                           "keep_agreement": agreement}
     save_checkpoint(model, out, tokenizer=tok, label_names=cfg["label_names"], max_length=cfg["max_length"],

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from adapler.bench.profile_ort import emit_json, test_feeds
-from adapler.plugins.token_drop.build import find_ort_library
-from adapler.plugins.token_drop.ort_session import session_options
+from adapler.plugins.token_drop.ort_session import create_session
 
-# name -> what it changes on top of the project's sessions (threads, spinning policy: ort_session.session_options)
+# name -> the SessionOptions it changes on top of the project's sessions (ort_session.create_session)
 VARIANTS = {
     "base": {},
     "no-mem-pattern": {"enable_mem_pattern": False},
@@ -43,16 +42,7 @@ def parse_variants(text: str) -> list[str]:
 def time_variants(graph: str | Path, feeds: list[dict[str, np.ndarray]], variants: list[str], repeats: int = 5,
                   threads: int = 2) -> dict:
     """Per variant, the mean over feeds of each feed's median call time (ms) and its ratio to the first variant."""
-    import onnxruntime as ort
-    library = find_ort_library()
-    sessions = {}
-    for v in variants:
-        opts = session_options(threads=threads)  # the project's sessions, then the variant's change
-        for attr, value in VARIANTS[v].items():
-            setattr(opts, attr, value)
-        if library is not None:
-            opts.register_custom_ops_library(str(library))
-        sessions[v] = ort.InferenceSession(str(graph), sess_options=opts, providers=["CPUExecutionProvider"])
+    sessions = {v: create_session(graph, threads=threads, overrides=VARIANTS[v]) for v in variants}
     first = {v: [s.run(None, f)[0] for f in feeds] for v, s in sessions.items()}  # also the warm-up
     for v in variants[1:]:
         if not all(np.allclose(a, b, atol=1e-4) for a, b in zip(first[variants[0]], first[v])):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 
 from .schema import DOMAIN, OP_TYPE
 
@@ -74,9 +74,22 @@ def _missing_message(model_path: str | os.PathLike, ops: list[str] | None = None
 
 
 def _custom_ops(model) -> list[str]:
-    """The ``adapler`` op types a model's graph and local functions use (sorted; subgraphs not searched)."""
-    nodes = list(model.graph.node) + [n for fn in model.functions for n in fn.node]
-    return sorted({n.op_type for n in nodes if n.domain == DOMAIN})
+    """The ``adapler`` op types the model uses, sorted: its graph, subgraphs and model-local functions (a
+    hand-made graph could hold one; this project's exports have no local functions, docs/deploy.md §3.6)."""
+    found: set[str] = set()
+
+    def walk(nodes) -> None:
+        for node in nodes:
+            if node.domain == DOMAIN:
+                found.add(node.op_type)
+            for attr in node.attribute:
+                for g in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                    walk(g.node)
+
+    walk(model.graph.node)
+    for fn in model.functions:
+        walk(fn.node)
+    return sorted(found)
 
 
 def model_uses_token_drop(path: str | os.PathLike) -> bool:
@@ -90,22 +103,7 @@ def model_uses_token_drop(path: str | os.PathLike) -> bool:
 
 
 def _uses_token_drop(model) -> bool:
-
-    def graph_uses(graph) -> bool:
-        for node in graph.node:
-            if node.domain == DOMAIN:
-                return True
-            for attr in node.attribute:
-                subgraphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
-                if any(graph_uses(g) for g in subgraphs):
-                    return True
-        return False
-
-    if graph_uses(model.graph):
-        return True
-    # A model-local function body may call the op too (a hand-made graph could hold one; this
-    # project's exports have no local functions, docs/deploy.md §3.6).
-    return any(node.domain == DOMAIN for fn in model.functions for node in fn.node)
+    return bool(_custom_ops(model))
 
 
 SPINNING = ("run", "off", "always")
@@ -163,6 +161,7 @@ def create_session(
     threads: int | None = None,
     spinning: str = DEFAULT_SPINNING,
     profile: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> "onnxruntime.InferenceSession":
     """Open ``model_path`` on the CPU execution provider, registering the TokenDrop library if needed.
 
@@ -174,6 +173,7 @@ def create_session(
         spinning: the intra-op pool's wait policy, ``"run"`` (default), ``"off"`` or ``"always"``
             (see :func:`session_options`).
         profile: enable ORT's profiler (``session.end_profiling()`` writes the JSON).
+        overrides: ``SessionOptions`` attributes to set on top of these (``{"enable_mem_pattern": False}``).
 
     The session's ``run`` raises ``InputTooLong`` for inputs longer than the model's position table.
 
@@ -184,6 +184,8 @@ def create_session(
     import onnx
 
     options = session_options(threads=threads, spinning=spinning, profile=profile)
+    for name, value in (overrides or {}).items():
+        setattr(options, name, value)
     model = onnx.load(str(model_path), load_external_data=False)  # graph only: op check + position table
     if _uses_token_drop(model):
         path = _resolve_library(library)
