@@ -3,6 +3,7 @@
 Two optimisers over disjoint parameters from one forward pass:
   model (BERT, CPs, pooler, classifier) <- CE + gamma * L_CP
   eta, theta                            <- CE + phi * L_len     (theta via the theta_PR quirk)
+(with ``distill`` > 0, CE is mixed with the KL to the fine-tuned model's logits: distill.py)
 Checkpoint selection (target.py): the fastest epoch within ``max_accuracy_drop`` points of the fine-tuned dev
 accuracy, or with ``target_speedup`` the most accurate epoch at or above it; phi is then steered per step by a
 multiplicative controller on the training batches' FLOPs speedup.
@@ -13,7 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
@@ -27,6 +27,7 @@ from ..selectors.contribution import ETA_MAX, ETA_MIN, HARD_LAMBDA, Contribution
 from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
+from .distill import batch_teacher, distilled_task_loss, teacher_logits
 from .distributed import TrainEnv
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
@@ -66,6 +67,10 @@ class AdapLeRConfig:
     # 1/n). Once eta sits at the bound, phi no longer prunes anything (it only moves eta), so targets beyond
     # what eta <= 1 gives need a larger bound, e.g. --set eta_max=2 (docs/design.md, "eta bound")
     eta_max: float = ETA_MAX
+    # [ours] logit distillation from the --init (fine-tuned, dense) model: the task loss is
+    # (1 - distill) * CE + distill * T^2 * KL(teacher_T || student_T), T = distill_temperature (distill.py)
+    distill: float = 0.0
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -88,6 +93,8 @@ class AdapLeRConfig:
         check_range("target_gain", self.target_gain, 0, strict_lo=True)
         check_range("target_eta_gain", self.target_eta_gain, 0)
         check_range("eta_max", self.eta_max, ETA_MIN, strict_lo=True)
+        check_range("distill", self.distill, 0, 1)
+        check_range("distill_temperature", self.distill_temperature, 0, strict_lo=True)
 
 
 PRESETS = ("auto", "paper")
@@ -205,6 +212,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
                              out / SALIENCY_DIR if cache_dir is None else cache_dir, env=env)
 
+    teacher = teacher_logits(ckpt, td.train, device=env.device) if cfg.distill > 0 else None
+
     rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
     extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
              "init_checkpoint": str(ckpt), "adapler": asdict(cfg), "finetuned_dev_accuracy": best_ft}
@@ -239,7 +248,9 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             with env.autocast():
                 o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
             # the losses in float32: CP scores, thresholds and soft removal already are (soft_removal)
-            ce = F.cross_entropy(o.logits.float(), b.labels)
+            task = distilled_task_loss(o.logits.float(), b.labels,
+                                     None if teacher is None else batch_teacher(teacher, b.ids).to(b.labels.device),
+                                     cfg.distill, cfg.distill_temperature)
             targets = batch_targets(sal, b.ids, b.input_ids.shape[1]).to(b.input_ids.device)
             kl = cp_kl_loss([c.float() for c in o.aux["cp_outputs"]], targets, b.attention_mask, sel.eta,
                             sel.theta if cfg.theta else None, sel.lam, cfg.kl_target_stopgrad)
@@ -247,13 +258,13 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             if cfg.length_loss == "normalized":
                 lengths = lengths / (b.attention_mask.sum(dim=1).float() * model.num_layers)
             len_loss = lengths.mean()
-            combined = ce + (cfg.phi if ctrl is None else ctrl.value) * len_loss
+            combined = task + (cfg.phi if ctrl is None else ctrl.value) * len_loss
             theta_pr = o.aux["theta_pr"]
             g_eta, g_thpr = torch.autograd.grad(env.scale(combined), [sel.eta, theta_pr], retain_graph=True,
                                                 allow_unused=True)
             opt.zero_grad()
             eta_opt.zero_grad()
-            env.backward(ce + cfg.gamma * kl)
+            env.backward(task + cfg.gamma * kl)
             # eta/theta follow only the combined loss (overwrite what the model loss deposited).
             sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
             sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
@@ -264,7 +275,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
             for s in scheds:
                 s.step()
             step_no += 1
-            logs = {"ce": ce.item(), "kl": kl.item(), "length": len_loss.item()}
+            logs = {("task" if teacher is not None else "ce"): task.item(), "kl": kl.item(), "length": len_loss.item()}
             if ctrl is not None:  # soft kept counts: the global batch's speedup as training sees it
                 dense, pruned = model_flops(model, b.attention_mask.sum(dim=1), o.kept_lengths.detach().float())
                 keep = float(env.share > 0)  # a stand-in row (see TrainEnv.shard) counts nothing
