@@ -129,7 +129,7 @@ def _clear_run(out: Path) -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-SALIENCY_DIR = "saliency"  # a run's (or a sweep's) saliency-target cache folder
+SALIENCY_DIR = "saliency"  # a run's (or a sweep's) cache of per-example tables: saliency targets, teacher logits
 BEFORE_FIRST_EPOCH = {SALIENCY_DIR}  # what a run directory can hold before its first epoch ends
 
 

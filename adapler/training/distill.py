@@ -2,7 +2,7 @@
 
 The teacher is the ``--init`` checkpoint run dense and frozen. Its logits on the training split do not change
 during the run (eval mode, fixed inputs), so they are computed once, before the first step, and looked up by
-example id like the saliency targets. The task loss becomes
+example id like the saliency targets, and stored the same way (``example_tables``). The task loss becomes
 
     (1 - alpha) * CE(student, gold) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
@@ -16,14 +16,25 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint
-from ..data import Encoded, batches
+from ..data import Encoded, Example, batches, encode
 from ..progress import progress_bar
+from .distributed import TrainEnv
+from .example_tables import cached_table
+
+
+def teacher_logits(checkpoint: str | Path, examples: list[Example], tokenizer, max_length: int,
+                   cache_dir: str | Path, batch_size: int = 64, env: TrainEnv | None = None) -> dict[str, torch.Tensor]:
+    """id -> the checkpoint's dense float32 logits for that example (on the CPU). Cached next to the saliency
+    targets as ``teacher-<key>.safetensors`` (same content key), so a resume or a second run with the same
+    ``--init`` and data does not recompute it; under torchrun each rank computes a share."""
+    env = env or TrainEnv()
+    return cached_table("teacher", "teacher logits", [Path(checkpoint)], examples, tokenizer, max_length, cache_dir,
+                        lambda share: _compute(checkpoint, encode(share, tokenizer, max_length), batch_size,
+                                               env.device), env)
 
 
 @torch.no_grad()
-def teacher_logits(checkpoint: str | Path, enc: Encoded, batch_size: int = 64,
-                   device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """id -> the checkpoint's dense float32 logits for that example (on the CPU)."""
+def _compute(checkpoint: str | Path, enc: Encoded, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
     model, _ = load_checkpoint(checkpoint, device=device)
     model.eval()
     out: dict[str, torch.Tensor] = {}

@@ -5,19 +5,15 @@ averaged over the best fine-tuning epochs. No normalisation.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..checkpoint import load_checkpoint
 from ..data import Example, batches, encode
-from ..files import file_sha256
-from ..progress import log, progress_bar
+from ..progress import progress_bar
 from .distributed import TrainEnv
+from .example_tables import cached_table
 
 
 def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> torch.Tensor:
@@ -30,50 +26,14 @@ def saliency_batch(model, input_ids, attention_mask, token_type_ids, labels) -> 
     return (grad * emb).norm(dim=-1).detach() * attention_mask.float()
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """The tokenizer's full definition (vocabulary, normaliser, special tokens) as a hash."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
-
-
-def cache_key(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int) -> str:
-    """Content address of the targets: the weights' bytes, the tokenizer, the max length and every example's
-    id, texts and label (order-free). Paths, file names and mtimes play no part, so a different file
-    with the same name and line count never reuses targets, and a copied checkpoint still does."""
-    h = hashlib.sha256()
-    for c in checkpoints:
-        h.update(file_sha256(Path(c) / "model.safetensors").encode())
-    h.update(tokenizer_fingerprint(tokenizer).encode())
-    h.update(str(max_length).encode())
-    for row in sorted(json.dumps([e.id, e.text, e.text_pair, e.label], ensure_ascii=False) for e in examples):
-        h.update(row.encode())
-    return h.hexdigest()[:16]
-
-
 def compute_saliencies(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int,
                        cache_dir: str | Path, batch_size: int = 32, env: TrainEnv | None = None) -> dict[str, torch.Tensor]:
-    """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``.
-
-    With ``env`` the targets are computed on its device, and under torchrun each rank computes a contiguous
-    share of the examples; the shares are gathered on every rank and rank 0 writes the cache."""
+    """id -> saliency vector (unpadded length). Cached in ``cache_dir/saliency-<key>.safetensors``; with
+    ``env`` computed on its device, each torchrun rank taking a share (``example_tables.cached_table``)."""
     env = env or TrainEnv()
-    cache_dir = Path(cache_dir)
-    key = cache_key(checkpoints, examples, tokenizer, max_length)
-    path = cache_dir / f"saliency-{key}.safetensors"
-    if path.exists():
-        log(f"saliency targets: reusing {path}")
-        return _load(path)
-    lo, hi = len(examples) * env.rank // env.world_size, len(examples) * (env.rank + 1) // env.world_size
-    sal = _compute(checkpoints, examples[lo:hi], tokenizer, max_length, batch_size, env.device) if hi > lo else {}
-    if env.distributed:
-        sal = {i: v for part in env.all_gather(sal) for i, v in part.items()}
-        sal = {e.id: sal[e.id] for e in examples}  # the one-process order, so the cache file is the same
-    if env.main:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _save(path, sal, {"checkpoints": [str(c) for c in checkpoints], "max_length": max_length})
-        log(f"saliency targets: {len(sal)} examples from {len(checkpoints)} epoch(s) -> {path}")
-    return sal
+    return cached_table("saliency", "saliency targets", checkpoints, examples, tokenizer, max_length, cache_dir,
+                        lambda share: _compute(checkpoints, share, tokenizer, max_length, batch_size, env.device),
+                        env)
 
 
 def _compute(checkpoints: list[Path], examples: list[Example], tokenizer, max_length: int, batch_size: int,
@@ -92,24 +52,6 @@ def _compute(checkpoints: list[Path], examples: list[Example], tokenizer, max_le
     total = (total / len(checkpoints)).cpu()
     lengths = enc.attention_mask.sum(dim=1)
     return {i: total[k, : lengths[k]].clone() for k, i in enumerate(enc.ids)}
-
-
-def _save(path: Path, sal: dict[str, torch.Tensor], meta: dict) -> None:
-    ids = list(sal)
-    lengths = torch.tensor([len(sal[i]) for i in ids])
-    flat = torch.cat([sal[i] for i in ids]) if ids else torch.zeros(0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: concurrent runs may share a cache
-    save_file({"values": flat, "lengths": lengths}, str(tmp),
-              metadata={"ids": json.dumps(ids), "meta": json.dumps(meta)})
-    tmp.replace(path)
-
-
-def _load(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import safe_open
-    with safe_open(str(path), "pt") as f:
-        ids = json.loads(f.metadata()["ids"])
-    t = load_file(str(path))
-    return dict(zip(ids, torch.split(t["values"], t["lengths"].tolist())))
 
 
 def batch_targets(sal: dict[str, torch.Tensor], ids: list[str], width: int) -> torch.Tensor:

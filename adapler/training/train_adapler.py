@@ -209,10 +209,9 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         best_ft = env.broadcast(evaluate(model, data.dev, tokenizer, max_length, mode="dense", desc="fine-tuned dev",
                                          device=env.device)["accuracy"] if env.main else None)
     epochs_for_sal = top_epochs(init, cfg.saliency_epochs) if (init / "dev_scores.json").exists() else [ckpt]
-    sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length,
-                             out / SALIENCY_DIR if cache_dir is None else cache_dir, env=env)
-
-    teacher = teacher_logits(ckpt, td.train, device=env.device) if cfg.distill > 0 else None
+    tables = out / SALIENCY_DIR if cache_dir is None else cache_dir
+    sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length, tables, env=env)
+    teacher = teacher_logits(ckpt, data.train, tokenizer, max_length, tables, env=env) if cfg.distill > 0 else None
 
     rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
     extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
