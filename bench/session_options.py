@@ -47,17 +47,25 @@ def time_variants(graph: str | Path, feeds: list[dict[str, np.ndarray]], variant
     for v in variants[1:]:
         if not all(np.allclose(a, b, atol=1e-4) for a, b in zip(first[variants[0]], first[v])):
             raise RuntimeError(f"variant {v} changed the logits; its time would not compare")
-    times = {v: [[] for _ in feeds] for v in variants}
+    ms = time_sessions(sessions, feeds, repeats)
+    return {"graph": Path(graph).name, "inputs": len(feeds), "repeats": repeats, "threads": threads,
+            "variants": {v: {"ms": ms[v], "ratio": ms[v] / ms[variants[0]], "options": VARIANTS[v]} for v in variants}}
+
+
+def time_sessions(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: int) -> dict[str, float]:
+    """Each session's mean over feeds of the feed's median call time (ms): every feed runs on every session
+    in turn, in ABBA order per repeat, so drift in the machine's speed falls on all of them alike. The
+    caller has warmed the sessions up."""
+    names = list(sessions)
+    times = {v: [[] for _ in feeds] for v in names}
     for rep in range(repeats):
-        order = variants if rep % 2 == 0 else variants[::-1]
+        order = names if rep % 2 == 0 else names[::-1]
         for i, feed in enumerate(feeds):
             for v in order:
                 t0 = time.perf_counter()
                 sessions[v].run(None, feed)
                 times[v][i].append(time.perf_counter() - t0)
-    ms = {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in variants}
-    return {"graph": Path(graph).name, "inputs": len(feeds), "repeats": repeats, "threads": threads,
-            "variants": {v: {"ms": ms[v], "ratio": ms[v] / ms[variants[0]], "options": VARIANTS[v]} for v in variants}}
+    return {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in names}
 
 
 def main(argv: list[str] | None = None) -> None:

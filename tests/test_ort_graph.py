@@ -92,6 +92,9 @@ def test_int8_graph_keeps_the_selection_float(tmp_path, ort_library):
     assert ops["QAttention"] == 4 and ops["MatMulInteger"] >= 12 and ops["ContributionDrop"] == 4
     cp = [n for n in nodes if ".cp." in n.name and n.op_type.startswith("MatMul")]
     assert len(cp) == 4 and all(n.op_type == "MatMul" for n in cp)  # CP layers stay float
+    # one weight scale per output channel (the library's default is one per tensor, see the dense reference)
+    shapes = weight_scale_shapes(dst)
+    assert len(shapes) >= 16 and all(len(d) == 1 and d[0] > 1 for d in shapes.values()), shapes
     ids, mask = ragged_batch(6, 24, 2)
     sess = _session(dst)
     logits, kept = sess.run(["logits", "kept_lengths"], _feed(sess, ids, mask))
@@ -113,6 +116,16 @@ def test_standard_dense_export_and_optimizer(tmp_path):
         assert np.abs(sess.run(["logits"], _feed(sess, ids, mask))[0] - ref).max() <= 1e-4
     sess = _session(files["hf-opt-int8"])
     assert sess.run(["logits"], _feed(sess, ids, mask))[0].shape == (4, 3)
+    shapes = weight_scale_shapes(files["hf-opt-int8"])  # the one-line default a user writes: per tensor
+    assert shapes and all(d == [] for d in shapes.values()), shapes
+
+
+def weight_scale_shapes(path) -> dict[str, list[int]]:
+    """Shape of each quantized weight's scale initializer (``<weight>_scale`` next to ``<weight>_quantized``)."""
+    m = onnx.load(str(path))
+    init = {i.name: list(i.dims) for i in m.graph.initializer}
+    return {n[: -len("_quantized")]: init[n[: -len("_quantized")] + "_scale"]
+            for n in init if n.endswith("_quantized") and n[: -len("_quantized")] + "_scale" in init}
 
 
 def test_dense_without_pooler_has_no_hf_reference(tmp_path):

@@ -1,0 +1,51 @@
+"""bench/int8_scales.py: the export's int8 graph quantized per tensor and per channel, scored and timed."""
+import json
+
+import onnx
+import pytest
+from conftest import adapler_model
+
+from adapler.bench.int8_scales import main, quantized_copy
+
+
+@pytest.fixture()
+def export_dir(tmp_path, tiny_bert_dir, ort_library):
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.export.onnx import write_export_dir
+    ckpt = save_checkpoint(adapler_model(2, eta=0.9), tmp_path / "ckpt",
+                           tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)), label_names=["a", "b"],
+                           max_length=32)
+    write_export_dir(ckpt, tmp_path / "export")
+    return tmp_path / "export"
+
+
+def scale_shapes(path):
+    init = {i.name: list(i.dims) for i in onnx.load(str(path)).graph.initializer}
+    return [init[n.replace("_quantized", "_scale")] for n in init if n.endswith("_quantized")]
+
+
+def test_the_two_copies_differ_only_in_scale_granularity(export_dir, tmp_path):
+    tensor = quantized_copy(export_dir, tmp_path / "t", per_channel=False)
+    channel = quantized_copy(export_dir, tmp_path / "c", per_channel=True)
+    t, c = scale_shapes(tensor / "model.ort.int8.onnx"), scale_shapes(channel / "model.ort.int8.onnx")
+    assert len(t) == len(c) >= 8
+    assert all(d == [] for d in t) and all(len(d) == 1 and d[0] > 1 for d in c)
+    assert (export_dir / "model.ort.onnx").read_bytes() == (tensor / "model.ort.onnx").read_bytes()
+
+
+def test_report_and_errors(export_dir, tmp_path, sentiment_csv):
+    out_file = tmp_path / "scales.json"
+    main([str(export_dir), "--data", sentiment_csv, "--texts", "3", "--batches", "1", "--repeats", "2",
+          "--threads", "1", "--json", str(out_file)])
+    out = json.loads(out_file.read_text())
+    assert list(out["scales"]) == ["per-tensor", "per-channel"] and out["batch_1_inputs"] == 3
+    t, c = out["scales"]["per-tensor"], out["scales"]["per-channel"]
+    assert t["accuracy"]["accuracy_fp32"] == c["accuracy"]["accuracy_fp32"]  # the same fp32 graph
+    for s in (t, c):
+        assert 0 <= s["accuracy"]["argmax_agreement"] <= 1 and s["batch_1_ms"] > 0 and s["batch_32_ms"] > 0
+    with pytest.raises(SystemExit, match="already exists"):
+        main([str(export_dir), "--data", sentiment_csv, "--json", str(out_file)])
+    with pytest.raises(SystemExit, match="is not an export folder"):
+        main([str(tmp_path), "--data", sentiment_csv])
