@@ -48,8 +48,8 @@ def compare_scales(export_dir: Path, data: str, texts: int = 64, batches: int = 
         for name, d in dirs.items():
             out["scales"][name] = {"accuracy": quantization_report(d, test, threads=threads)["int8"]}
         sessions = {name: create_session(d / "model.ort.int8.onnx", threads=threads) for name, d in dirs.items()}
-        for label, feeds in (("batch_1", test_feeds(export_dir, data, texts, 0)),
-                             ("batch_32", test_feeds(export_dir, data, 0, batches))):
+        feeds = test_feeds(export_dir, data, texts, batches)  # ``texts`` batch-1 feeds, then the batches of 32
+        for label, feeds in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
             for s in sessions.values():  # warm-up
                 for f in feeds:
                     s.run(None, f)

@@ -276,3 +276,11 @@ def cuda_library_for_this_gpu(build, load, path):
         pytest.skip("nvcc not found: cannot compile the CUDA kernel library")
     major, minor = torch.cuda.get_device_capability()
     return load(build(path, archs=(f"{major}{minor}" + ("a" if major == 9 else ""),)))
+
+
+def weight_scale_shapes(path) -> dict[str, list[int]]:
+    """Shape of each int8 weight's scale initializer (``<w>_scale`` next to ``<w>_quantized``): ``[]`` for one
+    scale per tensor, ``[N]`` for one per output channel."""
+    init = {i.name: list(i.dims) for i in onnx.load(str(path)).graph.initializer}
+    return {n[: -len("_quantized")]: init[n[: -len("_quantized")] + "_scale"]
+            for n in init if n.endswith("_quantized") and n[: -len("_quantized")] + "_scale" in init}

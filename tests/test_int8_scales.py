@@ -1,9 +1,8 @@
 """bench/int8_scales.py: the export's int8 graph quantized per tensor and per channel, scored and timed."""
 import json
 
-import onnx
 import pytest
-from conftest import adapler_model
+from conftest import adapler_model, weight_scale_shapes
 
 from adapler.bench.int8_scales import main, quantized_copy
 
@@ -21,15 +20,10 @@ def export_dir(tmp_path, tiny_bert_dir, ort_library):
     return tmp_path / "export"
 
 
-def scale_shapes(path):
-    init = {i.name: list(i.dims) for i in onnx.load(str(path)).graph.initializer}
-    return [init[n.replace("_quantized", "_scale")] for n in init if n.endswith("_quantized")]
-
-
 def test_the_two_copies_differ_only_in_scale_granularity(export_dir, tmp_path):
     tensor = quantized_copy(export_dir, tmp_path / "t", per_channel=False)
     channel = quantized_copy(export_dir, tmp_path / "c", per_channel=True)
-    t, c = scale_shapes(tensor / "model.ort.int8.onnx"), scale_shapes(channel / "model.ort.int8.onnx")
+    t, c = (list(weight_scale_shapes(d / "model.ort.int8.onnx").values()) for d in (tensor, channel))
     assert len(t) == len(c) >= 8
     assert all(d == [] for d in t) and all(len(d) == 1 and d[0] > 1 for d in c)
     assert (export_dir / "model.ort.onnx").read_bytes() == (tensor / "model.ort.onnx").read_bytes()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adapler.encoder import PrunedBertClassifier
-from conftest import ragged_batch, tiny_config
+from conftest import ragged_batch, tiny_config, weight_scale_shapes
 from adapler.export.ort_graph import UnsupportedForOrtGraph, build_ort_graph, write_ort_graph
 from conftest import adapler_model
 
@@ -119,13 +119,6 @@ def test_standard_dense_export_and_optimizer(tmp_path):
     shapes = weight_scale_shapes(files["hf-opt-int8"])  # the one-line default a user writes: per tensor
     assert shapes and all(d == [] for d in shapes.values()), shapes
 
-
-def weight_scale_shapes(path) -> dict[str, list[int]]:
-    """Shape of each quantized weight's scale initializer (``<weight>_scale`` next to ``<weight>_quantized``)."""
-    m = onnx.load(str(path))
-    init = {i.name: list(i.dims) for i in m.graph.initializer}
-    return {n[: -len("_quantized")]: init[n[: -len("_quantized")] + "_scale"]
-            for n in init if n.endswith("_quantized") and n[: -len("_quantized")] + "_scale" in init}
 
 
 def test_dense_without_pooler_has_no_hf_reference(tmp_path):
