@@ -73,8 +73,28 @@ def optimize_dense(src: str | Path, dst: str | Path, *, num_heads: int, hidden_s
     return {k: int(v) for k, v in opt.get_fused_operator_statistics().items() if v}
 
 
+def int8_candidates(src: str | Path) -> list[str]:
+    """Names of the nodes ``quantize_int8(src, ...)`` (encoder only) quantizes, in graph order: the encoder's
+    MatMul and fused Attention nodes and the head, not the Contribution Predictors' nor an opset-23
+    ``Attention``. The quantizer first rewrites each ``Gemm`` (the pooler, the classifier) as a MatMul named
+    ``<gemm>_MatMul`` plus an Add, so that is the name ``keep_float`` and ``only`` take for it."""
+    graph = onnx.load(str(src), load_external_data=False).graph
+    excluded = set(_never_quantized(graph))
+    names = [n.name + "_MatMul" if n.op_type == "Gemm" else n.name for n in graph.node
+             if n.op_type in QUANT_OP_TYPES + ("Gemm",)]
+    return [n for n in names if n not in excluded and n.removesuffix("_MatMul") not in excluded]
+
+
+def _never_quantized(graph: onnx.GraphProto) -> list[str]:
+    is_opset23_attention = {n.name for n in graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")}
+    # CP nodes: named "l<i>.cp.*" in model.ort.onnx, ".../cps.<i>/..." in the dynamo export
+    cp = {n.name for n in graph.node if ".cp." in n.name or "cps." in n.name}
+    return sorted(cp | is_opset23_attention)
+
+
 def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True,
-                  per_channel: bool | None = None) -> Path:
+                  per_channel: bool | None = None, keep_float: tuple[str, ...] | list[str] = (),
+                  only: tuple[str, ...] | list[str] | None = None) -> Path:
     """Dynamic int8 (weights int8, activations quantized per call).
 
     ``encoder_only``: quantize only MatMul and Attention nodes that are not part of a Contribution
@@ -83,17 +103,20 @@ def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True
     models one scale per tensor flipped 4.6 % of the dense model's test decisions and 6 % of the pruned
     models', per channel 1.2 % and 2.5 % (docs/results.md §6a). ``False``: the library's defaults, as a
     user would call it. ``per_channel`` overrides the scales' granularity (``bench/int8_scales.py``
-    compares the two).
+    compares the two). ``keep_float``: encoder nodes also left in float (``export/int8_sensitivity.py``
+    picks them); ``only``: quantize just these nodes (how the sensitivity of each one is measured).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
     src, dst = Path(src), Path(dst)
     kwargs = {}
     if encoder_only:
         graph = onnx.load(str(src), load_external_data=False).graph
-        is_opset23_attention = {n.name for n in graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")}
-        # CP nodes: named "l<i>.cp.*" in model.ort.onnx, ".../cps.<i>/..." in the dynamo export
-        cp = {n.name for n in graph.node if ".cp." in n.name or "cps." in n.name}
-        kwargs = {"op_types_to_quantize": list(QUANT_OP_TYPES), "nodes_to_exclude": sorted(cp | is_opset23_attention)}
+        kwargs = {"op_types_to_quantize": list(QUANT_OP_TYPES),
+                  "nodes_to_exclude": sorted(set(_never_quantized(graph)) | set(keep_float))}
+        if only is not None:
+            kwargs["nodes_to_quantize"] = list(only)
+    elif keep_float or only is not None:
+        raise ValueError("keep_float and only apply to the encoder-only quantization")
     kwargs["per_channel"] = encoder_only if per_channel is None else per_channel
     root = logging.getLogger()
     level = root.level

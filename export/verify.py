@@ -128,6 +128,19 @@ def _run_graph(session, feeds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
+def example_feeds(export_dir: str | Path, examples: list[Example], batch_size: int = 32) -> list[dict]:
+    """Every example, in order, in batches of ``batch_size``, tokenised and padded as the export expects."""
+    from transformers import AutoTokenizer
+    meta = read_export(export_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(Path(export_dir) / "tokenizer"))
+    feeds = []
+    for i in range(0, len(examples), batch_size):
+        enc = encode(examples[i:i + batch_size], tokenizer, meta["max_length"])
+        full = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.token_type_ids}
+        feeds.append({k: full[k].numpy().astype(np.int64) for k in meta["inputs"]})
+    return feeds
+
+
 VARIANTS = (("int8", ("ort-int8", "ort")), ("int8", ("int8", "custom")), ("fp16", ("fp16", "custom")))
 
 
@@ -137,8 +150,6 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
     every example (e.g. the test split): accuracy of each, accuracy change, argmax agreement, max |delta
     logits| and the share of examples whose kept lengths are identical in every layer. ``{}`` when the export
     has none. fp16 graphs run on ORT's CPU provider too (slowly): they are meant for GPU runtimes."""
-    from transformers import AutoTokenizer
-
     from adapler.plugins.token_drop.ort_session import create_session
     export_dir = Path(export_dir)
     meta = read_export(export_dir)
@@ -149,12 +160,7 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
             pairs[name] = (files[low], files[full])
     if not pairs:
         return {}
-    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "tokenizer"))
-    feeds = []
-    for i in range(0, len(examples), batch_size):
-        enc = encode(examples[i:i + batch_size], tokenizer, meta["max_length"])
-        full = {"input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "token_type_ids": enc.token_type_ids}
-        feeds.append({k: full[k].numpy().astype(np.int64) for k in meta["inputs"]})
+    feeds = example_feeds(export_dir, examples, batch_size)
     labels = np.array([e.label for e in examples])
     out = {}
     for name, pair in pairs.items():

@@ -1,0 +1,92 @@
+"""Probe: how much int8 accuracy comes back, at what time, when the most harmful int8 nodes stay in float.
+
+Ranks the encoder nodes of an export folder's fused graph (``model.ort.onnx``) on the dev split
+(``export/int8_sensitivity.py``: each node quantized alone, KL divergence from the float graph), then for
+each ``k`` in ``--keep`` writes the int8 graph with the ``k`` highest-ranked nodes left float and reports
+its dev and test accuracy against the float graph (as ``verify`` does) and its time, paired and
+interleaved with the other ``k`` values on the same test texts at batch 1 and 32.
+
+    PYTHONPATH=. python bench/int8_float_nodes.py EXPORT_DIR --data DATA [--keep 0,1,2,4]
+        [--texts 64] [--batches 4] [--repeats 5] [--threads 2] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from adapler.bench.int8_scales import quantized_copy
+from adapler.bench.profile_ort import emit_json, test_feeds
+from adapler.bench.session_options import time_sessions
+from adapler.data import load_dataset
+from adapler.export.deploy import int8_candidates
+from adapler.export.int8_sensitivity import quantize_keeping_float, rank_nodes
+from adapler.export.verify import example_feeds, quantization_report, read_export
+from adapler.plugins.token_drop.ort_session import create_session
+
+
+def compare_keep_float(export_dir: Path, data: str, keep: list[int], texts: int = 64, batches: int = 4,
+                       repeats: int = 5, threads: int = 2) -> dict:
+    ds = load_dataset(data)
+    src = export_dir / read_export(export_dir)["files"]["ort"]
+    ranking = rank_nodes(src, example_feeds(export_dir, ds.dev), threads=threads)
+    out: dict = {"export": str(export_dir), "data": data, "threads": threads, "repeats": repeats,
+                 "ranked_on": "dev", "ranking": ranking, "keep": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {}
+        for k in keep:
+            d = quantized_copy(export_dir, Path(tmp) / f"keep{k}", per_channel=True)
+            kept = quantize_keeping_float(d / "model.ort.onnx", d / "model.ort.int8.onnx", ranking, k)
+            dirs[k] = d
+            out["keep"][k] = {"float_nodes": kept,
+                              "dev": quantization_report(d, ds.dev, threads=threads)["int8"],
+                              "test": quantization_report(d, ds.test, threads=threads)["int8"]}
+        sessions = {k: create_session(d / "model.ort.int8.onnx", threads=threads) for k, d in dirs.items()}
+        sessions["fp32"] = create_session(src, threads=threads)
+        feeds = test_feeds(export_dir, data, texts, batches)
+        for label, part in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
+            for s in sessions.values():  # warm-up
+                for f in part:
+                    s.run(None, f)
+            ms = time_sessions(sessions, part, repeats)
+            for k in keep:
+                out["keep"][k][f"{label}_ms"] = ms[k]
+            out[f"fp32_{label}_ms"] = ms["fp32"]
+            out[f"{label}_inputs"] = len(part)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="int8 with the most harmful nodes left float: accuracy and time")
+    ap.add_argument("export_dir", type=Path)
+    ap.add_argument("--data", required=True, help="dataset: nodes ranked on its dev split, scored on dev and test")
+    ap.add_argument("--keep", default="0,1,2,4", help="comma-separated numbers of nodes left float")
+    ap.add_argument("--texts", type=int, default=64, help="batch-1 inputs timed")
+    ap.add_argument("--batches", type=int, default=4, help="batches of 32 timed")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
+    args = ap.parse_args(argv)
+    if args.json is not None and args.json.exists():
+        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    if not (args.export_dir / "export.json").is_file():
+        raise SystemExit(f"error: {args.export_dir} is not an export folder (no export.json); "
+                         "pass a folder written by `cli.py export` or a bench's exports/<model>")
+    if "ort" not in read_export(args.export_dir)["files"]:
+        raise SystemExit(f"error: {args.export_dir} has no fused ORT graph (model.ort.onnx) to quantize")
+    try:
+        keep = sorted({int(k) for k in args.keep.split(",")})
+    except ValueError:
+        raise SystemExit(f"error: --keep {args.keep!r} is not a comma-separated list of integers, e.g. 0,1,2,4")
+    n = len(int8_candidates(args.export_dir / read_export(args.export_dir)["files"]["ort"]))
+    if keep[0] < 0 or keep[-1] > n:
+        raise SystemExit(f"error: --keep {args.keep!r} is out of range: the graph has {n} int8 candidate nodes; "
+                         f"choose numbers from 0 to {n}")
+    emit_json(compare_keep_float(args.export_dir, args.data, keep, args.texts, args.batches, args.repeats,
+                                 args.threads), args.json)
+
+
+if __name__ == "__main__":
+    main()
