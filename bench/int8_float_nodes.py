@@ -11,15 +11,12 @@ interleaved with the other ``k`` values on the same test texts at batch 1 and 32
 """
 from __future__ import annotations
 
-import argparse
-import json
-import shutil
 import tempfile
 from pathlib import Path
 
-from adapler.bench.int8_scales import quantized_copy
+from adapler.bench.int8_scales import check_probe_args, probe_parser, quantized_copy
 from adapler.bench.profile_ort import emit_json, test_feeds
-from adapler.bench.session_options import time_sessions
+from adapler.bench.session_options import time_batch_1_and_32
 from adapler.data import load_dataset
 from adapler.export.deploy import int8_candidates
 from adapler.export.int8_sensitivity import quantize_keeping_float, rank_nodes
@@ -46,36 +43,20 @@ def compare_keep_float(export_dir: Path, data: str, keep: list[int], texts: int 
         sessions = {k: create_session(d / "model.ort.int8.onnx", threads=threads) for k, d in dirs.items()}
         sessions["fp32"] = create_session(src, threads=threads)
         feeds = test_feeds(export_dir, data, texts, batches)
-        for label, part in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
-            for s in sessions.values():  # warm-up
-                for f in part:
-                    s.run(None, f)
-            ms = time_sessions(sessions, part, repeats)
+        for label, ms in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
             for k in keep:
                 out["keep"][k][f"{label}_ms"] = ms[k]
             out[f"fp32_{label}_ms"] = ms["fp32"]
-            out[f"{label}_inputs"] = len(part)
+            out[f"{label}_inputs"] = len(feeds[:texts]) if label == "batch_1" else len(feeds[texts:])
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="int8 with the most harmful nodes left float: accuracy and time")
-    ap.add_argument("export_dir", type=Path)
-    ap.add_argument("--data", required=True, help="dataset: nodes ranked on its dev split, scored on dev and test")
+    ap = probe_parser("int8 with the most harmful nodes left float: accuracy and time",
+                      "dataset: nodes ranked on its dev split, scored on dev and test")
     ap.add_argument("--keep", default="0,1,2,4", help="comma-separated numbers of nodes left float")
-    ap.add_argument("--texts", type=int, default=64, help="batch-1 inputs timed")
-    ap.add_argument("--batches", type=int, default=4, help="batches of 32 timed")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
-    if not (args.export_dir / "export.json").is_file():
-        raise SystemExit(f"error: {args.export_dir} is not an export folder (no export.json); "
-                         "pass a folder written by `cli.py export` or a bench's exports/<model>")
-    if "ort" not in read_export(args.export_dir)["files"]:
-        raise SystemExit(f"error: {args.export_dir} has no fused ORT graph (model.ort.onnx) to quantize")
+    check_probe_args(args)
     try:
         keep = sorted({int(k) for k in args.keep.split(",")})
     except ValueError:

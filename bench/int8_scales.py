@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from adapler.bench.profile_ort import emit_json, test_feeds
-from adapler.bench.session_options import time_sessions
+from adapler.bench.session_options import time_batch_1_and_32
 from adapler.data import load_dataset
 from adapler.export.deploy import quantize_int8
 from adapler.export.verify import quantization_report, read_export
@@ -48,28 +48,29 @@ def compare_scales(export_dir: Path, data: str, texts: int = 64, batches: int = 
         for name, d in dirs.items():
             out["scales"][name] = {"accuracy": quantization_report(d, test, threads=threads)["int8"]}
         sessions = {name: create_session(d / "model.ort.int8.onnx", threads=threads) for name, d in dirs.items()}
-        feeds = test_feeds(export_dir, data, texts, batches)  # ``texts`` batch-1 feeds, then the batches of 32
-        for label, feeds in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
-            for s in sessions.values():  # warm-up
-                for f in feeds:
-                    s.run(None, f)
-            ms = time_sessions(sessions, feeds, repeats)
+        feeds = test_feeds(export_dir, data, texts, batches)
+        for label, ms in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
             for name in SCALES:
                 out["scales"][name][f"{label}_ms"] = ms[name]
-            out[f"{label}_inputs"] = len(feeds)
+            out[f"{label}_inputs"] = len(feeds[:texts]) if label == "batch_1" else len(feeds[texts:])
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="int8 per-tensor vs per-channel weight scales: fidelity and time")
+def probe_parser(description: str, data_help: str) -> argparse.ArgumentParser:
+    """The options every int8 probe takes: one export folder, the data, what is timed, where the JSON goes."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("export_dir", type=Path)
-    ap.add_argument("--data", required=True, help="dataset whose test split is scored and timed")
+    ap.add_argument("--data", required=True, help=data_help)
     ap.add_argument("--texts", type=int, default=64, help="batch-1 inputs timed")
     ap.add_argument("--batches", type=int, default=4, help="batches of 32 timed")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def check_probe_args(args: argparse.Namespace) -> None:
+    """One line, before any work, for a taken --json or a folder without a fused graph to quantize."""
     if args.json is not None and args.json.exists():
         raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
     if not (args.export_dir / "export.json").is_file():
@@ -77,6 +78,12 @@ def main(argv: list[str] | None = None) -> None:
                          "pass a folder written by `cli.py export` or a bench's exports/<model>")
     if "ort" not in read_export(args.export_dir)["files"]:
         raise SystemExit(f"error: {args.export_dir} has no fused ORT graph (model.ort.onnx) to quantize")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = probe_parser("int8 per-tensor vs per-channel weight scales: fidelity and time",
+                        "dataset whose test split is scored and timed").parse_args(argv)
+    check_probe_args(args)
     emit_json(compare_scales(args.export_dir, args.data, args.texts, args.batches, args.repeats, args.threads),
               args.json)
 

@@ -68,6 +68,20 @@ def time_sessions(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: i
     return {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in names}
 
 
+def time_batch_1_and_32(sessions: dict, feeds: list[dict[str, np.ndarray]], texts: int,
+                        repeats: int) -> dict[str, dict[str, float]]:
+    """``time_sessions`` on the first ``texts`` feeds (batch 1) and on the rest (batches of 32, as
+    ``profile_ort.test_feeds`` lays them out), each part after one warm-up pass on every session:
+    ``{"batch_1": {name: ms}, "batch_32": {name: ms}}``."""
+    out = {}
+    for label, part in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
+        for s in sessions.values():
+            for f in part:
+                s.run(None, f)
+        out[label] = time_sessions(sessions, part, repeats)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="batch-1 time of one ORT graph under session-option variants")
     ap.add_argument("export_dir", type=Path)

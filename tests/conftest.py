@@ -125,6 +125,22 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def pruned_export_dir(tiny_bert_dir, ort_library, tmp_path_factory):
+    """An export folder (all graphs, fp32) of a random 2-layer AdapLeR model that drops tokens (eta 0.9);
+    read-only: tests that write next to it copy it first."""
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.export.onnx import write_export_dir
+    tmp = tmp_path_factory.mktemp("pruned_export")
+    ckpt = save_checkpoint(adapler_model(2, eta=0.9), tmp / "ckpt",
+                           tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)), label_names=["a", "b"],
+                           max_length=32)
+    write_export_dir(ckpt, tmp / "export")
+    return tmp / "export"
+
+
+@pytest.fixture(scope="session")
 def ort_library():
     """The ONNX Runtime custom-op library (TokenDrop, ContributionDrop), built if needed; skips without it."""
     from adapler.plugins.token_drop.build import PluginBuildError, build_ort_library

@@ -85,20 +85,12 @@ def test_ranking_and_keeping_every_node_float_is_the_float_graph(fused, tmp_path
         quantize_keeping_float(fused, tmp_path / "x.onnx", ranking, len(ranking) + 1)
 
 
-def test_probe_report_and_errors(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+def test_probe_report_and_errors(tmp_path, pruned_export_dir, sentiment_csv):
     """bench/int8_float_nodes.py: ranked on dev, each k scored on dev and test and timed; one-line errors."""
     import json
 
-    from transformers import AutoTokenizer
-
     from adapler.bench.int8_float_nodes import main
-    from adapler.checkpoint import save_checkpoint
-    from adapler.export.onnx import write_export_dir
-    ckpt = save_checkpoint(adapler_model(2, eta=0.9), tmp_path / "ckpt",
-                           tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)), label_names=["a", "b"],
-                           max_length=32)
-    write_export_dir(ckpt, tmp_path / "export")
-    export_dir = tmp_path / "export"
+    export_dir = pruned_export_dir
     out_file = tmp_path / "float_nodes.json"
     main([str(export_dir), "--data", sentiment_csv, "--keep", "2,0", "--texts", "3", "--batches", "1",
           "--repeats", "2", "--threads", "1", "--json", str(out_file)])

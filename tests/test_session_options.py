@@ -2,7 +2,6 @@
 import json
 
 import pytest
-from conftest import adapler_model
 
 from adapler.bench.session_options import VARIANTS, main, parse_variants
 
@@ -13,17 +12,9 @@ def test_unknown_variant_is_named():
         parse_variants("base,fast")
 
 
-def test_variants_of_a_pruned_graph(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
-    from transformers import AutoTokenizer
-
-    from adapler.checkpoint import save_checkpoint
-    from adapler.export.onnx import write_export_dir
-    ckpt = save_checkpoint(adapler_model(2, eta=0.9), tmp_path / "ckpt",
-                           tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)), label_names=["a", "b"],
-                           max_length=32)
-    write_export_dir(ckpt, tmp_path / "export")
+def test_variants_of_a_pruned_graph(tmp_path, pruned_export_dir, sentiment_csv):
     out_file = tmp_path / "opts.json"
-    main([str(tmp_path / "export"), "--data", sentiment_csv, "--texts", "3", "--repeats", "2", "--threads", "1",
+    main([str(pruned_export_dir), "--data", sentiment_csv, "--texts", "3", "--repeats", "2", "--threads", "1",
           "--json", str(out_file)])
     out = json.loads(out_file.read_text())
     assert out["graph"] == "model.ort.onnx" and out["inputs"] == 3
@@ -31,8 +22,8 @@ def test_variants_of_a_pruned_graph(tmp_path, tiny_bert_dir, ort_library, sentim
     assert out["variants"]["no-mem-pattern"]["options"] == {"enable_mem_pattern": False}
     assert all(v["ms"] > 0 for v in out["variants"].values())
     with pytest.raises(SystemExit, match="already exists"):
-        main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(out_file)])
+        main([str(pruned_export_dir), "--data", sentiment_csv, "--json", str(out_file)])
     with pytest.raises(SystemExit, match="model.x.onnx does not exist; pass --graph"):
-        main([str(tmp_path / "export"), "--data", sentiment_csv, "--graph", "model.x.onnx"])
+        main([str(pruned_export_dir), "--data", sentiment_csv, "--graph", "model.x.onnx"])
     with pytest.raises(SystemExit, match="unknown session variant"):
-        main([str(tmp_path / "export"), "--data", sentiment_csv, "--variants", "turbo"])
+        main([str(pruned_export_dir), "--data", sentiment_csv, "--variants", "turbo"])
