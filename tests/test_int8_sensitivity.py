@@ -92,8 +92,9 @@ def test_probe_report_and_errors(tmp_path, pruned_export_dir, sentiment_csv):
     from adapler.bench.int8_float_nodes import main
     export_dir = pruned_export_dir
     out_file = tmp_path / "float_nodes.json"
+    dense_int8 = quantize_int8(export_dir / "model.ort.onnx", tmp_path / "other.onnx", encoder_only=False)
     main([str(export_dir), "--data", sentiment_csv, "--keep", "2,0", "--texts", "3", "--batches", "1",
-          "--repeats", "2", "--threads", "1", "--json", str(out_file)])
+          "--repeats", "2", "--threads", "1", "--reference", str(dense_int8), "--json", str(out_file)])
     out = json.loads(out_file.read_text())
     ranking = [r["node"] for r in out["ranking"]]
     assert ranking and sorted(ranking) == sorted(int8_candidates(export_dir / "model.ort.onnx"))
@@ -104,10 +105,13 @@ def test_probe_report_and_errors(tmp_path, pruned_export_dir, sentiment_csv):
             assert 0 <= row[split]["argmax_agreement"] <= 1
         assert row["batch_1_ms"] > 0 and row["batch_32_ms"] > 0
     assert out["fp32_batch_1_ms"] > 0 and out["batch_1_inputs"] == 3
+    assert out["reference_batch_1_ms"] > 0 and out["reference_batch_32_ms"] > 0
     with pytest.raises(SystemExit, match="already exists"):
         main([str(export_dir), "--data", sentiment_csv, "--json", str(out_file)])
     with pytest.raises(SystemExit, match="is not an export folder"):
         main([str(tmp_path), "--data", sentiment_csv])
+    with pytest.raises(SystemExit, match="--reference .* is not a file"):
+        main([str(export_dir), "--data", sentiment_csv, "--reference", str(tmp_path / "none.onnx")])
     with pytest.raises(SystemExit, match="not a comma-separated list of integers"):
         main([str(export_dir), "--data", sentiment_csv, "--keep", "two"])
     with pytest.raises(SystemExit, match=f"out of range: the graph has {len(ranking)} int8 candidate nodes"):
