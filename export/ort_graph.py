@@ -122,6 +122,23 @@ def _head_nodes(g: _Graph, model: PrunedBertClassifier, x: str) -> None:
         x = name + "_act" if act else out
 
 
+def _after_attention(g: _Graph, layer, p: str, hidden: str) -> str:
+    """A layer's nodes from its attention context ``p + "ctx"`` (rows as in ``hidden``, the layer's input) to its
+    output: output projection, SkipLayerNorm, FFN, SkipLayerNorm; returns the output's name (``p + "h2"``).
+    The node names (``p + "ao.matmul"``, ``p + "ffn.matmul1"``, ...) are what int8 node lists refer to."""
+    g.node("MatMul", [p + "ctx", g.const(p + "ao.w", layer.o.weight.T)], [p + "ao"], p + "ao.matmul")
+    g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", layer.ln1.weight),
+                                      g.const(p + "ln1.beta", layer.ln1.bias), g.const(p + "ao.b", layer.o.bias)],
+           [p + "h1"], p + "ln1", domain=MS, epsilon=float(layer.ln1.eps))
+    g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.ffn_in.weight.T)], [p + "f1"], p + "ffn.matmul1")
+    g.nodes += _act_node(layer.act_name, p + "f1", g.const(p + "ffn.b1", layer.ffn_in.bias), p + "f1a", p + "ffn.act")
+    g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", layer.ffn_out.weight.T)], [p + "f2"], p + "ffn.matmul2")
+    g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", layer.ln2.weight),
+                                      g.const(p + "ln2.beta", layer.ln2.bias), g.const(p + "ffn.b2", layer.ffn_out.bias)],
+           [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
+    return p + "h2"
+
+
 def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -> onnx.ModelProto:
     """The fused ORT graph of a dense or AdapLeR classifier (float32), for every backbone family: the
     family's adapter gives the embedding tables, each layer's pieces and the head's layers."""
@@ -155,17 +172,7 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
                                 layer.v.bias.detach().numpy()])
         g.node("Attention", [hidden, g.const(p + "qkv.w", qkv_w), g.const(p + "qkv.b", qkv_b), mask32],
                [p + "ctx"], p + "attention", domain=MS, num_heads=int(model.num_heads))
-        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", layer.o.weight.T)], [p + "ao"], p + "ao.matmul")
-        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", layer.ln1.weight),
-                                          g.const(p + "ln1.beta", layer.ln1.bias), g.const(p + "ao.b", layer.o.bias)],
-               [p + "h1"], p + "ln1", domain=MS, epsilon=float(layer.ln1.eps))
-        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.ffn_in.weight.T)], [p + "f1"], p + "ffn.matmul1")
-        g.nodes += _act_node(layer.act_name, p + "f1", g.const(p + "ffn.b1", layer.ffn_in.bias), p + "f1a", p + "ffn.act")
-        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", layer.ffn_out.weight.T)], [p + "f2"], p + "ffn.matmul2")
-        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", layer.ln2.weight),
-                                          g.const(p + "ln2.beta", layer.ln2.bias), g.const(p + "ffn.b2", layer.ffn_out.bias)],
-               [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
-        hidden = p + "h2"
+        hidden = _after_attention(g, layer, p, hidden)
     g.node("Gather", [hidden, g.const("cls_index", np.array(0, np.int64))], ["cls"], "cls", axis=1)
     _head_nodes(g, model, "cls")  # -> logits
     g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)

@@ -30,7 +30,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from adapler.encoder import PrunedBertClassifier
-from adapler.export.ort_graph import IR_VERSION, MS, _act_node, _embedding_nodes, _Graph, _head_nodes, _selection
+from adapler.export.ort_graph import (IR_VERSION, MS, _act_node, _after_attention, _embedding_nodes, _Graph, _head_nodes,
+                                      _selection)
 
 PACKED_FILE = "model.ort.packed.onnx"
 
@@ -104,17 +105,7 @@ def build_packed_graph(model: PrunedBertClassifier, *, token_types: bool = False
         g.node("Reshape", [p + "ctx_pad", g.const(p + "rows", np.array([-1, d], np.int64))], [p + "ctx_rows"],
                p + "ctx_rows")
         g.node("Gather", [p + "ctx_rows", unpad_index], [p + "ctx"], p + "unpad", axis=0)
-        g.node("MatMul", [p + "ctx", g.const(p + "ao.w", layer.o.weight.T)], [p + "ao"], p + "ao.matmul")
-        g.node("SkipLayerNormalization", [p + "ao", hidden, g.const(p + "ln1.gamma", layer.ln1.weight),
-                                          g.const(p + "ln1.beta", layer.ln1.bias), g.const(p + "ao.b", layer.o.bias)],
-               [p + "h1"], p + "ln1", domain=MS, epsilon=float(layer.ln1.eps))
-        g.node("MatMul", [p + "h1", g.const(p + "ffn.w1", layer.ffn_in.weight.T)], [p + "f1"], p + "ffn.matmul1")
-        g.nodes += _act_node(layer.act_name, p + "f1", g.const(p + "ffn.b1", layer.ffn_in.bias), p + "f1a", p + "ffn.act")
-        g.node("MatMul", [p + "f1a", g.const(p + "ffn.w2", layer.ffn_out.weight.T)], [p + "f2"], p + "ffn.matmul2")
-        g.node("SkipLayerNormalization", [p + "f2", p + "h1", g.const(p + "ln2.gamma", layer.ln2.weight),
-                                          g.const(p + "ln2.beta", layer.ln2.bias), g.const(p + "ffn.b2", layer.ffn_out.bias)],
-               [p + "h2"], p + "ln2", domain=MS, epsilon=float(layer.ln2.eps))
-        hidden = p + "h2"
+        hidden = _after_attention(g, layer, p, hidden)
     g.node("Slice", [offsets, "pack.s0", "pack.s1"], ["cls_rows"], "cls_rows")
     g.node("Gather", [hidden, "cls_rows"], ["cls"], "cls", axis=0)
     _head_nodes(g, model, "cls")  # -> logits
