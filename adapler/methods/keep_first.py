@@ -84,7 +84,6 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
     """Re-fine-tune the fine-tuned run ``init`` with the first-tokens drop in place; ``out/best`` as for every
     method (target.py's selection rule)."""
     import torch
-    import torch.nn.functional as F
 
     from ..flops import Dims
     from ..progress import log
@@ -127,19 +126,8 @@ def train_keep_first(data: Dataset, init: str | Path, out: str | Path, cfg: Keep
         named = list(run.model.named_parameters())
         opt = torch.optim.AdamW(param_groups(named, cfg.weight_decay), lr=cfg.lr)
         sched = linear_warmup(opt, steps * cfg.epochs, cfg.warmup_ratio, start_epoch * steps)
-
-        def step(b) -> dict[str, float]:
-            # soft mode masks the dropped tokens instead of moving them: the same logits, and differentiable
-            with env.autocast():
-                o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
-            ce = F.cross_entropy(o.logits.float(), b.labels)
-            opt.zero_grad()
-            env.backward(ce)
-            params = [p for _, p in named]
-            env.apply_gradients(params, [opt], [params])
-            sched.step()
-            return {"ce": ce.item()}
-        return step
+        # soft mode masks the dropped tokens instead of moving them: the same logits, and differentiable
+        return run.cross_entropy_step(named, opt, sched, mode="soft")
 
     phases = [Phase("retrain", cfg.epochs, retrain, lambda row: row.update(fraction=run_cfg.fraction))]
     return run.run(phases, td, cfg.batch_size, cfg.seed)

@@ -184,17 +184,7 @@ def train_power_bert(data: Dataset, init: str | Path, out: str | Path, cfg: Powe
         opt = torch.optim.AdamW(param_groups(named, cfg.weight_decay), lr=cfg.lr)
         sched = linear_warmup(opt, steps * cfg.retrain_epochs, cfg.warmup_ratio, start_epoch * steps)
 
-        def step(b: Encoded) -> dict[str, float]:
-            with env.autocast():
-                o = run.model(b.input_ids, b.attention_mask, b.token_type_ids, mode="hard")
-            ce = F.cross_entropy(o.logits.float(), b.labels)
-            opt.zero_grad()
-            env.backward(ce)
-            params = [p for _, p in named]
-            env.apply_gradients(params, [opt], [params])
-            sched.step()
-            return {"ce": ce.item()}
-        return step
+        return run.cross_entropy_step(named, opt, sched, mode="hard")
 
     phases = [Phase("search", cfg.search_epochs, search, search_row, fix_retention),
               Phase("retrain", cfg.retrain_epochs, retrain, lambda row: row.update(retention=run.model.selector.retention))]

@@ -195,6 +195,23 @@ class Run:
 
     # ------------------------------------------------------------------ the loop
 
+    def cross_entropy_step(self, named: list, opt, sched, mode: str) -> StepFn:
+        """A step of plain cross-entropy on ``named`` parameters through the model in ``mode`` (hard or soft
+        selection): the re-training phase of the methods whose selection is fixed by then."""
+        import torch.nn.functional as F
+        params = [p for _, p in named]
+
+        def step(b: Encoded) -> dict[str, float]:
+            with self.env.autocast():
+                o = self.model(b.input_ids, b.attention_mask, b.token_type_ids, mode=mode)
+            ce = F.cross_entropy(o.logits.float(), b.labels)
+            opt.zero_grad()
+            self.env.backward(ce)
+            self.env.apply_gradients(params, [opt], [params])
+            sched.step()
+            return {"ce": ce.item()}
+        return step
+
     def run(self, phases: list[Phase], td: TrainData, batch_size: int, seed: int) -> Path:
         """Train ``phases`` from where the state left off. ``batch_size`` is per process: a torchrun launch of N
         processes takes the steps of one process with batch N x batch_size."""
