@@ -19,7 +19,7 @@ from adapler.bench.profile_ort import emit_json, test_feeds
 from adapler.bench.session_options import time_batch_1_and_32
 from adapler.data import load_dataset
 from adapler.export.deploy import int8_candidates
-from adapler.export.int8_sensitivity import quantize_keeping_float, rank_nodes
+from adapler.export.int8_sensitivity import most_harmful, rank_nodes
 from adapler.export.verify import example_feeds, quantization_report, read_export
 from adapler.plugins.token_drop.ort_session import create_session
 
@@ -34,9 +34,8 @@ def compare_keep_float(export_dir: Path, data: str, keep: list[int], texts: int 
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}
         for k in keep:
-            d = quantized_copy(export_dir, Path(tmp) / f"keep{k}", per_channel=True)
-            kept = quantize_keeping_float(d / "model.ort.onnx", d / "model.ort.int8.onnx", ranking, k)
-            dirs[k] = d
+            kept = most_harmful(ranking, k)
+            d = dirs[k] = quantized_copy(export_dir, Path(tmp) / f"keep{k}", per_channel=True, keep_float=kept)
             out["keep"][k] = {"float_nodes": kept,
                               "dev": quantization_report(d, ds.dev, threads=threads)["int8"],
                               "test": quantization_report(d, ds.test, threads=threads)["int8"]}
@@ -45,13 +44,13 @@ def compare_keep_float(export_dir: Path, data: str, keep: list[int], texts: int 
         if reference is not None:  # e.g. the dense int8 graph a bench wrote, timed in the same paired run
             sessions["reference"] = create_session(reference, threads=threads)
         feeds = test_feeds(export_dir, data, texts, batches)
-        for label, ms in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
+        for label, (ms, n) in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
             for k in keep:
                 out["keep"][k][f"{label}_ms"] = ms[k]
             out[f"fp32_{label}_ms"] = ms["fp32"]
             if reference is not None:
                 out[f"reference_{label}_ms"] = ms["reference"]
-            out[f"{label}_inputs"] = len(feeds[:texts]) if label == "batch_1" else len(feeds[texts:])
+            out[f"{label}_inputs"] = n
     return out
 
 

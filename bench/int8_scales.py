@@ -27,13 +27,15 @@ from adapler.plugins.token_drop.ort_session import create_session
 SCALES = {"per-tensor": False, "per-channel": True}
 
 
-def quantized_copy(export_dir: Path, work: Path, per_channel: bool) -> Path:
-    """A folder that reads like ``export_dir`` but whose ``model.ort.int8.onnx`` uses the given scales."""
+def quantized_copy(export_dir: Path, work: Path, per_channel: bool, keep_float: list[str] | tuple = ()) -> Path:
+    """A folder that reads like ``export_dir`` but whose ``model.ort.int8.onnx`` uses the given scales (and
+    leaves the ``keep_float`` nodes in float)."""
     work.mkdir(parents=True)
     meta = read_export(export_dir)
     shutil.copytree(export_dir / "tokenizer", work / "tokenizer")
     (work / "model.ort.onnx").symlink_to((export_dir / meta["files"]["ort"]).resolve())
-    quantize_int8(work / "model.ort.onnx", work / "model.ort.int8.onnx", per_channel=per_channel)
+    quantize_int8(work / "model.ort.onnx", work / "model.ort.int8.onnx", per_channel=per_channel,
+                  keep_float=keep_float)
     meta["files"] = {"ort": "model.ort.onnx", "ort-int8": "model.ort.int8.onnx"}
     (work / "export.json").write_text(json.dumps(meta))
     return work
@@ -49,10 +51,10 @@ def compare_scales(export_dir: Path, data: str, texts: int = 64, batches: int = 
             out["scales"][name] = {"accuracy": quantization_report(d, test, threads=threads)["int8"]}
         sessions = {name: create_session(d / "model.ort.int8.onnx", threads=threads) for name, d in dirs.items()}
         feeds = test_feeds(export_dir, data, texts, batches)
-        for label, ms in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
+        for label, (ms, n) in time_batch_1_and_32(sessions, feeds, texts, repeats).items():
             for name in SCALES:
                 out["scales"][name][f"{label}_ms"] = ms[name]
-            out[f"{label}_inputs"] = len(feeds[:texts]) if label == "batch_1" else len(feeds[texts:])
+            out[f"{label}_inputs"] = n
     return out
 
 

@@ -57,31 +57,35 @@ def time_sessions(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: i
     in turn, in ABBA order per repeat, so drift in the machine's speed falls on all of them alike. The
     caller has warmed the sessions up."""
     names = list(sessions)
-    inputs = {v: [i.name for i in s.get_inputs()] for v, s in sessions.items()}  # graphs may read fewer inputs
+    own = {v: own_feeds(s, feeds) for v, s in sessions.items()}
     times = {v: [[] for _ in feeds] for v in names}
     for rep in range(repeats):
         order = names if rep % 2 == 0 else names[::-1]
-        for i, feed in enumerate(feeds):
+        for i in range(len(feeds)):
             for v in order:
-                own = {n: feed[n] for n in inputs[v]}
                 t0 = time.perf_counter()
-                sessions[v].run(None, own)
+                sessions[v].run(None, own[v][i])
                 times[v][i].append(time.perf_counter() - t0)
     return {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in names}
 
 
+def own_feeds(session, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """``feeds`` with only the inputs ``session``'s graph reads (a dense reference graph may read fewer)."""
+    names = [i.name for i in session.get_inputs()]
+    return [{n: f[n] for n in names} for f in feeds]
+
+
 def time_batch_1_and_32(sessions: dict, feeds: list[dict[str, np.ndarray]], texts: int,
-                        repeats: int) -> dict[str, dict[str, float]]:
+                        repeats: int) -> dict[str, tuple[dict[str, float], int]]:
     """``time_sessions`` on the first ``texts`` feeds (batch 1) and on the rest (batches of 32, as
     ``profile_ort.test_feeds`` lays them out), each part after one warm-up pass on every session:
-    ``{"batch_1": {name: ms}, "batch_32": {name: ms}}``."""
+    ``{"batch_1": ({name: ms}, number of feeds), "batch_32": (...)}``."""
     out = {}
     for label, part in (("batch_1", feeds[:texts]), ("batch_32", feeds[texts:])):
         for s in sessions.values():
-            names = [i.name for i in s.get_inputs()]
-            for f in part:
-                s.run(None, {n: f[n] for n in names})
-        out[label] = time_sessions(sessions, part, repeats)
+            for f in own_feeds(s, part):
+                s.run(None, f)
+        out[label] = (time_sessions(sessions, part, repeats), len(part))
     return out
 
 

@@ -79,17 +79,17 @@ def int8_candidates(src: str | Path) -> list[str]:
     ``Attention``. The quantizer first rewrites each ``Gemm`` (the pooler, the classifier) as a MatMul named
     ``<gemm>_MatMul`` plus an Add, so that is the name ``keep_float`` and ``only`` take for it."""
     graph = onnx.load(str(src), load_external_data=False).graph
-    excluded = set(_never_quantized(graph))
+    excluded = _never_quantized(graph)
     names = [n.name + "_MatMul" if n.op_type == "Gemm" else n.name for n in graph.node
              if n.op_type in QUANT_OP_TYPES + ("Gemm",)]
     return [n for n in names if n not in excluded and n.removesuffix("_MatMul") not in excluded]
 
 
-def _never_quantized(graph: onnx.GraphProto) -> list[str]:
+def _never_quantized(graph: onnx.GraphProto) -> set[str]:
     is_opset23_attention = {n.name for n in graph.node if n.op_type == "Attention" and n.domain in ("", "ai.onnx")}
     # CP nodes: named "l<i>.cp.*" in model.ort.onnx, ".../cps.<i>/..." in the dynamo export
     cp = {n.name for n in graph.node if ".cp." in n.name or "cps." in n.name}
-    return sorted(cp | is_opset23_attention)
+    return cp | is_opset23_attention
 
 
 def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True,
@@ -112,7 +112,7 @@ def quantize_int8(src: str | Path, dst: str | Path, *, encoder_only: bool = True
     if encoder_only:
         graph = onnx.load(str(src), load_external_data=False).graph
         kwargs = {"op_types_to_quantize": list(QUANT_OP_TYPES),
-                  "nodes_to_exclude": sorted(set(_never_quantized(graph)) | set(keep_float))}
+                  "nodes_to_exclude": sorted(_never_quantized(graph) | set(keep_float))}
         if only is not None:
             kwargs["nodes_to_quantize"] = list(only)
     elif keep_float or only is not None:

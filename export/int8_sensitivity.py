@@ -17,16 +17,7 @@ from typing import Any
 import numpy as np
 
 from .deploy import DeployError, int8_candidates, quantize_int8
-
-
-def _outputs(session, feeds: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
-    names = [o.name for o in session.get_outputs()]
-    wanted = ["logits"] + (["kept_lengths"] if "kept_lengths" in names else [])
-    inputs = [i.name for i in session.get_inputs()]
-    outs = [session.run(wanted, {n: f[n] for n in inputs}) for f in feeds]
-    logits = np.concatenate([o[0] for o in outs]).astype(np.float64)
-    kept = np.concatenate([o[1] for o in outs]) if len(wanted) == 2 else None
-    return logits, kept
+from .verify import run_graph
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -51,12 +42,12 @@ def rank_nodes(src: str | Path, feeds: list[dict], threads: int | None = None,
     candidates = int8_candidates(src)
     if not candidates:
         raise DeployError(f"{src.name} has no MatMul or Attention node to quantize")
-    ref_logits, ref_kept = _outputs(create_session(src, threads=threads), feeds)
+    ref_logits, ref_kept = run_graph(create_session(src, threads=threads), feeds)
     ranking = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(candidates):
             one = quantize_int8(src, Path(tmp) / f"{i}.onnx", only=[name])
-            logits, kept = _outputs(create_session(one, threads=threads), feeds)
+            logits, kept = run_graph(create_session(one, threads=threads), feeds)
             row = {"node": name, "kl": divergence(ref_logits, logits),
                    "flips": float((logits.argmax(1) != ref_logits.argmax(1)).mean())}
             if ref_kept is not None:
@@ -68,11 +59,16 @@ def rank_nodes(src: str | Path, feeds: list[dict], threads: int | None = None,
     return sorted(ranking, key=lambda r: -r["kl"])
 
 
-def quantize_keeping_float(src: str | Path, dst: str | Path, ranking: list[dict[str, Any]], k: int) -> list[str]:
-    """Quantize ``src`` as ``quantize_int8`` does, except the ``k`` first nodes of ``ranking``; returns them."""
+def most_harmful(ranking: list[dict[str, Any]], k: int) -> list[str]:
+    """The ``k`` first nodes of ``rank_nodes``' ranking: what ``quantize_int8(keep_float=...)`` leaves float."""
     if not 0 <= k <= len(ranking):
         raise DeployError(f"cannot keep {k} nodes in float: the graph has {len(ranking)} int8 candidates; "
                           f"choose 0 to {len(ranking)}")
-    keep = [r["node"] for r in ranking[:k]]
+    return [r["node"] for r in ranking[:k]]
+
+
+def quantize_keeping_float(src: str | Path, dst: str | Path, ranking: list[dict[str, Any]], k: int) -> list[str]:
+    """Quantize ``src`` as ``quantize_int8`` does, except the ``k`` first nodes of ``ranking``; returns them."""
+    keep = most_harmful(ranking, k)
     quantize_int8(src, dst, keep_float=keep)
     return keep

@@ -122,10 +122,14 @@ def verify_export(export_dir: str | Path, examples: list[Example], atol: float =
     }
 
 
-def _run_graph(session, feeds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def run_graph(session, feeds: list[dict]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and kept lengths of ``session`` over ``feeds``, concatenated (kept lengths None for a graph
+    without that output, e.g. a dense reference graph); each feed gives the graph only the inputs it reads."""
     names = [i.name for i in session.get_inputs()]
-    outs = [session.run(["logits", "kept_lengths"], {n: f[n] for n in names}) for f in feeds]
-    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    wanted = ["logits"] + (["kept_lengths"] if "kept_lengths" in {o.name for o in session.get_outputs()} else [])
+    outs = [session.run(wanted, {n: f[n] for n in names}) for f in feeds]
+    kept = np.concatenate([o[1] for o in outs]) if len(wanted) == 2 else None
+    return np.concatenate([o[0] for o in outs]), kept
 
 
 def example_feeds(export_dir: str | Path, examples: list[Example], batch_size: int = 32) -> list[dict]:
@@ -164,7 +168,7 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
     labels = np.array([e.label for e in examples])
     out = {}
     for name, pair in pairs.items():
-        (q_logits, q_kept), (f_logits, f_kept) = (_run_graph(create_session(export_dir / p, threads=threads), feeds)
+        (q_logits, q_kept), (f_logits, f_kept) = (run_graph(create_session(export_dir / p, threads=threads), feeds)
                                                   for p in pair)
         q_logits = q_logits.astype(np.float32)
         acc_q, acc_f = float((q_logits.argmax(1) == labels).mean()), float((f_logits.argmax(1) == labels).mean())
