@@ -6,7 +6,8 @@ Semantics of token_drop (spec: ``plugins/token_drop/README.md``)::
     kept tokens move to the front of their row in original order; rows pad to L = max_b kept_b.
 
 One op, four faces:
-- ``token_drop``: a ``torch.library`` custom op. Its CPU kernel is ``token_drop_std``, its CUDA kernel the
+- ``token_drop``: a ``torch.library`` custom op. Its CPU kernel is the plugin folder's vectorised torch
+  version (``token_drop_torch``: few ops, since it runs once per layer at batch 1), its CUDA kernel the
   plugin folder's GPU implementation; its fake kernel gives a data-dependent length so ``torch.export`` /
   the ONNX exporter emit one ``adapler::TokenDrop`` node; its autograd formula sends ``hidden_c``'s gradient
   back to the kept positions (TR-BERT's joint stage trains through it).
@@ -34,6 +35,7 @@ from torch import Tensor
 
 # the keep rule lives with the op's kernels: one copy for torch, the std ONNX graph and the GPU path
 from adapler.plugins.token_drop.keep_rule import keep_flags
+from adapler.plugins.token_drop.torch_impl import token_drop_torch
 
 __all__ = ["contribution_drop", "contribution_drop_form", "contribution_scores", "drop_tokens", "gather_tokens",
            "in_contribution_drop_form", "keep_flags", "masked_distribution", "standard_op_form", "token_drop",
@@ -43,7 +45,7 @@ __all__ = ["contribution_drop", "contribution_drop_form", "contribution_scores",
 @torch.library.custom_op("adapler::token_drop", mutates_args=())
 def token_drop(hidden: Tensor, scores: Tensor, mask: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Drop tokens scoring under ``threshold`` and compact each row (see module docstring)."""
-    return token_drop_std(hidden, scores, mask, threshold)
+    return token_drop_torch(hidden, scores, mask, threshold)
 
 
 @token_drop.register_kernel("cuda")

@@ -50,6 +50,15 @@ def test_torch_matches_reference_random_ragged(seed):
 
 
 @pytest.mark.parametrize("seed", range(20))
+def test_torch_single_row_matches_reference(seed):
+    """The one-row path (no padding slots in the output): padded input, NaN scores, per-row or [1] threshold."""
+    hidden, scores, mask, threshold = ragged(seed, b=1)
+    scores[0, ::3] = np.nan
+    hidden_c, mask_c, _ = check(token_drop_torch, (hidden, scores, mask, threshold))
+    assert mask_c.eq(1).all() and hidden_c.shape[1] == mask_c.shape[1]
+
+
+@pytest.mark.parametrize("seed", range(20))
 def test_torch_matches_reference_fp16(seed):
     check(token_drop_torch, ragged(seed, dtype=np.float16))
 

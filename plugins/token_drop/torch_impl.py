@@ -1,7 +1,12 @@
 """Vectorised torch implementation of ``adapler::TokenDrop`` (CPU and CUDA, no custom kernel).
 
-A stable partition written as a permutation (cumsum + scatter) and one gather. Exactly one
-device->host synchronisation: reading ``L``. Exact copies of ``hidden`` (no multiply by a mask).
+A stable sort of the drop flags gives each row's kept positions in order, and one row gather
+(``index_select`` on the flattened batch) copies them. Exactly one device->host synchronisation:
+reading ``L``. Exact copies of ``hidden`` (no multiply by a mask).
+
+Few ops on purpose: at batch 1 and tens of tokens each op costs microseconds of dispatch, more than its
+arithmetic, and the op runs once per layer (docs/results.md, torch batch-1 rows). A single row needs no
+padding, so it takes a shorter path (kept positions by ``nonzero``, no padding fill).
 """
 
 from __future__ import annotations
@@ -20,18 +25,17 @@ def token_drop_torch(
     """Same results as ``token_drop_reference``: ``hidden_c [B, L, D]`` (dtype of hidden), ``mask_c [B, L]``
     int64, ``index [B, L]`` int64."""
     b, t, d = check_inputs(hidden, scores, mask, threshold)
-    device = hidden.device
     keep = keep_flags(scores, mask, threshold)
-    pos = torch.arange(t, device=device, dtype=torch.int64)
-    csum = keep.to(torch.int64).cumsum(dim=1)  # inclusive count of kept positions
-    count = csum[:, -1]  # kept_b
-    # Stable partition as a permutation: kept -> csum-1, dropped -> count + (#dropped before t).
-    dest = torch.where(keep, csum - 1, count.unsqueeze(1) + pos - csum)
-    order = torch.empty((b, t), dtype=torch.int64, device=device).scatter_(1, dest, pos.expand(b, t))
+    if b == 1:  # one row: L is its kept count, so there is no padding slot
+        idx = keep[0].nonzero().squeeze(1)  # ascending positions; the one sync
+        n = idx.numel()
+        return hidden.index_select(1, idx), torch.ones((1, n), dtype=torch.int64, device=hidden.device), idx[None]
+    count = keep.sum(dim=1)  # kept_b, >= 1 ([CLS])
+    order = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices  # kept first, each group in order
     length = int(count.max()) if b > 0 else 1  # the one sync
     idx = order[:, :length]
-    valid = pos[:length].unsqueeze(0) < count.unsqueeze(1)  # [B, L]
-    index = torch.where(valid, idx, torch.full_like(idx, -1))
-    gathered = torch.gather(hidden, 1, idx.unsqueeze(-1).expand(b, length, d))
+    valid = torch.arange(length, device=hidden.device) < count.unsqueeze(1)  # [B, L]
+    flat = (idx + torch.arange(b, device=hidden.device).unsqueeze(1) * t).reshape(-1)
+    gathered = hidden.reshape(b * t, d).index_select(0, flat).view(b, length, d)
     hidden_c = gathered.masked_fill(~valid.unsqueeze(-1), 0)  # exact: no multiply by the mask
-    return hidden_c, valid.to(torch.int64), index
+    return hidden_c, valid.to(torch.int64), idx.masked_fill(~valid, -1)
