@@ -12,7 +12,9 @@ BiasGelu) and puts AdapLeR's whole selection into one ``adapler::ContributionDro
                 Attention -> MatMul -> SkipLayerNormalization -> MatMul -> BiasGelu -> MatMul -> SkipLayerNormalization
 
 Inputs and outputs are those of ``model.onnx`` (``logits``, ``kept_lengths``), so every runtime helper
-works on either file. The CP's output bias is left out: the masked softmax is shift-invariant.
+works on either file. Each ContributionDrop's optional fourth output is its layer's kept lengths, which
+``kept_lengths`` concatenates: no per-layer count node (at batch 1 a node costs a few microseconds whatever it
+computes). The CP's output bias is left out: the masked softmax is shift-invariant.
 Graphs with com.microsoft ops run on ONNX Runtime only; TensorRT uses ``model.onnx``.
 """
 from __future__ import annotations
@@ -159,13 +161,18 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
             w1, b1, w2, eta, act = selection[i]
             g.node("MatMul", [hidden, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
             g.nodes += _act_node(act, p + "cp.z1", g.const(p + "cp.b1", b1), p + "cp.a1", p + "cp.act")
+            # the op's optional fourth output is the layer's kept lengths ([B, 1] int64): no ReduceSum per layer
             g.node("ContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), mask32,
                                         g.const(p + "eta", eta)],
-                   [p + "h_kept", p + "mask32", p + "index"], p + "contribution_drop", domain="adapler")
+                   [p + "h_kept", p + "mask32", p + "index", p + "kept"], p + "contribution_drop", domain="adapler")
             hidden, mask32 = p + "h_kept", p + "mask32"
-        g.node("ReduceSum", [mask32, g.const(p + "axes", np.array([1], np.int64))], [p + "kept"], p + "kept_length",
-               keepdims=1)
-        lengths.append(p + "kept")
+            lengths.append(p + "kept")
+        else:  # a dense model: every layer sees the input's lengths, counted once
+            if not lengths:
+                g.node("ReduceSum", [mask32, g.const("axes", np.array([1], np.int64))], ["kept32"], "kept_length",
+                       keepdims=1)
+                g.node("Cast", ["kept32"], ["kept"], "cast_kept", to=TensorProto.INT64)
+            lengths.append("kept")
         qkv_w = np.concatenate([layer.q.weight.detach().T.numpy(), layer.k.weight.detach().T.numpy(),
                                 layer.v.weight.detach().T.numpy()], axis=1)
         qkv_b = np.concatenate([layer.q.bias.detach().numpy(), layer.k.bias.detach().numpy(),
@@ -175,8 +182,7 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
         hidden = _after_attention(g, layer, p, hidden)
     g.node("Gather", [hidden, g.const("cls_index", np.array(0, np.int64))], ["cls"], "cls", axis=1)
     _head_nodes(g, model, "cls")  # -> logits
-    g.node("Concat", lengths, ["kept32"], "kept_lengths_concat", axis=1)
-    g.node("Cast", ["kept32"], ["kept_lengths"], "kept_lengths", to=TensorProto.INT64)
+    g.node("Concat", lengths, ["kept_lengths"], "kept_lengths", axis=1)
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in names]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", model.num_labels]),
                helper.make_tensor_value_info("kept_lengths", TensorProto.INT64, ["batch", model.num_layers])]

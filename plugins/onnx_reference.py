@@ -18,7 +18,7 @@ import onnx
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import OpRun
 
-from .contribution_drop.reference import contribution_drop_reference
+from .contribution_drop.reference import contribution_drop_reference, kept_reference
 from .token_drop.reference import token_drop_reference
 
 __all__ = ["ContributionDrop", "TokenDrop", "reference_evaluator"]
@@ -43,7 +43,10 @@ class ContributionDrop(OpRun):
     def _run(self, hidden: np.ndarray, cp_hidden: np.ndarray, w2: np.ndarray, mask: np.ndarray,
              eta: np.ndarray, plugin_namespace: str | None = None,
              plugin_version: str | None = None) -> tuple[np.ndarray, ...]:
-        return contribution_drop_reference(hidden, cp_hidden, w2, mask, eta)
+        outputs = contribution_drop_reference(hidden, cp_hidden, w2, mask, eta)
+        if len(self.output) > 3:  # the optional kept lengths
+            outputs += (kept_reference(outputs[1]),)
+        return outputs
 
 
 def reference_evaluator(model: str | Path | onnx.ModelProto) -> ReferenceEvaluator:

@@ -7,7 +7,8 @@ import torch
 from onnx import TensorProto, helper
 
 from adapler.plugins.contribution_drop.make_golden import golden_cases, load_golden
-from adapler.plugins.contribution_drop.reference import contribution_drop_reference, contribution_scores_reference
+from adapler.plugins.contribution_drop.reference import (contribution_drop_reference, contribution_scores_reference,
+                                                         kept_reference)
 from adapler.plugins.token_drop.reference import token_drop_reference
 
 INPUTS = ("hidden", "cp_hidden", "w2", "mask", "eta")
@@ -89,16 +90,19 @@ def test_torch_selector_keeps_the_reference_set():
 
 # ------------------------------------------------------------------------------------------------ ORT kernel
 
-def contribution_drop_model(mask_type: int = TensorProto.INT64) -> onnx.ModelProto:
-    """One ContributionDrop node, inputs and outputs named as in the op spec (mask and mask_c of ``mask_type``)."""
+def contribution_drop_model(mask_type: int = TensorProto.INT64, kept: bool = False) -> onnx.ModelProto:
+    """One ContributionDrop node, inputs and outputs named as in the op spec (mask and mask_c of ``mask_type``);
+    ``kept``: with the optional fourth output."""
     f32, i64 = TensorProto.FLOAT, TensorProto.INT64
     ins = [helper.make_tensor_value_info("hidden", f32, ["B", "T", "D"]),
            helper.make_tensor_value_info("cp_hidden", f32, ["B", "T", "H"]),
            helper.make_tensor_value_info("w2", f32, ["H"]), helper.make_tensor_value_info("mask", mask_type, ["B", "T"]),
            helper.make_tensor_value_info("eta", f32, [1])]
     outs = [helper.make_tensor_value_info("hidden_c", f32, None), helper.make_tensor_value_info("mask_c", mask_type, None),
-            helper.make_tensor_value_info("index", i64, None)]
-    node = helper.make_node("ContributionDrop", list(INPUTS), list(OUTPUTS), domain="adapler")
+            helper.make_tensor_value_info("index", i64, None)] + ([helper.make_tensor_value_info("kept", i64, None)]
+                                                                  if kept else [])
+    node = helper.make_node("ContributionDrop", list(INPUTS), list(OUTPUTS) + (["kept"] if kept else []),
+                            domain="adapler")
     return helper.make_model(helper.make_graph([node], "g", ins, outs),
                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("adapler", 1)],
                              ir_version=8)
@@ -156,6 +160,55 @@ def test_ort_kernel_matches_reference_on_random_batches(session, session_i32, ma
         for got, want in zip(sess.run(list(OUTPUTS), a), contribution_drop_reference(**a)):
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
+
+
+def test_kept_reference_counts_each_rows_kept_slots():
+    mask_c = np.array([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1]], np.int32)
+    kept = kept_reference(mask_c)
+    assert kept.dtype == np.int64 and kept.tolist() == [[3], [1], [4]]
+
+
+@pytest.fixture(scope="module")
+def sessions_with_kept(ort_library, tmp_path_factory):
+    """The node with its optional fourth output ``kept``, per mask type."""
+    from adapler.plugins.token_drop.ort_session import create_session
+    out = {}
+    for dtype, proto in ((np.int64, TensorProto.INT64), (np.int32, TensorProto.INT32)):
+        path = tmp_path_factory.mktemp("contribution_drop") / f"contribution_drop_kept_{proto}.onnx"
+        onnx.save(contribution_drop_model(proto, kept=True), str(path))
+        out[dtype] = create_session(path, library=ort_library, threads=1)
+    return out
+
+
+@pytest.mark.parametrize("mask_dtype", [np.int64, np.int32])
+def test_ort_kernel_kept_output_matches_reference(sessions_with_kept, golden, mask_dtype):
+    """Golden cases and random ragged batches: the three outputs unchanged, ``kept`` the reference count."""
+    rng = np.random.default_rng(5)
+    feeds = [dict(golden[c], mask=golden[c]["mask"].astype(mask_dtype)) for c in ("ragged", "batch1", "keep_all", "cls_only")]
+    for _ in range(20):
+        b, t, d, h = rng.integers(1, 6), rng.integers(1, 30), rng.integers(1, 9), rng.integers(1, 6)
+        lengths = rng.integers(1, t + 1, size=b)
+        feeds.append({"hidden": rng.standard_normal((b, t, d)).astype(np.float32),
+                      "cp_hidden": rng.standard_normal((b, t, h)).astype(np.float32),
+                      "w2": rng.standard_normal(h).astype(np.float32),
+                      "mask": (np.arange(t)[None] < lengths[:, None]).astype(mask_dtype),
+                      "eta": np.array([rng.uniform(0.05, 1.5)], np.float32)})
+    for a in feeds:
+        a = {k: a[k] for k in INPUTS}
+        got = sessions_with_kept[mask_dtype].run(list(OUTPUTS) + ["kept"], a)
+        want = contribution_drop_reference(**a)
+        for g, w in zip(got[:3], want):
+            np.testing.assert_array_equal(g, w)
+        assert got[3].dtype == np.int64
+        np.testing.assert_array_equal(got[3], kept_reference(want[1]))
+
+
+def test_onnx_reference_op_kept_output(golden):
+    from adapler.plugins.onnx_reference import reference_evaluator
+    a = golden["ragged"]
+    got = reference_evaluator(contribution_drop_model(kept=True)).run(["kept"], {k: a[k] for k in INPUTS})[0]
+    np.testing.assert_array_equal(got, kept_reference(a["mask_c"]))
+    assert got.shape == (a["mask"].shape[0], 1)
 
 
 def test_ort_kernel_error_names_the_input(session, golden):

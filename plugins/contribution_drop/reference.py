@@ -11,7 +11,7 @@ import numpy as np
 
 from ..token_drop.reference import token_drop_reference
 
-__all__ = ["contribution_scores_reference", "contribution_drop_reference"]
+__all__ = ["contribution_scores_reference", "contribution_drop_reference", "kept_reference"]
 
 
 def contribution_scores_reference(cp_hidden: np.ndarray, w2: np.ndarray, mask: np.ndarray,
@@ -52,3 +52,8 @@ def contribution_drop_reference(hidden: np.ndarray, cp_hidden: np.ndarray, w2: n
     # An int32 mask changes only the type of mask and mask_c: TokenDrop (int64) still defines the result.
     hidden_c, mask_c, index = token_drop_reference(hidden, scores, mask.astype(np.int64), threshold)
     return hidden_c, mask_c.astype(mask.dtype), index
+
+
+def kept_reference(mask_c: np.ndarray) -> np.ndarray:
+    """The optional fourth output ``kept`` [B, 1] int64: each row's kept-token count (its ``mask_c`` ones)."""
+    return (mask_c == 1).sum(axis=1, keepdims=True).astype(np.int64)

@@ -2,7 +2,10 @@
 
 The dynamo ONNX exporter takes a custom node's output count from the registered schema (as for TokenDrop,
 ``plugins/token_drop/schema.py``), so :func:`register_onnx_schema` must run before ``model.cd.onnx`` is
-exported; calling it again is a no-op. Nodes in that graph carry TokenDrop's TensorRT plugin attributes
+exported; calling it again is a no-op. It declares the three outputs the exporter traces: the optional fourth
+output ``kept`` (README.md), which only ``model.ort.onnx`` uses, is declared by the ONNX Runtime kernel alone
+(declared here, the exporter would give every node of ``model.cd.onnx`` a fourth output, which the TensorRT
+plugin does not have). Nodes in that graph carry TokenDrop's TensorRT plugin attributes
 (``plugin_namespace="adapler"``, ``plugin_version="1"``), which ONNX Runtime ignores.
 
 Shape inference: the outputs are TokenDrop's (``hidden_c`` [B, L, D] of ``hidden``'s type, ``index`` int64

@@ -6,7 +6,10 @@
 //   scores[b,:] = softmax of z over the alive tokens of row b    (mask == 1), 0 elsewhere
 //   threshold_b = eta / sum_t mask[b,t]
 //   outputs     = TokenDrop(hidden, scores, mask, threshold)     (compact.h: the same code path)
+//   kept[b, 0]  = kept_b                                        (optional fourth output, when the node has it)
 #pragma once
+
+#include <optional>
 
 #include <cmath>
 #include <cstdint>
@@ -28,9 +31,10 @@ struct ContributionDropKernel {
   Ort::Status Compute(const Ort::Custom::Tensor<float>& hidden, const Ort::Custom::Tensor<float>& cp_hidden,
                       const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<Mask>& mask,
                       const Ort::Custom::Tensor<float>& eta, Ort::Custom::Tensor<float>& hidden_c,
-                      Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
+                      Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index,
+                      std::optional<Ort::Custom::Tensor<int64_t>*> kept) {
     try {
-      return Run(hidden, cp_hidden, w2, mask, eta, hidden_c, mask_c, index);
+      return Run(hidden, cp_hidden, w2, mask, eta, hidden_c, mask_c, index, kept);
     } catch (const std::exception& e) {
       return Ort::Status(e);
     }
@@ -54,7 +58,8 @@ struct ContributionDropKernel {
   Ort::Status Run(const Ort::Custom::Tensor<float>& hidden, const Ort::Custom::Tensor<float>& cp_hidden,
                   const Ort::Custom::Tensor<float>& w2, const Ort::Custom::Tensor<Mask>& mask,
                   const Ort::Custom::Tensor<float>& eta, Ort::Custom::Tensor<float>& hidden_c,
-                  Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index) {
+                  Ort::Custom::Tensor<Mask>& mask_c, Ort::Custom::Tensor<int64_t>& index,
+                  std::optional<Ort::Custom::Tensor<int64_t>*> kept) {
     const auto& hs = hidden.Shape();
     if (hs.size() != 3) return Invalid("hidden must be [B, T, D], got " + Str(hs));
     const int64_t B = hs[0], T = hs[1], D = hs[2];
@@ -110,6 +115,11 @@ struct ContributionDropKernel {
     float* out_h = hidden_c.Allocate({B, L, D});
     Mask* out_m = mask_c.Allocate({B, L});
     int64_t* out_i = index.Allocate({B, L});
+    if (kept.has_value() && *kept != nullptr) {
+      // The layer's kept lengths, so the deploy graph needs no ReduceSum over mask_c per layer.
+      int64_t* out_k = (*kept)->Allocate({B, 1});
+      for (int64_t b = 0; b < B; ++b) out_k[b] = kept_n_[static_cast<size_t>(b)];
+    }
     if (B == 0) return Ort::Status{nullptr};
     CompactRows(hidden.Data(), out_h, out_m, out_i, B, T, L, static_cast<size_t>(D) * sizeof(float), kept_pos_,
                 kept_n_);
