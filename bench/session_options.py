@@ -53,9 +53,14 @@ def time_variants(graph: str | Path, feeds: list[dict[str, np.ndarray]], variant
 
 
 def time_sessions(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: int) -> dict[str, float]:
-    """Each session's mean over feeds of the feed's median call time (ms): every feed runs on every session
-    in turn, in ABBA order per repeat, so drift in the machine's speed falls on all of them alike. The
-    caller has warmed the sessions up."""
+    """Each session's mean over feeds of the feed's median call time (ms); see :func:`per_feed_ms`."""
+    return {v: statistics.fmean(ms) for v, ms in per_feed_ms(sessions, feeds, repeats).items()}
+
+
+def per_feed_ms(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: int) -> dict[str, list[float]]:
+    """Each session's median call time (ms) per feed: every feed runs on every session in turn, in ABBA order
+    per repeat, so drift in the machine's speed falls on all of them alike. The caller has warmed the
+    sessions up."""
     names = list(sessions)
     own = {v: own_feeds(s, feeds) for v, s in sessions.items()}
     times = {v: [[] for _ in feeds] for v in names}
@@ -66,7 +71,7 @@ def time_sessions(sessions: dict, feeds: list[dict[str, np.ndarray]], repeats: i
                 t0 = time.perf_counter()
                 sessions[v].run(None, own[v][i])
                 times[v][i].append(time.perf_counter() - t0)
-    return {v: 1e3 * statistics.fmean(statistics.median(t) for t in times[v]) for v in names}
+    return {v: [1e3 * statistics.median(t) for t in times[v]] for v in names}
 
 
 def own_feeds(session, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
