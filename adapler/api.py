@@ -18,12 +18,14 @@ def checkpoint_dir(path: str | Path) -> Path:
 
 def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", batch_size: int = 32,
                         mode: str = "hard", device: str | None = "cpu") -> dict[str, Any]:
-    """``device``: auto | cpu | cuda[:N]."""
+    """``device``: auto | cpu | cuda[:N]. The result holds each example's prediction (``predictions``), so that
+    two checkpoints evaluated on the same split can be compared pair by pair."""
     ckpt = checkpoint_dir(ckpt)
     model, cfg = load_checkpoint(ckpt, device=resolve_device(device))
     if data.num_labels != model.num_labels:
         from .checkpoint import CheckpointError
         raise CheckpointError(f"{ckpt} predicts {model.num_labels} classes but {data.name} has {data.num_labels}")
     tokenizer = load_checkpoint_tokenizer(ckpt)
-    metrics = evaluate(model, data.split(split), tokenizer, cfg["max_length"], batch_size, mode=mode, desc=split)
+    metrics = evaluate(model, data.split(split), tokenizer, cfg["max_length"], batch_size, mode=mode, desc=split,
+                       keep_predictions=True)
     return {"checkpoint": str(ckpt), "data": data.name, "split": split, **metrics}

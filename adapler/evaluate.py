@@ -59,8 +59,11 @@ def predict(model, examples: list[Example], tokenizer, max_length: int, batch_si
 
 
 def evaluate(model, examples: list[Example], tokenizer, max_length: int, batch_size: int = 32,
-             mode: str = "hard", desc: str | None = None, device: str | torch.device | None = None) -> dict[str, Any]:
-    """Metrics in the JSON schema of ``cli.py evaluate`` (float32, on ``device`` or where the model is)."""
+             mode: str = "hard", desc: str | None = None, device: str | torch.device | None = None,
+             keep_predictions: bool = False) -> dict[str, Any]:
+    """Metrics in the JSON schema of ``cli.py evaluate`` (float32, on ``device`` or where the model is).
+    ``keep_predictions`` adds ``predictions`` (example ids, labels and predicted labels, in split order), which
+    two models' files need for a paired comparison (``bench/paired_accuracy.py``)."""
     if not examples:
         raise ValueError("no examples to evaluate")
     r = predict(model, examples, tokenizer, max_length, batch_size, mode, desc, device)
@@ -86,4 +89,7 @@ def evaluate(model, examples: list[Example], tokenizer, max_length: int, batch_s
         "threads": torch.get_num_threads(),
         "device": str(model_device(model)),
     }
+    if keep_predictions:
+        out["predictions"] = {"ids": [e.id for e in examples], "labels": r["labels"].tolist(),
+                              "preds": r["preds"].tolist()}
     return out

@@ -67,6 +67,9 @@ def test_evaluate_json(tmp_path, finetuned_run, sentiment_csv):
     for key in ("accuracy", "flops_speedup", "mean_kept_lengths", "n_examples", "batch_size"):
         assert key in m
     assert m["batch_size"] == 4 and len(m["mean_kept_lengths"]) == 4 and m["flops_speedup"] == pytest.approx(1.0)
+    p = m["predictions"]  # per example, in split order: what a paired comparison of two models reads
+    assert len(p["ids"]) == len(p["labels"]) == len(p["preds"]) == m["n_examples"] == len(set(p["ids"]))
+    assert sum(a == b for a, b in zip(p["labels"], p["preds"])) / m["n_examples"] == pytest.approx(m["accuracy"])
     one_line_error(cli("evaluate", finetuned_run, "--data", sentiment_csv, "--json", out), "--overwrite")
 
 
