@@ -124,10 +124,27 @@ def model_quality(spec: ModelSpec, data, batch_size: int = 32) -> dict[str, Any]
     from adapler.checkpoint import load_checkpoint_tokenizer
     tok = load_checkpoint_tokenizer(spec.ckpt)
     m = evaluate(spec.model, data.test, tok, spec.config["max_length"], batch_size, mode=default_mode(spec.model),
-                 desc=f"{spec.name}: test")
+                 desc=f"{spec.name}: test", keep_predictions=True)
     keep = ("method", "mode", "n_examples", "max_length", "n_truncated", "accuracy", "f1", "macro_f1",
-            "flops_speedup", "gflops_per_example", "dense_gflops_per_example", "mean_length", "mean_kept_lengths")
+            "flops_speedup", "gflops_per_example", "dense_gflops_per_example", "mean_length", "mean_kept_lengths",
+            "predictions")
     return {"checkpoint": str(spec.ckpt), **{k: m[k] for k in keep if k in m}}
+
+
+def add_accuracy_vs_dense(models: dict[str, dict], predictions: Mapping[str, dict], dense_name: str) -> None:
+    """Each model's ``accuracy_vs_dense``: its paired test-accuracy difference to the dense model (points, 95 %
+    bootstrap interval, McNemar p; ``bench/paired_accuracy.py``), so the report says which gaps the split resolves."""
+    import numpy as np
+
+    from .paired_accuracy import paired_difference
+
+    def correct(p: dict) -> np.ndarray:
+        return np.asarray(p["labels"]) == np.asarray(p["preds"])
+    base = predictions[dense_name]
+    for name, m in models.items():
+        if name != dense_name and name in predictions and predictions[name]["ids"] == base["ids"]:
+            r = paired_difference(correct(base), correct(predictions[name]))
+            m["accuracy_vs_dense"] = {k: r[k] for k in ("diff_points", "ci95_points", "mcnemar_p")}
 
 
 def check_same_inputs(specs: Mapping[str, ModelSpec], sample: Sequence, max_length: int) -> None:
@@ -290,10 +307,14 @@ def _run(results, path, models, data, dense_name, batch_sizes, factories, ctx, n
          order, lengths, n_length_inputs, eval_batch_size, seed) -> None:
     from adapler.checkpoint import load_checkpoint_tokenizer
     specs = load_models(models, dense_name)
+    predictions = {}  # per example, for the paired accuracy differences; not written to results.json
     for name, spec in specs.items():
         log(f"{name}: accuracy and FLOPs on {len(data.test)} test examples")
         results["models"][name] = model_quality(spec, data, eval_batch_size)
+        predictions[name] = results["models"][name].pop("predictions")
         save_results(results, path)
+    add_accuracy_vs_dense(results["models"], predictions, dense_name)
+    save_results(results, path)
     dense = specs[dense_name]
     tok, max_length = load_checkpoint_tokenizer(dense.ckpt), dense.config["max_length"]
     sample = sample_examples(data.test, n_latency_examples, seed)

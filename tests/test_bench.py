@@ -221,6 +221,12 @@ def test_results_schema(full_run):
     assert list(saved["models"]) == ["bert", "adapler"]
     assert saved["models"]["bert"]["flops_speedup"] == 1.0 and saved["models"]["adapler"]["flops_speedup"] > 1.0
     assert len(saved["models"]["adapler"]["mean_kept_lengths"]) == 2
+    # the pruned model's paired accuracy difference to the dense one; per-example predictions stay out of the file
+    vs = saved["models"]["adapler"]["accuracy_vs_dense"]
+    a, b = saved["models"]["adapler"]["accuracy"], saved["models"]["bert"]["accuracy"]
+    assert vs["diff_points"] == pytest.approx(100 * (a - b)) and vs["ci95_points"][0] <= vs["diff_points"] <= vs["ci95_points"][1]
+    assert 0 <= vs["mcnemar_p"] <= 1 and "accuracy_vs_dense" not in saved["models"]["bert"]
+    assert not any("predictions" in m for m in saved["models"].values())
     from adapler.bench.deployed import ONLY_HERE
     ran = [b for b, s in saved["backends"].items() if s["status"] == "ran" and b not in ONLY_HERE]
     assert "torch" in ran and "ort-std" in ran
@@ -264,7 +270,7 @@ def test_reports_and_plots_written(full_run):
     out, r = full_run
     md = (out / "results.md").read_text()
     for heading in ("## Accuracy and FLOPs", "## Latency (paired, interleaved)", "## Latency vs sequence length",
-                    "## Environment", "| torch | 1 | adapler |"):
+                    "## Environment", "| torch | 1 | adapler |", "vs bert (95 % interval)"):
         assert heading in md
     assert r["files"]["accuracy_vs_flops"] == "accuracy_vs_flops.png"
     for name in ("accuracy_vs_flops.png", "latency_vs_length.png"):
