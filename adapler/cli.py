@@ -407,7 +407,8 @@ def verify(export_dir: Path = typer.Argument(..., help="directory written by `ex
         report[name] = q
         typer.echo(f"{name} ({q['file']}) vs fp32 on {q['n_examples']} {split} examples: accuracy "
                    f"{100 * q['accuracy_fp32']:.2f} % -> {100 * q['accuracy']:.2f} % "
-                   f"({q['accuracy_change_points']:+.2f} points), argmax agreement {100 * q['argmax_agreement']:.1f} %, "
+                   f"({q['accuracy_change_points']:+.2f} points, 95 % interval {q['accuracy_change_ci95_points'][0]:+.2f} to "
+                   f"{q['accuracy_change_ci95_points'][1]:+.2f}), argmax agreement {100 * q['argmax_agreement']:.1f} %, "
                    f"max |delta logits| {q['max_abs_diff_logits']:.3f}, kept lengths identical for "
                    f"{100 * q['kept_lengths_identical_share']:.1f} % of examples")
     if json_out is not None:

@@ -4,7 +4,7 @@
 point. Two models scored on the same texts differ only where their predictions differ, so the paired
 difference is far more precise than two separate accuracies, and its interval says whether a gap is a
 measurement or noise. For each model against the base (both ``cli.py evaluate --json`` files, which hold
-each example's prediction):
+each example's prediction; the statistics are ``adapler/stats.py``, shared with ``bench`` and ``verify``):
 
 - ``diff_points``: accuracy difference in points (model minus base);
 - ``ci95_points``: 95 % percentile interval of that difference from a paired bootstrap over examples;
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from adapler.bench.profile_ort import emit_json
+from adapler.stats import paired_difference
 
 
 def read_predictions(path: str | Path) -> dict:
@@ -43,37 +43,6 @@ def read_predictions(path: str | Path) -> dict:
                          "predictions were recorded lack them)")
     return {"path": str(path), "data": m.get("data"), "split": m.get("split"), "ids": list(p["ids"]),
             "correct": np.asarray(p["labels"]) == np.asarray(p["preds"])}
-
-
-def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value: ``b`` and ``c`` are the counts of texts only one model gets right."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
-
-
-def paired_difference(base: np.ndarray, model: np.ndarray, samples: int = 10000, seed: int = 0,
-                      drop: float = 1.0) -> dict:
-    """Accuracy difference (points) of ``model`` against ``base`` (boolean correctness per example, same order)."""
-    if base.shape != model.shape or base.ndim != 1 or not len(base):
-        raise ValueError("the two prediction lists must cover the same, non-empty set of examples")
-    delta = model.astype(np.int8) - base.astype(np.int8)  # +1, 0 or -1 per example
-    rng = np.random.default_rng(seed)
-    n = len(delta)
-    boot = np.empty(samples)
-    for start in range(0, samples, 1000):  # bounded memory on large splits
-        k = min(1000, samples - start)
-        idx = rng.integers(0, n, size=(k, n))
-        boot[start:start + k] = delta[idx].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5]) * 100
-    only_base, only_model = int((delta < 0).sum()), int((delta > 0).sum())
-    return {"n_examples": n, "base_accuracy": float(base.mean()), "model_accuracy": float(model.mean()),
-            "diff_points": float(delta.mean() * 100), "ci95_points": [float(lo), float(hi)],
-            "mcnemar_p": mcnemar_exact(only_base, only_model), "only_base_right": only_base,
-            "only_model_right": only_model, "within_points_at_95": bool(lo >= -drop), "drop_points": drop}
 
 
 def compare_files(base: str | Path, models: list[str | Path], samples: int = 10000, seed: int = 0,

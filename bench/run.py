@@ -136,7 +136,7 @@ def add_accuracy_vs_dense(models: dict[str, dict], predictions: Mapping[str, dic
     bootstrap interval, McNemar p; ``bench/paired_accuracy.py``), so the report says which gaps the split resolves."""
     import numpy as np
 
-    from .paired_accuracy import paired_difference
+    from adapler.stats import paired_difference
 
     def correct(p: dict) -> np.ndarray:
         return np.asarray(p["labels"]) == np.asarray(p["preds"])

@@ -155,6 +155,7 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
     logits| and the share of examples whose kept lengths are identical in every layer. ``{}`` when the export
     has none. fp16 graphs run on ORT's CPU provider too (slowly): they are meant for GPU runtimes."""
     from adapler.plugins.token_drop.ort_session import create_session
+    from adapler.stats import paired_difference
     export_dir = Path(export_dir)
     meta = read_export(export_dir)
     files = meta["files"]
@@ -172,8 +173,10 @@ def quantization_report(export_dir: str | Path, examples: list[Example], batch_s
                                                   for p in pair)
         q_logits = q_logits.astype(np.float32)
         acc_q, acc_f = float((q_logits.argmax(1) == labels).mean()), float((f_logits.argmax(1) == labels).mean())
+        paired = paired_difference(f_logits.argmax(1) == labels, q_logits.argmax(1) == labels)
         out[name] = {"file": pair[0], "fp32_file": pair[1], "n_examples": len(examples),
                      "accuracy_fp32": acc_f, "accuracy": acc_q, "accuracy_change_points": 100 * (acc_q - acc_f),
+                     "accuracy_change_ci95_points": paired["ci95_points"], "mcnemar_p": paired["mcnemar_p"],
                      "argmax_agreement": float((q_logits.argmax(1) == f_logits.argmax(1)).mean()),
                      "max_abs_diff_logits": float(np.abs(q_logits - f_logits).max()),
                      "kept_lengths_identical_share": float((q_kept == f_kept).all(axis=1).mean()),

@@ -104,6 +104,8 @@ def test_int8_export_and_its_report(tmp_path, tiny_bert_dir, ort_library, sentim
     assert rep["n_examples"] == len(test) and rep["file"] == "model.ort.int8.onnx"
     assert 0 <= rep["argmax_agreement"] <= 1 and 0 <= rep["kept_lengths_identical_share"] <= 1
     assert rep["accuracy_change_points"] == pytest.approx(100 * (rep["accuracy"] - rep["accuracy_fp32"]))
+    lo, hi = rep["accuracy_change_ci95_points"]  # paired interval of the change (adapler/stats.py)
+    assert lo <= rep["accuracy_change_points"] <= hi and 0 <= rep["mcnemar_p"] <= 1
     assert len(rep["mean_kept_lengths"]) == 4
     assert rep["max_abs_diff_logits"] > 0  # int8 really changed the arithmetic
 

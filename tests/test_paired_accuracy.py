@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from adapler.bench.paired_accuracy import compare_files, main, mcnemar_exact, paired_difference
+from adapler.bench.paired_accuracy import compare_files, main
+from adapler.stats import mcnemar_exact, paired_difference
 
 
 def test_mcnemar_exact_by_hand():
