@@ -9,12 +9,11 @@
 //   kept[b, 0]  = kept_b                                        (optional fourth output, when the node has it)
 #pragma once
 
-#include <optional>
-
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
