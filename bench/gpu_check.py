@@ -9,6 +9,9 @@ rewritten after every step, so a run cut short by the 10-minute limit keeps what
    ``contribution_drop_build`` / ``contribution_drop_check``: the same for ContributionDrop's kernel
    (``plugins/contribution_drop/cuda``): its golden file and random ragged batches, both mask types, fp32
    and fp16, identical outputs.
+   ``torch_kernel_check``: the torch implementations on CUDA tensors (``token_drop_torch``, the custom op's
+   kernel on both devices, and the ``token_drop_gpu`` dispatch, Triton where installed) against the same
+   reference, single rows included.
 3. ``torch_cuda_timing``: eager torch on ``cuda:0``, the demo models (``runs/demo``: AdapLeR with and
    without token dropping, the fine-tuned dense model) at batch 1 and 32, paired timings
    (``bench.timing``), speedup of pruned over dense.
@@ -154,6 +157,34 @@ def kernel_check(library: str | None, n_cases: int = 240) -> dict[str, Any]:
     result = run_cases(load_cuda_kernel_library(library), ragged_cases(n_cases), "cuda")
     if not result["passed"]:
         raise AssertionError(f"CUDA kernel differs from the reference: {json.dumps(result)}")
+    return result
+
+
+def single_row_cases(n: int) -> list[tuple[np.ndarray, ...]]:
+    """Batches of one row (``token_drop_torch``'s own path), padded and with NaN scores."""
+    rng = np.random.default_rng(1)
+    cases = []
+    for i in range(n):
+        t, d = int(rng.integers(1, 300)), [8, 64, 384][i % 3]
+        scores = rng.random((1, t)).astype(np.float32)
+        scores[0, ::7] = np.nan
+        mask = (np.arange(t)[None, :] < rng.integers(1, t + 1)).astype(np.int64)
+        hidden = rng.standard_normal((1, t, d)).astype(np.float16 if i % 2 else np.float32)
+        cases.append((hidden, scores, mask, rng.uniform(0, 1, size=1).astype(np.float32)))
+    return cases
+
+
+def torch_kernel_check(n_cases: int = 120) -> dict[str, Any]:
+    if not _cuda():
+        raise Skipped(NO_CUDA)
+    from adapler.plugins.token_drop.gpu import token_drop_gpu
+    from adapler.plugins.token_drop.torch_impl import token_drop_torch
+
+    cases = ragged_cases(n_cases) + single_row_cases(n_cases // 4)
+    result = {"token_drop_torch": run_cases(token_drop_torch, cases, "cuda"),
+              "token_drop_gpu": run_cases(token_drop_gpu, cases, "cuda")}
+    if not all(r["passed"] for r in result.values()):
+        raise AssertionError(f"a torch implementation differs from the reference on CUDA: {json.dumps(result)}")
     return result
 
 
@@ -365,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     step("kernel_check", lambda: kernel_check(built.get("library")))
     cd_built = step("contribution_drop_build", lambda: contribution_drop_build(args.work))
     step("contribution_drop_check", lambda: contribution_drop_check(cd_built.get("library")))
+    step("torch_kernel_check", torch_kernel_check)
     step("torch_cuda_timing", lambda: torch_cuda_timing(args.demo_dir))
     step("tensorrt_engine", lambda: tensorrt_engine(args.demo_dir, args.work))
     step("tensorrt_cd_engine", lambda: tensorrt_cd_engine(args.demo_dir, args.work))

@@ -43,6 +43,14 @@ def test_checker_accepts_the_torch_implementation_and_rejects_wrong_ones():
     assert not gpu_check.run_cases(shifted, cases, "cpu")["indices_identical"]
 
 
+def test_single_row_cases_pass_on_cpu_and_hold_nan_and_padding():
+    """The cases torch_kernel_check adds for token_drop_torch's one-row path, run on the CPU here."""
+    cases = gpu_check.single_row_cases(12)
+    assert all(c[0].shape[0] == 1 for c in cases) and any(np.isnan(c[1]).any() for c in cases)
+    assert any(c[2].min() == 0 for c in cases)
+    assert gpu_check.run_cases(token_drop_torch, cases, "cpu")["passed"]
+
+
 def test_contribution_drop_cases_catch_a_wrong_kernel():
     """The ContributionDrop check passes the reference itself and flags a kernel that keeps one token too few."""
     import numpy as np
@@ -73,13 +81,13 @@ def test_cpu_only_run_skips_gpu_steps_with_reasons(tmp_path):
     assert rc == 0 and report["device"] is None and report["environment"]["cuda_available"] is False
     steps = report["steps"]
     assert list(steps) == ["kernel_build", "kernel_check", "contribution_drop_build", "contribution_drop_check",
-                           "torch_cuda_timing", "tensorrt_engine", "tensorrt_cd_engine"]
+                           "torch_kernel_check", "torch_cuda_timing", "tensorrt_engine", "tensorrt_cd_engine"]
     for build in ("kernel_build", "contribution_drop_build"):
         if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
             assert steps[build]["status"] == "ok" and Path(steps[build]["library"]).is_file()
         else:
             assert steps[build]["status"] == "skipped" and "nvcc" in steps[build]["reason"]
-    for name in ("kernel_check", "contribution_drop_check", "torch_cuda_timing"):
+    for name in ("kernel_check", "contribution_drop_check", "torch_kernel_check", "torch_cuda_timing"):
         assert steps[name]["status"] == "skipped" and steps[name]["reason"] == gpu_check.NO_CUDA
     assert steps["tensorrt_engine"]["status"] == "skipped"
     assert steps["tensorrt_engine"]["reason"] == report["environment"]["tensorrt_reason"]
