@@ -225,3 +225,18 @@ def test_missing_library_message_names_the_op_the_model_uses(tmp_path):
     with pytest.raises(TokenDropLibraryMissing, match=r"^cd.onnx uses the custom op adapler::ContributionDrop but the "
                                                       r"ONNX Runtime library is not built; run `python cli.py build-plugins`"):
         create_session(path, library=None)
+
+
+def test_node_the_library_does_not_know_is_a_one_line_rebuild_hint(ort_library, tmp_path):
+    """A node with more outputs than the library's kernel declares (what a library built before `kept` sees
+    in a graph written since): the session's error names the op and the rebuild command."""
+    from adapler.plugins.token_drop.ort_session import PluginLibraryOutdated, TokenDropLibraryMissing, create_session
+    model = contribution_drop_model(kept=True)
+    model.graph.node[0].output.append("extra")
+    model.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.INT64, None))
+    path = tmp_path / "five_outputs.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(PluginLibraryOutdated, match=r"adapler::ContributionDrop nodes have 5 outputs.*python cli.py "
+                                                    r"build-plugins") as err:
+        create_session(path, library=ort_library)
+    assert isinstance(err.value, TokenDropLibraryMissing) and "\n" not in str(err.value)  # the CLI's one-line error

@@ -7,6 +7,7 @@ The custom-op library is registered only when the model needs it, so ``model.std
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping, Union
 
@@ -23,6 +24,15 @@ LibrarySpec = Union[str, os.PathLike, None, Literal["auto"]]
 
 class TokenDropLibraryMissing(RuntimeError):
     """The model contains adapler::TokenDrop but no custom-op library is available."""
+
+
+class PluginLibraryOutdated(TokenDropLibraryMissing):
+    """The custom-op library loads but was built before the graph's form of an adapler op (e.g. a node with
+    ContributionDrop's optional fourth output against a library that declares three)."""
+
+
+# ORT's words when a node does not fit the registered kernel's signature
+_SCHEMA_MISMATCH = re.compile(r"schema\((adapler::\w+):\d+\) has (input|output) size (\d+) not in range")
 
 
 class InputTooLong(ValueError):
@@ -192,8 +202,17 @@ def create_session(
         if path is None:
             raise TokenDropLibraryMissing(_missing_message(model_path, _custom_ops(model)))
         options.register_custom_ops_library(str(path))
-    session = _session_class()(
-        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
+    try:
+        session = _session_class()(
+            str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as e:
+        m = _SCHEMA_MISMATCH.search(str(e))
+        if m is None:
+            raise
+        raise PluginLibraryOutdated(
+            f"{model_path}: its {m.group(1)} nodes have {m.group(3)} {m.group(2)}s, which the custom-op library "
+            f"{_resolve_library(library)} does not know (built before this form of the op); rebuild it with "
+            "`python cli.py build-plugins`") from None
     session.positions, session.model_name = max_positions(model), Path(model_path).name
     return session
