@@ -33,8 +33,9 @@ def paired_difference(base: np.ndarray, model: np.ndarray, samples: int = 10000,
     rng = np.random.default_rng(seed)
     n = len(delta)
     boot = np.empty(samples)
-    for start in range(0, samples, 1000):  # bounded memory on large splits
-        k = min(1000, samples - start)
+    rows = max(1, 2_000_000 // n)  # resamples drawn at once: at most ~16 MB of indices whatever the split size
+    for start in range(0, samples, rows):
+        k = min(rows, samples - start)
         idx = rng.integers(0, n, size=(k, n))
         boot[start:start + k] = delta[idx].mean(axis=1)
     lo, hi = np.percentile(boot, [2.5, 97.5]) * 100
