@@ -20,9 +20,9 @@ One op, four faces:
 ``contribution_drop`` (spec: ``plugins/contribution_drop/README.md``) is AdapLeR's whole selection step as
 one op: the Contribution Predictor's output layer, the masked softmax over alive tokens, the ``eta / n``
 threshold and token_drop's compaction. Its kernel is that math in plain torch (``contribution_scores`` then
-``token_drop_std``); the AdapLeR selector calls it only inside ``contribution_drop_form()``, which is how
-``model.cd.onnx`` (one ``adapler::ContributionDrop`` node per layer, for TensorRT) is traced. It has no
-autograd formula: it is an export form, training uses the selector's own path.
+token_drop's CPU kernel ``token_drop_torch``); the AdapLeR selector calls it only inside
+``contribution_drop_form()``, which is how ``model.cd.onnx`` (one ``adapler::ContributionDrop`` node per layer,
+for TensorRT) is traced. It has no autograd formula: it is an export form, training uses the selector's own path.
 """
 from __future__ import annotations
 
@@ -172,7 +172,7 @@ def contribution_drop(hidden: Tensor, cp_hidden: Tensor, w2: Tensor, mask: Tenso
     compaction; ``mask_c`` has ``mask``'s type (int64 or int32), ``index`` is int64."""
     z = cp_hidden.float() @ w2.float()  # the CP's output bias is left out: the softmax is shift-invariant
     scores, threshold = contribution_scores(z, mask, eta)
-    hidden_c, mask_c, index = token_drop_std(hidden, scores, mask, threshold)
+    hidden_c, mask_c, index = token_drop_torch(hidden, scores, mask, threshold)
     return hidden_c, mask_c.to(mask.dtype), index
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapler.bench.profile_ort import emit_json, test_feeds
+from adapler.bench.profile_ort import emit_json, refuse_taken_json, test_feeds
 from adapler.bench.session_options import own_feeds, per_feed_ms
 from adapler.plugins.token_drop.ort_session import create_session
 
@@ -43,26 +43,21 @@ def resolve_graphs(export_dir: Path, graphs: list[str]) -> list[Path]:
 def check_agreement(sessions: dict, feeds: list[dict[str, np.ndarray]], atol: float, skip: set[str]) -> dict:
     """Max |logits difference| and kept-length equality of each graph against the first (graphs in ``skip``
     are not compared); RuntimeError when a compared graph disagrees."""
+    from adapler.export.verify import run_graph
     names = list(sessions)
     first = names[0]
-
-    def outputs(name: str) -> list[dict[str, np.ndarray]]:
-        s = sessions[name]
-        wanted = [o.name for o in s.get_outputs() if o.name in ("logits", "kept_lengths")]
-        return [dict(zip(wanted, s.run(wanted, f))) for f in own_feeds(s, feeds)]
-    ref = outputs(first)
+    ref_logits, ref_kept = run_graph(sessions[first], feeds)
     report = {}
     for name in names[1:]:
         if name in skip:
             continue
-        got = outputs(name)
-        diff = max(float(np.abs(a["logits"] - b["logits"]).max()) for a, b in zip(ref, got))
-        kept = [np.array_equal(a["kept_lengths"], b["kept_lengths"]) for a, b in zip(ref, got)
-                if "kept_lengths" in a and "kept_lengths" in b]
-        report[name] = {"max_abs_logit_diff": diff, "kept_lengths_equal": all(kept) if kept else None}
-        if diff > atol or (kept and not all(kept)):
+        logits, kept = run_graph(sessions[name], feeds)
+        diff = float(np.abs(logits - ref_logits).max())
+        same = None if kept is None or ref_kept is None else bool(np.array_equal(kept, ref_kept))
+        report[name] = {"max_abs_logit_diff": diff, "kept_lengths_equal": same}
+        if diff > atol or same is False:
             raise RuntimeError(f"{name} disagrees with {first} (max |dlogits| {diff:.2e}, kept lengths equal "
-                               f"{all(kept) if kept else 'n/a'}); its time would not compare")
+                               f"{'n/a' if same is None else same}); its time would not compare")
     return report
 
 
@@ -112,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="time this graph without comparing its outputs (e.g. an int8 or dense reference graph)")
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     if not (args.export_dir / "export.json").is_file():
         raise SystemExit(f"error: {args.export_dir} is not an export folder (no export.json); pass the folder "
                          "`python cli.py export` wrote")

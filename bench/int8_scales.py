@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from adapler.bench.profile_ort import emit_json, test_feeds
+from adapler.bench.profile_ort import emit_json, refuse_taken_json, test_feeds
 from adapler.bench.session_options import time_batch_1_and_32
 from adapler.data import load_dataset
 from adapler.export.deploy import quantize_int8
@@ -73,8 +73,7 @@ def probe_parser(description: str, data_help: str) -> argparse.ArgumentParser:
 
 def check_probe_args(args: argparse.Namespace) -> None:
     """One line, before any work, for a taken --json or a folder without a fused graph to quantize."""
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     if not (args.export_dir / "export.json").is_file():
         raise SystemExit(f"error: {args.export_dir} is not an export folder (no export.json); "
                          "pass a folder written by `cli.py export` or a bench's exports/<model>")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapler.bench.profile_ort import emit_json
+from adapler.bench.profile_ort import emit_json, refuse_taken_json
 from adapler.stats import paired_difference
 
 
@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     if args.samples < 100 or args.drop < 0:
         raise SystemExit("error: --samples must be at least 100 and --drop not negative")
     try:

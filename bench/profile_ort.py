@@ -173,6 +173,12 @@ def layers_against_dense(export_dir: Path, dense_dir: Path, feeds: list[dict], r
             "pruned_roles_us_per_run": pruned["node_time_us_per_run"]}
 
 
+def refuse_taken_json(path: Path | None) -> None:
+    """The one-line error every probe gives, before any work, for a ``--json`` file that already exists."""
+    if path is not None and path.exists():
+        raise SystemExit(f"error: {path} already exists; remove it or choose another --json")
+
+
 def emit_json(out: dict, path: Path | None) -> None:
     """Print a probe's result, and write it to ``path`` when given (callers refuse an existing one first)."""
     text = json.dumps(out, indent=2)
@@ -193,8 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                     "at batch 1 (measured vs FLOPs-proportional time per layer)")
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     if args.dense is not None:
         try:  # before minutes of profiling
             fused_graph(args.export_dir), fused_graph(args.dense)

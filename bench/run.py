@@ -141,9 +141,10 @@ def add_accuracy_vs_dense(models: dict[str, dict], predictions: Mapping[str, dic
     def correct(p: dict) -> np.ndarray:
         return np.asarray(p["labels"]) == np.asarray(p["preds"])
     base = predictions[dense_name]
+    base_correct = correct(base)
     for name, m in models.items():
         if name != dense_name and name in predictions and predictions[name]["ids"] == base["ids"]:
-            r = paired_difference(correct(base), correct(predictions[name]))
+            r = paired_difference(base_correct, correct(predictions[name]))
             m["accuracy_vs_dense"] = {k: r[k] for k in ("diff_points", "ci95_points", "mcnemar_p")}
 
 

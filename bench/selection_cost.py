@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapler.bench.profile_ort import emit_json
+from adapler.bench.profile_ort import emit_json, refuse_taken_json
 from adapler.plugins.token_drop.ort_session import create_session
 
 
@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     try:
         lengths = [int(v) for v in args.lengths.split(",") if v.strip()]
     except ValueError:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adapler.bench.profile_ort import emit_json, test_feeds
+from adapler.bench.profile_ort import emit_json, refuse_taken_json, test_feeds
 from adapler.plugins.token_drop.ort_session import create_session
 
 # name -> the SessionOptions it changes on top of the project's sessions (ort_session.create_session)
@@ -109,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         variants = parse_variants(args.variants)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     graph = args.export_dir / args.graph
     if not graph.is_file():
         raise SystemExit(f"error: {graph} does not exist; pass --graph with a file of the export folder")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 import adapler.ops as ops
-from adapler.bench.profile_ort import emit_json
+from adapler.bench.profile_ort import emit_json, refuse_taken_json
 
 KERNELS = {"token_drop_torch": ops.token_drop_torch, "token_drop_std": ops.token_drop_std}
 
@@ -83,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, help="write the result here (refuses to overwrite)")
     args = ap.parse_args(argv)
-    if args.json is not None and args.json.exists():
-        raise SystemExit(f"error: {args.json} already exists; remove it or choose another --json")
+    refuse_taken_json(args.json)
     emit_json(run(args.pruned, args.dense, args.data, args.texts, args.repeats, args.threads), args.json)
 
 

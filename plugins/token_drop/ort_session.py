@@ -197,6 +197,7 @@ def create_session(
     for name, value in (overrides or {}).items():
         setattr(options, name, value)
     model = onnx.load(str(model_path), load_external_data=False)  # graph only: op check + position table
+    path = None
     if _uses_token_drop(model):
         path = _resolve_library(library)
         if path is None:
@@ -212,7 +213,7 @@ def create_session(
             raise
         raise PluginLibraryOutdated(
             f"{model_path}: its {m.group(1)} nodes have {m.group(3)} {m.group(2)}s, which the custom-op library "
-            f"{_resolve_library(library)} does not know (built before this form of the op); rebuild it with "
+            f"{path} does not know (built before this form of the op); rebuild it with "
             "`python cli.py build-plugins`") from None
     session.positions, session.model_name = max_positions(model), Path(model_path).name
     return session
