@@ -68,9 +68,9 @@ def _parse_settings(items: list[str], method: str) -> dict:
     return _run(parse_settings, items, methods.get(method).config_class(), method)
 
 
-TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: the first of text, sentence, review, content, document, comment, tweet)")
+TextCol = typer.Option(None, "--text-col", help="text column of a local file (default: the first of text, sentence, review, content, document, comment, tweet; else the longest non-numeric column)")
 PairCol = typer.Option(None, "--text-pair-col", help="second text column for sentence pairs")
-LabelCol = typer.Option(None, "--label-col", help="label column of a local file (default: the first of label, labels, sentiment, class, target, category)")
+LabelCol = typer.Option(None, "--label-col", help="label column of a local file (default: the first of label, labels, sentiment, class, target, category; else the column with the fewest distinct short values)")
 Encoding = typer.Option("utf-8", "--encoding", help="encoding of a local file")
 DeviceOpt = typer.Option("auto", "--device", help="auto (a GPU when torch sees one) | cpu | cuda | cuda:N")
 PrecisionOpt = typer.Option(TrainPrecision.fp32, "--precision",

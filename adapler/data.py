@@ -15,6 +15,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from .columns import (LABEL_COLUMNS, SAMPLE_ROWS, TEXT_COLUMNS, describe, header_is_data, infer_columns,
+                      resolve_by_name)
+
 
 class DataError(ValueError):
     """A user-facing, one-line problem with the data and how to fix it."""
@@ -36,6 +39,7 @@ class Dataset:
     dev: list[Example]
     test: list[Example]
     notes: dict[str, int]
+    note: str = ""  # one line on how a local file was read when flags and column names did not settle it
 
     @property
     def num_labels(self) -> int:
@@ -62,7 +66,8 @@ class Dataset:
     def summary(self) -> str:
         notes = ", ".join(f"{k}={v}" for k, v in sorted(self.notes.items()) if v)
         return (f"{self.name}: train {len(self.train)} / dev {len(self.dev)} / test {len(self.test)}, "
-                f"{self.num_labels} classes ({', '.join(self.label_names)})" + (f"; {notes}" if notes else ""))
+                f"{self.num_labels} classes ({', '.join(self.label_names)})" + (f"; {notes}" if notes else "")
+                + (f"; {self.note}" if self.note else ""))
 
 
 _SPLIT_80_10_10 = (0.8, 0.1, 0.1)
@@ -132,7 +137,9 @@ def _lift_csv_field_limit() -> None:
             limit //= 2
 
 
-def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, list[Any]]]]:
+    """The file's column names (a CSV's first line, a JSON file's first record's keys) and its records as
+    (line, values in column order)."""
     data = path.read_bytes()
     try:
         text = data.decode(encoding).removeprefix("\ufeff")
@@ -142,24 +149,25 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
                         f"pass --encoding latin-1 (or the file's real encoding)") from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 or --encoding latin-1") from None
-    records: list[tuple[int, dict[str, Any]]] = []
     if path.suffix.lower() in (".csv", ".tsv"):
         _lift_csv_field_limit()
         tsv = path.suffix.lower() == ".tsv"  # TSV as in GLUE: no quoting, quotes are literal text
         reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
                             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
+        rows: list[tuple[int, list[Any]]] = []
         try:
             header = [h.strip() for h in next(reader, [])]
             start = reader.line_num + 1
             for rec in reader:
                 if any(f.strip() for f in rec):
-                    records.append((start, dict(zip(header, rec))))
+                    rows.append((start, rec))
                 start = reader.line_num + 1
         except csv.Error as e:
             raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({e})") from None
         if not header:
             raise DataError(f"{path} is empty; expected a header row such as text,label")
-        return header, records
+        return header, rows
+    records: list[tuple[int, Any]] = []
     for i, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
@@ -170,7 +178,8 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
         raise DataError(f"{path}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}")
     if not records:
         raise DataError(f"{path} has no records")
-    return list(records[0][1]), records
+    columns = list(records[0][1])
+    return columns, [(i, [r.get(c) for c in columns]) for i, r in records]
 
 
 def _label_key(v: Any) -> str:
@@ -192,46 +201,81 @@ def _check_columns(where: str, columns: Sequence[Any], cols: tuple[str, str | No
                             f"set {flag} to the right one")
 
 
-# Column names tried, in order, when --text-col / --label-col are not given (case-insensitive).
-TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet")
-LABEL_COLUMNS = ("label", "labels", "sentiment", "class", "target", "category")
+@dataclass
+class FileColumns:
+    """What the train file of a local dataset settled, for its dev and test files and for the summary line."""
+    cols: tuple[str | None, str | None, str | None]
+    headerless: bool | None = None  # None: not decided yet (the train file decides)
+    note: str = ""
 
 
-def resolve_columns(columns: Sequence[Any], cols: tuple[str | None, str | None, str | None]
-                    ) -> tuple[str, str | None, str]:
-    """``cols`` with an unset text or label column replaced by the first of ``TEXT_COLUMNS`` /
-    ``LABEL_COLUMNS`` the file has (its own spelling); unset and none found: the first candidate, which
-    ``_check_columns`` then reports with the flag to set."""
-    by_lower = {str(c).lower(): str(c) for c in columns}
+def _settle_columns(path: Path, header: list[str], rows: list[tuple[int, list[Any]]], settled: FileColumns
+                    ) -> tuple[list[str], list[tuple[int, list[Any]]], tuple[str, str | None, str]]:
+    """The text, pair and label columns of one file: the flags, else known names (``columns.TEXT_COLUMNS``),
+    else inferred from the values (``columns.infer_columns``), which is also when a CSV without a header row
+    is recognised. Updates ``settled`` the first time (the train file)."""
+    given = settled.cols
+    cols = resolve_by_name(header, given)
+    values = [r for _, r in rows]
+    csv_like = path.suffix.lower() in (".csv", ".tsv")
+    if settled.headerless is None:
+        settled.headerless = False
+        # no name fits, or the flags number the columns (--text-col 2): maybe there is no header row at all
+        flags = [c for c in (given[0], given[2]) if c is not None]
+        numbered = [] if all(c in header for c in flags) else [c for c in flags if c.isdigit() and int(c) > 0]
+        by_name = resolve_by_name(header, tuple(None if c in numbered else c for c in given))
+        if csv_like and by_name[0] is None and by_name[2] is None:
+            label = (int(given[2]) - 1 if given[2] in numbered
+                     else infer_columns(values, len(header), False, True, set())[1])
+            settled.headerless = label is not None and header_is_data(header, values, label)
+    if settled.headerless:
+        rows = [(1, list(header))] + rows
+        values = [r for _, r in rows]
+        header = [str(i + 1) for i in range(max(map(len, values)))]
+        cols = resolve_by_name(header, given)
+    inferred = []
+    if cols[0] is None or cols[2] is None:
+        taken = {header.index(c) for c in cols if c is not None and c in header}
+        width = max([len(header)] + [len(v) for v in values[:SAMPLE_ROWS]])
+        text, label = infer_columns(values, width, cols[0] is None, cols[2] is None, taken)
+        names = header + [str(i + 1) for i in range(len(header), width)]
+        if text is not None:
+            inferred.append(describe(names[text], values, text, "text"))
+        if label is not None:
+            inferred.append(describe(names[label], values, label, "label"))
+        cols = (names[text] if text is not None else cols[0], cols[1],
+                names[label] if label is not None else cols[2])
+        header = names
+    if not settled.note and (inferred or settled.headerless):
+        settled.note = ("no header row (columns numbered from 1); " if settled.headerless else "") + (
+            f"columns inferred from the values: {', '.join(inferred)}; --text-col / --label-col choose others"
+            if inferred else "")
+    cols = (cols[0] or TEXT_COLUMNS[0], cols[1], cols[2] or LABEL_COLUMNS[0])  # unresolved: reported below
+    _check_columns(str(path), header, cols)
+    return header, rows, cols
 
-    def pick(given: str | None, candidates: Sequence[str]) -> str:
-        if given is not None:
-            return given
-        return next((by_lower[c] for c in candidates if c in by_lower), candidates[0])
-    return pick(cols[0], TEXT_COLUMNS), cols[1], pick(cols[2], LABEL_COLUMNS)
 
-
-def _read_file(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
-               notes: dict[str, int]) -> tuple[list[tuple[str, str, str | None, str]], tuple[str, str | None, str]]:
-    """Rows as (id, text, text_pair, label_key), and the columns used; empty texts are dropped and counted."""
-    columns, records = _read_records(path, encoding)
-    cols = resolve_columns(columns, cols)
-    text_col, pair_col, label_col = cols
-    _check_columns(str(path), columns, cols)
+def _read_file(path: Path, settled: FileColumns, encoding: str,
+               notes: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
+    """Rows as (id, text, text_pair, label_key); empty texts are dropped and counted. ``settled`` carries the
+    columns the train file settled to the dev and test files."""
+    header, rows, cols = _settle_columns(path, *_read_records(path, encoding), settled)
+    settled.cols = cols
+    text_i, label_i = header.index(cols[0]), header.index(cols[2])
+    pair_i = header.index(cols[1]) if cols[1] else None
+    cell = lambda rec, i: rec[i] if i is not None and i < len(rec) else None  # noqa: E731 (short rows)
     out = []
-    for line, rec in records:
-        text = rec.get(text_col)
-        pair = rec.get(pair_col) if pair_col else None
-        label = rec.get(label_col)
+    for line, rec in rows:
+        text, pair, label = cell(rec, text_i), cell(rec, pair_i), cell(rec, label_i)
         if label is None or _label_key(label) == "":
-            raise DataError(f"{path}: line {line} has no value in label column {label_col!r}; fix or remove the row")
+            raise DataError(f"{path}: line {line} has no value in label column {cols[2]!r}; fix or remove the row")
         text = "" if text is None else str(text).strip()
-        pair = None if pair_col is None else ("" if pair is None else str(pair).strip())
+        pair = None if pair_i is None else ("" if pair is None else str(pair).strip())
         if not text or pair == "":
             notes["dropped_empty"] = notes.get("dropped_empty", 0) + 1
             continue
         out.append((f"{path.name}:{line}", text, pair, _label_key(label)))
-    return out, cols
+    return out
 
 
 def _find(directory: Path, stems: Sequence[str]) -> Path | None:
@@ -240,7 +284,7 @@ def _find(directory: Path, stems: Sequence[str]) -> Path | None:
 
 
 def _load_local(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
-                seed: int) -> tuple[list[str], list[list[Example]], dict[str, int]]:
+                seed: int) -> tuple[list[str], list[list[Example]], dict[str, int], str]:
     notes: dict[str, int] = {"dropped_empty": 0}
     if path.is_dir():
         files = [_find(path, ["train"]), _find(path, ["dev", "validation"]), _find(path, ["test"])]
@@ -251,10 +295,9 @@ def _load_local(path: Path, cols: tuple[str | None, str | None, str | None], enc
         files = [path, None, None]
     else:
         raise DataError(f"unsupported file type {path.suffix or '(none)'} for {path}; use {', '.join(_EXTS)}")
-    raw = []
-    for f in files:  # the train file settles unset column names; dev and test must use the same ones
-        rows, cols = _read_file(f, cols, encoding, notes) if f else ([], cols)
-        raw.append(rows)
+    settled = FileColumns(cols)  # the train file settles unset column names; dev and test must use the same ones
+    raw = [_read_file(f, settled, encoding, notes) if f else [] for f in files]
+    cols = settled.cols
     label_names = _sorted_labels({r[3] for r in raw[0]})
     if len(label_names) < 2:
         raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
@@ -270,7 +313,7 @@ def _load_local(path: Path, cols: tuple[str | None, str | None, str | None], enc
         splits = _stratified(splits[0], _SPLIT_80_10_10, seed, str(path))
     elif files[1] is None:
         splits[0], splits[1] = _stratified(splits[0], (0.9, 0.1), seed, str(files[0]))
-    return label_names, splits, notes
+    return label_names, splits, notes, settled.note
 
 
 # ---------------------------------------------------------------------------------------- Hugging Face
@@ -357,13 +400,14 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
     """A built-in name, a local file/directory, or (with the optional `datasets` extra) a Hub name."""
     from .corpora import BUILTIN_DATASETS, cache_root, load_builtin  # corpora builds this module's Examples
     path = Path(spec).expanduser()
+    note = ""
     if spec in BUILTIN_DATASETS:
         rows, label_names, notes = load_builtin(spec, Path(cache_dir) if cache_dir else cache_root())
         fracs = (4 / 6, 1 / 6, 1 / 6) if spec == "pang-lee-reviews" else _SPLIT_80_10_10  # 1000/250/250
         splits = _stratified(rows, fracs, seed, spec)
         notes = dict(notes)
     elif path.exists():
-        label_names, splits, notes = _load_local(path, (text_col, text_pair_col, label_col), encoding, seed)
+        label_names, splits, notes, note = _load_local(path, (text_col, text_pair_col, label_col), encoding, seed)
     elif path.suffix.lower() in _EXTS or spec.startswith((".", "/", "~")):
         raise DataError(f"{spec} does not exist; pass an existing file/directory or a built-in name "
                         f"({', '.join(BUILTIN_DATASETS)})")
@@ -375,7 +419,7 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
     if max_eval is not None and max_eval < max(len(dev), len(test)):
         notes["subsampled_eval_from"] = len(test)
     return Dataset(spec, label_names, _subsample(train, max_train, seed), _subsample(dev, max_eval, seed),
-                   _subsample(test, max_eval, seed), notes)
+                   _subsample(test, max_eval, seed), notes, note)
 
 
 # ---------------------------------------------------------------------------------------- tensors

@@ -29,7 +29,7 @@ def test_missing_data_path(tmp_path):
 
 
 def test_missing_column(tmp_path):
-    (tmp_path / "d.csv").write_text("body,label\nhello,1\n")
+    (tmp_path / "d.csv").write_text("n,label\n3,1\n")  # no column name fits and no column holds text
     one_line_error(cli("finetune", "--data", tmp_path / "d.csv", "--out", tmp_path / "o"), "--text-col")
 
 

@@ -173,7 +173,7 @@ def test_too_few_per_class(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,flag,missing", [
-    ({}, "--text-col", "text"),
+    ({"text_col": "text"}, "--text-col", "text"),
     ({"text_col": "body", "label_col": "y"}, "--label-col", "y"),
     ({"text_col": "body", "text_pair_col": "b2"}, "--text-pair-col", "b2")])
 def test_missing_column(tmp_path, kwargs, flag, missing):
@@ -182,6 +182,60 @@ def test_missing_column(tmp_path, kwargs, flag, missing):
         load_dataset(str(f), **kwargs)
     msg = str(err.value)
     assert f"no column '{missing}'" in msg and "columns: body, label" in msg and flag in msg and "\n" not in msg
+
+
+def test_no_column_can_be_the_text(tmp_path):
+    """Names fit nothing and every other column is numbers: the error names --text-col, as before inference."""
+    f = write_csv(tmp_path / "d.csv", ["n", "label"], [[str(i), r[1]] for i, r in enumerate(binary_rows(5))])
+    with pytest.raises(DataError, match=r"no column 'text' \(columns: n, label\); set --text-col"):
+        load_dataset(str(f))
+
+
+def test_columns_inferred_from_values(tmp_path):
+    """Unknown names: the label is the column of few short values, the text the longest non-numeric one (not
+    the id, not the title), and the summary says so in one line."""
+    rows = binary_rows(10)
+    f = write_csv(tmp_path / "d.csv", ["id", "title", "review_text", "polarity"],
+                  [[str(i), f"t{i}", r[0] + " and some more words", r[1]] for i, r in enumerate(rows)])
+    ds = load_dataset(str(f))
+    assert ds.label_names == ["neg", "pos"]
+    assert sorted(e.text for e in ds.train + ds.dev + ds.test) == sorted(r[0] + " and some more words" for r in rows)
+    assert all((e.label == 1) == ("neg" not in ds.label_names[e.label]) for e in ds.train)
+    line = ds.summary()
+    assert "\n" not in line and "text 'review_text'" in line and "label 'polarity' (2 values)" in line
+    assert "--text-col / --label-col" in line
+    # a known name settles its column; only the other one is inferred
+    g = write_csv(tmp_path / "g.csv", ["text", "stars"], [[r[0], {"pos": "5", "neg": "1"}[r[1]]] for r in rows])
+    ds = load_dataset(str(g))
+    assert ds.label_names == ["1", "5"] and "label 'stars'" in ds.summary() and "text '" not in ds.summary()
+    # a flag still wins over inference
+    assert load_dataset(str(f), text_col="title").train[0].text.startswith("t")
+
+
+def test_headerless_csv(tmp_path):
+    """A CSV whose first line is a record (label value first, as in the SpamAssassin corpus file): every row is
+    read, the columns are numbered from 1, and a directory's dev and test files are read the same way."""
+    rows = [[{"pos": "1", "neg": "-1"}[r[1]], r[0]] for r in binary_rows(10)]
+    f = tmp_path / "d.csv"
+    with open(f, "w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    ds = load_dataset(str(f))
+    assert len(ds.train) + len(ds.dev) + len(ds.test) == len(rows)
+    assert ds.label_names == ["-1", "1"] and "no header row" in ds.summary()
+    assert sorted(e.text for e in ds.train + ds.dev + ds.test) == sorted(r[1] for r in rows)
+    numbered = load_dataset(str(f), text_col="2", label_col="1")  # the numbers the summary line gives
+    assert numbered.label_names == ["-1", "1"] and len(numbered.train) == len(ds.train)
+    d = tmp_path / "split"
+    d.mkdir()
+    for name, part in (("train", rows[:16]), ("test", rows[16:])):
+        with open(d / f"{name}.csv", "w", newline="") as fh:
+            csv.writer(fh).writerows(part)
+    ds = load_dataset(str(d))
+    assert len(ds.test) == 4 and sorted(e.text for e in ds.test) == sorted(r[1] for r in rows[16:])
+    # a header whose label cell is a name, not a value, stays a header
+    h = write_csv(tmp_path / "h.csv", ["verdict", "body"], rows)
+    ds = load_dataset(str(h))
+    assert "no header row" not in ds.summary() and len(ds.train) + len(ds.dev) + len(ds.test) == len(rows)
 
 
 def test_missing_label_value(tmp_path):
