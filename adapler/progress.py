@@ -44,5 +44,16 @@ def _plain_progress(items: Iterable[T], desc: str, total: int | None) -> Iterato
     for i, item in enumerate(items, 1):
         yield item
         if not quiet and i / total >= next_mark:
-            print(f"{desc}: {i}/{total} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            spent = time.perf_counter() - t0
+            left = f", about {_duration(spent * (total - i) / i)} left" if i < total else ""
+            print(f"{desc}: {i}/{total} ({spent:.0f} s{left})", file=sys.stderr, flush=True)
             next_mark += 0.25
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.3 h``: a remaining time at the precision a log reader needs."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
