@@ -1,22 +1,17 @@
-"""Labelled text data: built-in stand-in corpora (``corpora.py``), local CSV/TSV/JSONL files, optional Hugging
-Face datasets, seeded stratified splits, and tokenisation into padded tensors. See docs/data.md §2."""
+"""Labelled text data: built-in stand-in corpora (``corpora.py``), local CSV/TSV/JSONL files (``local_files.py``),
+optional Hugging Face datasets, seeded stratified splits, and tokenisation into padded tensors. See docs/data.md §2."""
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import random
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 
-from .columns import (LABEL_COLUMNS, SAMPLE_ROWS, TEXT_COLUMNS, describe, header_is_data, infer_columns,
-                      resolve_by_name)
 
 
 class DataError(ValueError):
@@ -121,65 +116,9 @@ def _subsample(rows: list[Example], k: int | None, seed: int) -> list[Example]:
     return [e for e in rows if id(e) in chosen]
 
 
-# ---------------------------------------------------------------------------------------- local files
+# ------------------------------------------------------------------------ shared with local_files.py
 
 _EXTS = (".csv", ".tsv", ".jsonl", ".json")
-
-
-def _lift_csv_field_limit() -> None:
-    """The csv module refuses fields over 128 KiB; long documents are truncated at tokenisation instead."""
-    limit = sys.maxsize
-    while True:
-        try:
-            csv.field_size_limit(limit)
-            return
-        except OverflowError:  # C long is 32-bit on some platforms
-            limit //= 2
-
-
-def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, list[Any]]]]:
-    """The file's column names (a CSV's first line, a JSON file's first record's keys) and its records as
-    (line, values in column order)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode(encoding).removeprefix("\ufeff")
-    except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not valid {encoding} text ({e.reason}); "
-                        f"pass --encoding latin-1 (or the file's real encoding)") from None
-    except LookupError:
-        raise DataError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 or --encoding latin-1") from None
-    if path.suffix.lower() in (".csv", ".tsv"):
-        _lift_csv_field_limit()
-        tsv = path.suffix.lower() == ".tsv"  # TSV as in GLUE: no quoting, quotes are literal text
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
-                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
-        rows: list[tuple[int, list[Any]]] = []
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            start = reader.line_num + 1
-            for rec in reader:
-                if any(f.strip() for f in rec):
-                    rows.append((start, rec))
-                start = reader.line_num + 1
-        except csv.Error as e:
-            raise DataError(f"{path}: line {reader.line_num} is not valid CSV ({e})") from None
-        if not header:
-            raise DataError(f"{path} is empty; expected a header row such as text,label")
-        return header, rows
-    records: list[tuple[int, Any]] = []
-    for i, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            try:
-                records.append((i, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {i} is not valid JSON ({e.msg}); expected one object per line") from None
-    if any(not isinstance(r, dict) for _, r in records):
-        raise DataError(f"{path}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}")
-    if not records:
-        raise DataError(f"{path} has no records")
-    columns = list(records[0][1])
-    return columns, [(i, [r.get(c) for c in columns]) for i, r in records]
 
 
 def _label_key(v: Any) -> str:
@@ -199,121 +138,6 @@ def _check_columns(where: str, columns: Sequence[Any], cols: tuple[str, str | No
         if col is not None and col not in columns:
             raise DataError(f"{where} has no column {col!r} (columns: {', '.join(map(str, columns))}); "
                             f"set {flag} to the right one")
-
-
-@dataclass
-class FileColumns:
-    """What the train file of a local dataset settled, for its dev and test files and for the summary line."""
-    cols: tuple[str | None, str | None, str | None]
-    headerless: bool | None = None  # None: not decided yet (the train file decides)
-    note: str = ""
-
-
-def _settle_columns(path: Path, header: list[str], rows: list[tuple[int, list[Any]]], settled: FileColumns
-                    ) -> tuple[list[str], list[tuple[int, list[Any]]], tuple[str, str | None, str]]:
-    """The text, pair and label columns of one file: the flags, else known names (``columns.TEXT_COLUMNS``),
-    else inferred from the values (``columns.infer_columns``), which is also when a CSV without a header row
-    is recognised. Updates ``settled`` the first time (the train file)."""
-    given = settled.cols
-    cols = resolve_by_name(header, given)
-    values = [r for _, r in rows]
-    csv_like = path.suffix.lower() in (".csv", ".tsv")
-    if settled.headerless is None:
-        settled.headerless = False
-        # no name fits, or the flags number the columns (--text-col 2): maybe there is no header row at all
-        flags = [c for c in (given[0], given[2]) if c is not None]
-        numbered = [] if all(c in header for c in flags) else [c for c in flags if c.isdigit() and int(c) > 0]
-        by_name = resolve_by_name(header, tuple(None if c in numbered else c for c in given))
-        if csv_like and by_name[0] is None and by_name[2] is None:
-            label = (int(given[2]) - 1 if given[2] in numbered
-                     else infer_columns(values, len(header), False, True, set())[1])
-            settled.headerless = label is not None and header_is_data(header, values, label)
-    if settled.headerless:
-        rows = [(1, list(header))] + rows
-        values = [r for _, r in rows]
-        header = [str(i + 1) for i in range(max(map(len, values)))]
-        cols = resolve_by_name(header, given)
-    inferred = []
-    if cols[0] is None or cols[2] is None:
-        taken = {header.index(c) for c in cols if c is not None and c in header}
-        width = max([len(header)] + [len(v) for v in values[:SAMPLE_ROWS]])
-        text, label = infer_columns(values, width, cols[0] is None, cols[2] is None, taken)
-        names = header + [str(i + 1) for i in range(len(header), width)]
-        if text is not None:
-            inferred.append(describe(names[text], values, text, "text"))
-        if label is not None:
-            inferred.append(describe(names[label], values, label, "label"))
-        cols = (names[text] if text is not None else cols[0], cols[1],
-                names[label] if label is not None else cols[2])
-        header = names
-    if not settled.note and (inferred or settled.headerless):
-        settled.note = ("no header row (columns numbered from 1); " if settled.headerless else "") + (
-            f"columns inferred from the values: {', '.join(inferred)}; --text-col / --label-col choose others"
-            if inferred else "")
-    cols = (cols[0] or TEXT_COLUMNS[0], cols[1], cols[2] or LABEL_COLUMNS[0])  # unresolved: reported below
-    _check_columns(str(path), header, cols)
-    return header, rows, cols
-
-
-def _read_file(path: Path, settled: FileColumns, encoding: str,
-               notes: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
-    """Rows as (id, text, text_pair, label_key); empty texts are dropped and counted. ``settled`` carries the
-    columns the train file settled to the dev and test files."""
-    header, rows, cols = _settle_columns(path, *_read_records(path, encoding), settled)
-    settled.cols = cols
-    text_i, label_i = header.index(cols[0]), header.index(cols[2])
-    pair_i = header.index(cols[1]) if cols[1] else None
-    cell = lambda rec, i: rec[i] if i is not None and i < len(rec) else None  # noqa: E731 (short rows)
-    out = []
-    for line, rec in rows:
-        text, pair, label = cell(rec, text_i), cell(rec, pair_i), cell(rec, label_i)
-        if label is None or _label_key(label) == "":
-            raise DataError(f"{path}: line {line} has no value in label column {cols[2]!r}; fix or remove the row")
-        text = "" if text is None else str(text).strip()
-        pair = None if pair_i is None else ("" if pair is None else str(pair).strip())
-        if not text or pair == "":
-            notes["dropped_empty"] = notes.get("dropped_empty", 0) + 1
-            continue
-        out.append((f"{path.name}:{line}", text, pair, _label_key(label)))
-    return out
-
-
-def _find(directory: Path, stems: Sequence[str]) -> Path | None:
-    hits = [directory / f"{s}{x}" for s in stems for x in _EXTS if (directory / f"{s}{x}").is_file()]
-    return hits[0] if hits else None
-
-
-def _load_local(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
-                seed: int) -> tuple[list[str], list[list[Example]], dict[str, int], str]:
-    notes: dict[str, int] = {"dropped_empty": 0}
-    if path.is_dir():
-        files = [_find(path, ["train"]), _find(path, ["dev", "validation"]), _find(path, ["test"])]
-        if files[0] is None or files[2] is None:
-            raise DataError(f"directory {path} needs train.<ext> and test.<ext> (ext one of "
-                            f"{', '.join(_EXTS)}; dev/validation optional)")
-    elif path.suffix.lower() in _EXTS:
-        files = [path, None, None]
-    else:
-        raise DataError(f"unsupported file type {path.suffix or '(none)'} for {path}; use {', '.join(_EXTS)}")
-    settled = FileColumns(cols)  # the train file settles unset column names; dev and test must use the same ones
-    raw = [_read_file(f, settled, encoding, notes) if f else [] for f in files]
-    cols = settled.cols
-    label_names = _sorted_labels({r[3] for r in raw[0]})
-    if len(label_names) < 2:
-        raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
-                        f"{cols[2]!r}; a classifier needs at least two (check --label-col)")
-    index = {k: i for i, k in enumerate(label_names)}
-    for f, rows in zip(files[1:], raw[1:]):
-        for r in rows:
-            if r[3] not in index:
-                raise DataError(f"{f}: label {r[3]!r} ({r[0]}) does not occur in {files[0]}; "
-                                f"the model cannot learn it (train labels: {', '.join(label_names)})")
-    splits = [[Example(i, t, index[lab], p) for i, t, p, lab in rows] for rows in raw]
-    if files[1] is None and files[2] is None:
-        splits = _stratified(splits[0], _SPLIT_80_10_10, seed, str(path))
-    elif files[1] is None:
-        splits[0], splits[1] = _stratified(splits[0], (0.9, 0.1), seed, str(files[0]))
-    return label_names, splits, notes, settled.note
 
 
 # ---------------------------------------------------------------------------------------- Hugging Face
@@ -399,6 +223,7 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
                  cache_dir: str | Path | None = None) -> Dataset:
     """A built-in name, a local file/directory, or (with the optional `datasets` extra) a Hub name."""
     from .corpora import BUILTIN_DATASETS, cache_root, load_builtin  # corpora builds this module's Examples
+    from .local_files import load_local
     path = Path(spec).expanduser()
     note = ""
     if spec in BUILTIN_DATASETS:
@@ -407,7 +232,7 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
         splits = _stratified(rows, fracs, seed, spec)
         notes = dict(notes)
     elif path.exists():
-        label_names, splits, notes, note = _load_local(path, (text_col, text_pair_col, label_col), encoding, seed)
+        label_names, splits, notes, note = load_local(path, (text_col, text_pair_col, label_col), encoding, seed)
     elif path.suffix.lower() in _EXTS or spec.startswith((".", "/", "~")):
         raise DataError(f"{spec} does not exist; pass an existing file/directory or a built-in name "
                         f"({', '.join(BUILTIN_DATASETS)})")

@@ -537,5 +537,5 @@ def test_common_column_names_are_found_without_flags(tmp_path):
 
 def test_column_help_lists_every_candidate():
     from adapler import cli
-    from adapler.data import LABEL_COLUMNS, TEXT_COLUMNS
+    from adapler.columns import LABEL_COLUMNS, TEXT_COLUMNS
     assert all(c in cli.TextCol.help for c in TEXT_COLUMNS) and all(c in cli.LabelCol.help for c in LABEL_COLUMNS)
