@@ -27,6 +27,17 @@ def _lift_csv_field_limit() -> None:
             limit //= 2
 
 
+def _csv_delimiter(text: str) -> str:
+    """``,`` unless the first line has none and has ``;``, a tab or ``|`` (spreadsheets in many locales save
+    ``text;label``): then the most frequent of those."""
+    first = text.split("\n", 1)[0]
+    if "," in first:
+        return ","
+    counts = {d: first.count(d) for d in ";\t|"}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, list[Any]]]]:
     """The file's column names (a CSV's first line, a JSON file's first record's keys) and its records as
     (line, values in column order)."""
@@ -42,7 +53,7 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
     if path.suffix.lower() in (".csv", ".tsv"):
         _lift_csv_field_limit()
         tsv = path.suffix.lower() == ".tsv"  # TSV as in GLUE: no quoting, quotes are literal text
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else _csv_delimiter(text),
                             quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
         rows: list[tuple[int, list[Any]]] = []
         try:

@@ -539,3 +539,15 @@ def test_column_help_lists_every_candidate():
     from adapler import cli
     from adapler.columns import LABEL_COLUMNS, TEXT_COLUMNS
     assert all(c in cli.TextCol.help for c in TEXT_COLUMNS) and all(c in cli.LabelCol.help for c in LABEL_COLUMNS)
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t", "|"])
+def test_csv_with_another_delimiter(tmp_path, delimiter):
+    """A .csv saved with ';' (or a tab, or '|') between fields reads as the user meant; commas inside the
+    texts are not mistaken for separators."""
+    rows = [[r[0] + ", with a comma", r[1]] for r in binary_rows(10)]
+    f = write_csv(tmp_path / "d.csv", ["text", "label"], rows, delimiter=delimiter)
+    ds = load_dataset(str(f))
+    assert ds.label_names == ["neg", "pos"]
+    assert sorted(e.text for e in ds.train + ds.dev + ds.test) == sorted(r[0] for r in rows)
+
