@@ -33,7 +33,7 @@ def progress_bar(items: Iterable[T], desc: str, total: int | None = None) -> Ite
 def log(msg: str) -> None:
     """One status line on stderr (kept out of JSON written to stdout)."""
     if not os.environ.get("ADAPLER_QUIET"):
-        console.print(msg, highlight=False)
+        console.print(msg, highlight=False, soft_wrap=True)  # one line in logs too: the terminal wraps it
 
 
 def _plain_progress(items: Iterable[T], desc: str, total: int | None) -> Iterator[T]:

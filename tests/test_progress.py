@@ -20,3 +20,10 @@ def test_quiet_loops_print_nothing(monkeypatch, capsys):
     monkeypatch.setenv("ADAPLER_QUIET", "1")
     assert list(progress._plain_progress(range(100), "x", 100)) == list(range(100))
     assert capsys.readouterr().err == ""
+
+
+def test_log_keeps_a_long_line_whole(monkeypatch, capsys):
+    """Status lines (the data summary, the defaults chosen) stay one line in a log file, whatever its width."""
+    monkeypatch.delenv("ADAPLER_QUIET", raising=False)
+    progress.log("word " * 60)
+    assert capsys.readouterr().err.rstrip() == ("word " * 60).rstrip()
