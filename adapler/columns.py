@@ -7,7 +7,7 @@ inferred is said in one line (``Dataset.summary``), so a wrong guess is seen bef
 still win."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 # Column names tried, in order, when --text-col / --label-col are not given (case-insensitive).
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet")
@@ -48,29 +48,40 @@ def _is_number(v: str) -> bool:
     return True
 
 
+class ColumnStats(NamedTuple):
+    """What the inference reads from one column's non-empty values (the first ``SAMPLE_ROWS`` rows)."""
+    distinct: int
+    mean_chars: float
+    numeric: bool
+    longest: int
+    count: int
+
+
+def column_stats(rows: Sequence[Sequence[Any]], i: int) -> ColumnStats | None:
+    vals = _values(rows, i)
+    if not vals:
+        return None
+    return ColumnStats(len(set(vals)), sum(map(len, vals)) / len(vals), all(map(_is_number, vals)),
+                       max(map(len, vals)), len(vals))
+
+
 def infer_columns(rows: Sequence[Sequence[Any]], width: int, want_text: bool, want_label: bool,
                   taken: set[int]) -> tuple[int | None, int | None]:
     """Positions of the text and label columns read from the values (``None`` where nothing fits or nothing is
     wanted). Label: 2 to ``MAX_INFERRED_CLASSES`` distinct values, at most half as many as rows, each at most
     ``MAX_LABEL_CHARS`` long; the fewest distinct values wins. Text: the longest column on average that is not
     all numbers. Columns in ``taken`` (already settled) are never picked."""
-    stats = {}
-    for i in range(width):
-        if i in taken:
-            continue
-        vals = _values(rows, i)
-        if vals:
-            stats[i] = (len(set(vals)), sum(map(len, vals)) / len(vals), all(map(_is_number, vals)),
-                        max(map(len, vals)), len(vals))
+    stats = {i: st for i in range(width) if i not in taken and (st := column_stats(rows, i)) is not None}
     label = None
     if want_label:
-        fits = [i for i, (distinct, _, _, longest, n) in stats.items()
-                if 2 <= distinct <= min(MAX_INFERRED_CLASSES, max(2, n // 2)) and longest <= MAX_LABEL_CHARS]
-        label = min(fits, key=lambda i: (stats[i][0], stats[i][1], i), default=None)
+        fits = [i for i, st in stats.items()
+                if 2 <= st.distinct <= min(MAX_INFERRED_CLASSES, max(2, st.count // 2))
+                and st.longest <= MAX_LABEL_CHARS]
+        label = min(fits, key=lambda i: (stats[i].distinct, stats[i].mean_chars, i), default=None)
     text = None
     if want_text:
-        fits = [i for i, (_, _, numeric, _, _) in stats.items() if i != label and not numeric]
-        text = max(fits, key=lambda i: (stats[i][1], -i), default=None)
+        fits = [i for i, st in stats.items() if i != label and not st.numeric]
+        text = max(fits, key=lambda i: (stats[i].mean_chars, -i), default=None)
     return text, label
 
 
@@ -81,8 +92,9 @@ def header_is_data(header: Sequence[str], rows: Sequence[Sequence[Any]], label: 
 
 
 def describe(name: str, rows: Sequence[Sequence[Any]], i: int, what: str) -> str:
-    vals = _values(rows, i)
+    """``label 'polarity' (2 values)`` or ``text 'body' (mean 812 characters)``, for the summary line."""
+    st = column_stats(rows, i)
     shown = name if len(name) <= 30 else name[:27] + "..."
     if what == "label":
-        return f"label {shown!r} ({len(set(vals))} values)"
-    return f"text {shown!r} (mean {sum(map(len, vals)) / max(len(vals), 1):.0f} characters)"
+        return f"label {shown!r} ({st.distinct if st else 0} values)"
+    return f"text {shown!r} (mean {st.mean_chars if st else 0:.0f} characters)"
