@@ -77,15 +77,18 @@ def _by_label(rows: list[Example]) -> dict[int, list[Example]]:
     return out
 
 
-def _stratified(rows: list[Example], fracs: Sequence[float], seed: int, what: str) -> list[list[Example]]:
-    """Seeded per-class shuffle and cut; every later split gets at least one example of every class."""
+def _stratified(rows: list[Example], fracs: Sequence[float], seed: int, what: str,
+                names: Sequence[str] | None = None) -> list[list[Example]]:
+    """Seeded per-class shuffle and cut; every later split gets at least one example of every class.
+    ``names`` (the label names) make the error name the class rather than its index."""
     rng = random.Random(f"split:{seed}")  # str seeds hash via sha512: stable across runs and PYTHONHASHSEED
     by_label = _by_label(rows)
     out: list[list[Example]] = [[] for _ in fracs]
     for label in sorted(by_label):
         group = list(by_label[label])
         if len(group) < len(fracs):
-            raise DataError(f"{what}: label {label} has only {len(group)} example(s), a stratified split needs "
+            shown = repr(names[label]) if names else label
+            raise DataError(f"{what}: label {shown} has only {len(group)} example(s), a stratified split needs "
                             f"at least {len(fracs)}; add examples, drop the class, or provide train/dev/test files")
         rng.shuffle(group)
         sizes = [max(1, round(len(group) * f)) for f in fracs[1:]]

@@ -181,6 +181,10 @@ def load_local(path: Path, cols: tuple[str | None, str | None, str | None], enco
     raw = [_read_file(f, settled, encoding, notes) if f else [] for f in files]
     cols = settled.cols
     label_names = _sorted_labels({r[3] for r in raw[0]})
+    if not raw[0]:
+        empty = notes["dropped_empty"]
+        raise DataError(f"{files[0]} has no examples" + (f" ({empty} row(s) with an empty text dropped)" if empty else "")
+                        + "; add rows of text and label below the header")
     if len(label_names) < 2:
         raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
                         f"{cols[2]!r}; a classifier needs at least two (check --label-col)")
@@ -192,7 +196,11 @@ def load_local(path: Path, cols: tuple[str | None, str | None, str | None], enco
                                 f"the model cannot learn it (train labels: {', '.join(label_names)})")
     splits = [[Example(i, t, index[lab], p) for i, t, p, lab in rows] for rows in raw]
     if files[1] is None and files[2] is None:
-        splits = _stratified(splits[0], _SPLIT_80_10_10, seed, str(path))
+        if len(label_names) > max(20, len(raw[0]) // len(_SPLIT_80_10_10)):  # e.g. a column of scores or ids
+            raise DataError(f"{path}: label column {cols[2]!r} has {len(label_names)} distinct values in "
+                            f"{len(raw[0])} rows, too many to be classes (a split needs 3 examples of each); "
+                            f"if it holds scores or ids, bin them into classes or choose another --label-col")
+        splits = _stratified(splits[0], _SPLIT_80_10_10, seed, str(path), label_names)
     elif files[1] is None:
-        splits[0], splits[1] = _stratified(splits[0], (0.9, 0.1), seed, str(files[0]))
+        splits[0], splits[1] = _stratified(splits[0], (0.9, 0.1), seed, str(files[0]), label_names)
     return label_names, splits, notes, settled.note

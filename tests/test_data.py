@@ -112,6 +112,15 @@ def test_empty_texts_dropped_and_counted(tmp_path):
     assert "dropped_empty=3" in ds.summary()
 
 
+def test_file_without_examples_says_so(tmp_path):
+    f = write_csv(tmp_path / "header.csv", ["text", "label"], [])
+    with pytest.raises(DataError, match=r"header\.csv has no examples; add rows of text and label below the header"):
+        load_dataset(str(f))
+    g = write_csv(tmp_path / "blank.csv", ["text", "label"], [["", "pos"], ["  ", "neg"]])
+    with pytest.raises(DataError, match=r"blank\.csv has no examples \(2 row\(s\) with an empty text dropped\)"):
+        load_dataset(str(g))
+
+
 def test_utf8_bom_and_latin1_encoding(tmp_path):
     f = tmp_path / "d.csv"
     body = "text,label\n" + "".join(f"caf\u00e9 {i},{i % 2}\n" for i in range(10))
@@ -168,7 +177,14 @@ def test_one_class(tmp_path):
 
 def test_too_few_per_class(tmp_path):
     f = write_csv(tmp_path / "d.csv", ["text", "label"], binary_rows(5) + [["rare", "other"], ["rare 2", "other"]])
-    with pytest.raises(DataError, match="label 1 has only 2 example"):
+    with pytest.raises(DataError, match="label 'other' has only 2 example"):
+        load_dataset(str(f))
+
+
+def test_label_column_of_scores_is_refused(tmp_path):
+    f = write_csv(tmp_path / "d.csv", ["text", "label"], [[f"text {i}", f"{i * 0.37:.2f}"] for i in range(90)])
+    with pytest.raises(DataError, match=r"label column 'label' has 90 distinct values in 90 rows, too many to be "
+                                        r"classes.*bin them into classes or choose another --label-col"):
         load_dataset(str(f))
 
 
