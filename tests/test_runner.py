@@ -120,7 +120,7 @@ class LeastAccurate:
     def record(self, row):
         return {"selection": "least accurate (test rule)"}
 
-    def closing_note(self, row, where):
+    def closing_note(self, row, where, candidates=()):
         return f"note from the rule: {where}"
 
 

@@ -183,6 +183,38 @@ def test_no_epoch_within_d_falls_back_to_the_most_accurate():
     assert "most accurate" in rule.closing_note(history[i], "out/best")
 
 
+def test_a_faster_epoch_that_narrowly_missed_the_bound_is_reported():
+    # the eighteenth session's pang-lee run: epoch 1 was selected; epoch 5 (last/) missed by 0.6 points
+    history = rows((0.824, 2.55), (0.78, 4.27), (0.80, 6.59), (0.776, 8.14), (0.796, 8.40))
+    rule = SelectionRule(finetuned_accuracy=0.812, max_accuracy_drop=1.0)
+    i = rule.pick(history)
+    assert history[i]["epoch"] == 1
+    note = rule.closing_note(history[i], "out/best", history)
+    assert note.startswith("epoch 5 ran at 8.40x, faster than the selected 2.55x")
+    assert "missed the bound 80.20 % by 0.60 point(s)" in note
+    assert "saved in out/last" in note and note.endswith("--max-accuracy-drop 2 to select it")
+
+
+def test_a_narrow_miss_that_was_not_the_last_epoch_was_not_kept():
+    history = rows((0.86, 1.2), (0.845, 3.0), (0.86, 1.5))
+    rule = SelectionRule(finetuned_accuracy=0.86, max_accuracy_drop=1.0)
+    i = rule.pick(history)
+    note = rule.closing_note(history[i], "out/best", history)
+    assert history[i]["epoch"] == 3 and note.startswith("epoch 2 ran at 3.00x")
+    assert "it was not kept" in note and "--max-accuracy-drop 1.5 to select it" in note
+
+
+@pytest.mark.parametrize("history, target", [
+    (rows((0.86, 1.2), (0.82, 3.0)), None),  # missed by 3 points: not narrow
+    (rows((0.86, 1.2), (0.86, 1.1)), None),  # nothing faster missed
+    (rows((0.86, 2.2), (0.845, 3.0)), 2.0),  # with a target the rule is about speed
+])
+def test_no_near_miss_note(history, target):
+    rule = SelectionRule(finetuned_accuracy=0.86, max_accuracy_drop=1.0, target_speedup=target)
+    i = rule.pick(history)
+    assert rule.closing_note(history[i], "out/best", history) is None
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 @pytest.mark.parametrize("target, drop, fragment", [

@@ -18,7 +18,7 @@ Older files are still read: fine-tuning's ``dev_scores`` list, AdapLeR's epochs-
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,7 +52,7 @@ class Selection(Protocol):
     """Which epoch ``best/`` holds (target.SelectionRule, or MostAccurate)."""
     def better(self, row: dict, best_row: dict | None) -> bool: ...
     def record(self, row: dict) -> dict[str, Any]: ...
-    def closing_note(self, row: dict | None, where: str) -> str | None: ...
+    def closing_note(self, row: dict | None, where: str, candidates: Sequence[dict] = ()) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class MostAccurate:
     def record(self, row: dict) -> dict[str, Any]:
         return {"selection": f"best dev accuracy of phase {row['phase']}"} if self.describe and row.get("phase") else {}
 
-    def closing_note(self, row: dict | None, where: str) -> str | None:
+    def closing_note(self, row: dict | None, where: str, candidates: Sequence[dict] = ()) -> str | None:
         return None
 
 
@@ -256,7 +256,8 @@ class Run:
         if self.best["epoch"] is None:  # no training epochs at all: the initial model is the result
             self._save("best", {"selection": "no training epochs"})
         else:
-            note = self.selection.closing_note(self._row_of(self.best), str(self.out / "best"))
+            note = self.selection.closing_note(self._row_of(self.best), str(self.out / "best"),
+                                               [r for r in self.history if r.get("phase") in selecting])
             if note:
                 log(note)
         self._write(finished=True)

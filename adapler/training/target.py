@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,9 @@ from ..flops import Dims, dense_flops, pruned_flops
 # The controllers aim this much above X: the dev speedup of the saved epoch scatters around the training
 # batches' mean, and selection needs dev >= X. 5 % keeps the result within the 10 % the targets allow.
 TARGET_MARGIN = 1.05
+# Without a target, a faster epoch that missed the accuracy bound by at most this many points is reported at the
+# end of the run (SelectionRule.near_miss): on a dev split of a few hundred texts that is one or two texts.
+NEAR_MISS_POINTS = 1.0
 
 
 def check_target_fields(target_speedup: float | None, max_accuracy_drop: float) -> None:
@@ -181,13 +185,15 @@ class SelectionRule:
         return {"selection": self.reason(row), "selection_rule": self.as_dict(),
                 "target_reached": None if self.target_speedup is None else self.qualified(acc, speedup)}
 
-    def closing_note(self, row: dict | None, where: str) -> str | None:
-        """A line for the end of a run whose selected epoch did not meet the rule, else None."""
+    def closing_note(self, row: dict | None, where: str, candidates: Sequence[dict] = ()) -> str | None:
+        """A line for the end of a run whose selected epoch did not meet the rule, or, without a target, whose
+        faster epoch missed the accuracy bound narrowly (``near_miss``); else None. ``candidates``: the rows
+        that competed for ``best/``, in order (the last one is the run's ``last/``)."""
         if row is None:
             return None
         acc, speedup = _acc_speed(row)
         if self.qualified(acc, speedup):
-            return None
+            return self.near_miss(row, where, candidates)
         name = _epoch_name(row)
         if self.target_speedup is not None:
             return (f"target speedup {self.target_speedup:g}x not reached on dev; {where} is the closest checkpoint: "
@@ -195,6 +201,29 @@ class SelectionRule:
         return (f"no epoch within {self.max_accuracy_drop:g} point(s) of the fine-tuned dev accuracy "
                 f"{100 * self.finetuned_accuracy:.2f} %; {where} is the most accurate: {name} "
                 f"({100 * acc:.2f} % at {speedup:.2f}x)")
+
+    def near_miss(self, row: dict, where: str, candidates: Sequence[dict]) -> str | None:
+        """Without a target: the fastest epoch, faster than the selected one, that missed the accuracy bound by
+        at most ``NEAR_MISS_POINTS``. On a dev split of a few hundred texts that is one or two texts, so the run
+        says where that epoch is (``last/``, when it is the last one) and which option would select it."""
+        if self.target_speedup is not None:
+            return None
+        bound = self.finetuned_accuracy - self.max_accuracy_drop / 100
+        speedup = _acc_speed(row)[1]
+        near = [r for r in candidates if _acc_speed(r)[1] > speedup and not self.qualified(*_acc_speed(r))
+                and bound - _acc_speed(r)[0] <= NEAR_MISS_POINTS / 100 + 1e-9]
+        if not near:
+            return None
+        miss = max(near, key=lambda r: _acc_speed(r)[1])
+        acc_m, speed_m = _acc_speed(miss)
+        drop = 100 * (self.finetuned_accuracy - acc_m)
+        need = math.ceil(drop * 2 - 1e-9) / 2  # the next half point that admits it
+        kept = (f"it is saved in {Path(where).parent / 'last'}; compare it with {where} on test (evaluate --json, "
+                f"bench/paired_accuracy.py)" if miss is candidates[-1] else "it was not kept")
+        return (f"{_epoch_name(miss)} ran at {speed_m:.2f}x, faster than the selected {speedup:.2f}x, but its dev "
+                f"accuracy {100 * acc_m:.2f} % missed the bound {100 * bound:.2f} % by {100 * (bound - acc_m):.2f} "
+                f"point(s), which on a small dev split can be one or two texts; {kept}, or train with "
+                f"--max-accuracy-drop {need:g} to select it")
 
 
 def _acc_speed(row: dict) -> tuple[float, float]:
