@@ -23,7 +23,7 @@ import torch
 from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import load_dataset
 from adapler.evaluate import evaluate
-from adapler.training.common import TrainData, linear_warmup, param_groups, seed_everything
+from adapler.training.common import TrainData, init_path, linear_warmup, param_groups, seed_everything
 from adapler.training.distill import distilled_task_loss
 
 
@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     data = load_dataset(args.data)
-    model, cfg = load_checkpoint(args.checkpoint)
-    tokenizer = load_checkpoint_tokenizer(args.checkpoint)
+    ckpt = init_path(args.checkpoint)  # a run directory means its best/
+    model, cfg = load_checkpoint(ckpt)
+    tokenizer = load_checkpoint_tokenizer(ckpt)
     max_length, batch_size = cfg["max_length"], cfg["adapler"]["batch_size"]
     td = TrainData.make(data, tokenizer, max_length)
-    teacher = load_checkpoint(args.teacher)[0].eval() if args.distill > 0 else None
+    teacher = load_checkpoint(init_path(args.teacher))[0].eval() if args.distill > 0 else None
     for p in model.selector.parameters():
         p.requires_grad_(False)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
