@@ -212,9 +212,9 @@ def _load_hf(spec: str, text_col: str | None, pair_col: str | None, label_col: s
         test = convert(val) if val else []
         dev = None
     if not test:
-        train, test = _stratified(train, (0.9, 0.1), seed, spec)
+        train, test = _stratified(train, (0.9, 0.1), seed, spec, label_names)
     if dev is None:
-        train, dev = _stratified(train, (0.9, 0.1), seed, spec)
+        train, dev = _stratified(train, (0.9, 0.1), seed, spec, label_names)
     return label_names, [train, dev, test], notes
 
 
@@ -232,7 +232,7 @@ def load_dataset(spec: str, *, text_col: str | None = None, text_pair_col: str |
     if spec in BUILTIN_DATASETS:
         rows, label_names, notes = load_builtin(spec, Path(cache_dir) if cache_dir else cache_root())
         fracs = (4 / 6, 1 / 6, 1 / 6) if spec == "pang-lee-reviews" else _SPLIT_80_10_10  # 1000/250/250
-        splits = _stratified(rows, fracs, seed, spec)
+        splits = _stratified(rows, fracs, seed, spec, label_names)
         notes = dict(notes)
     elif path.exists():
         label_names, splits, notes, note = load_local(path, (text_col, text_pair_col, label_col), encoding, seed)

@@ -210,12 +210,11 @@ class SelectionRule:
             return None
         bound = self.finetuned_accuracy - self.max_accuracy_drop / 100
         speedup = _acc_speed(row)[1]
-        near = [r for r in candidates if _acc_speed(r)[1] > speedup and not self.qualified(*_acc_speed(r))
-                and bound - _acc_speed(r)[0] <= NEAR_MISS_POINTS / 100 + 1e-9]
+        near = [(speed, acc, r) for r in candidates for acc, speed in [_acc_speed(r)]
+                if speed > speedup and not self.qualified(acc, speed) and bound - acc <= NEAR_MISS_POINTS / 100 + 1e-9]
         if not near:
             return None
-        miss = max(near, key=lambda r: _acc_speed(r)[1])
-        acc_m, speed_m = _acc_speed(miss)
+        speed_m, acc_m, miss = max(near, key=lambda t: t[0])
         drop = 100 * (self.finetuned_accuracy - acc_m)
         need = math.ceil(drop * 2 - 1e-9) / 2  # the next half point that admits it
         kept = (f"it is saved in {Path(where).parent / 'last'}; compare it with {where} on test (evaluate --json, "
