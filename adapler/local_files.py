@@ -42,12 +42,15 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
     """The file's column names (a CSV's first line, a JSON file's first record's keys) and its records as
     (line, values in column order)."""
     data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and encoding.replace("-", "").replace("_", "").lower() == "utf8":
+        encoding = "utf-16"  # a UTF-16 byte-order mark (spreadsheets' "Unicode text") says what the file is
     try:
         text = data.decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
+        guess = "utf-16" if data[:4096].count(0) > 64 else "latin-1"  # NUL bytes everywhere: 16-bit text
         raise DataError(f"{path}: line {line} is not valid {encoding} text ({e.reason}); "
-                        f"pass --encoding latin-1 (or the file's real encoding)") from None
+                        f"pass --encoding {guess} (or the file's real encoding)") from None
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}; pass e.g. --encoding utf-8 or --encoding latin-1") from None
     if path.suffix.lower() in (".csv", ".tsv"):
@@ -139,18 +142,24 @@ def _settle_columns(path: Path, header: list[str], rows: list[tuple[int, list[An
 
 def _read_file(path: Path, settled: FileColumns, encoding: str,
                notes: dict[str, int]) -> list[tuple[str, str, str | None, str]]:
-    """Rows as (id, text, text_pair, label_key); empty texts are dropped and counted. ``settled`` carries the
-    columns the train file settled to the dev and test files."""
+    """Rows as (id, text, text_pair, label_key); rows with an empty text or no label are dropped and counted
+    (as the Hub path drops GLUE's unlabelled test rows). ``settled`` carries the columns the train file settled
+    to the dev and test files."""
     header, rows, cols = _settle_columns(path, *_read_records(path, encoding), settled)
     settled.cols = cols
     text_i, label_i = header.index(cols[0]), header.index(cols[2])
     pair_i = header.index(cols[1]) if cols[1] else None
     cell = lambda rec, i: rec[i] if i is not None and i < len(rec) else None  # noqa: E731 (short rows)
+    no_label = [line for line, rec in rows if cell(rec, label_i) is None or _label_key(cell(rec, label_i)) == ""]
+    if rows and len(no_label) * 2 > len(rows):  # mostly empty: the wrong column, not a few unlabelled rows
+        raise DataError(f"{path}: label column {cols[2]!r} is empty in {len(no_label)} of {len(rows)} rows "
+                        f"(first at line {no_label[0]}); choose the column that holds the labels with --label-col")
     out = []
     for line, rec in rows:
         text, pair, label = cell(rec, text_i), cell(rec, pair_i), cell(rec, label_i)
         if label is None or _label_key(label) == "":
-            raise DataError(f"{path}: line {line} has no value in label column {cols[2]!r}; fix or remove the row")
+            notes["dropped_unlabelled"] = notes.get("dropped_unlabelled", 0) + 1
+            continue
         text = "" if text is None else str(text).strip()
         pair = None if pair_i is None else ("" if pair is None else str(pair).strip())
         if not text or pair == "":
@@ -167,7 +176,7 @@ def _find(directory: Path, stems: Sequence[str]) -> Path | None:
 
 def load_local(path: Path, cols: tuple[str | None, str | None, str | None], encoding: str,
                 seed: int) -> tuple[list[str], list[list[Example]], dict[str, int], str]:
-    notes: dict[str, int] = {"dropped_empty": 0}
+    notes: dict[str, int] = {"dropped_empty": 0, "dropped_unlabelled": 0}
     if path.is_dir():
         files = [_find(path, ["train"]), _find(path, ["dev", "validation"]), _find(path, ["test"])]
         if files[0] is None or files[2] is None:
@@ -185,6 +194,13 @@ def load_local(path: Path, cols: tuple[str | None, str | None, str | None], enco
         empty = notes["dropped_empty"]
         raise DataError(f"{files[0]} has no examples" + (f" ({empty} row(s) with an empty text dropped)" if empty else "")
                         + "; add rows of text and label below the header")
+    folded: dict[str, list[str]] = {}
+    for k in label_names:
+        folded.setdefault(k.casefold(), []).append(k)
+    clash = next((ks for ks in folded.values() if len(ks) > 1), None)
+    if clash:  # "Positive" and "positive" would silently become two classes
+        raise DataError(f"{files[0]}: labels {' and '.join(map(repr, clash))} in column {cols[2]!r} differ only in "
+                        f"case, so they would be different classes; write each class one way in the file")
     if len(label_names) < 2:
         raise DataError(f"{files[0]} has {len(label_names)} class(es) ({', '.join(label_names)}) in column "
                         f"{cols[2]!r}; a classifier needs at least two (check --label-col)")

@@ -254,9 +254,37 @@ def test_headerless_csv(tmp_path):
     assert "no header row" not in ds.summary() and len(ds.train) + len(ds.dev) + len(ds.test) == len(rows)
 
 
-def test_missing_label_value(tmp_path):
-    f = write_csv(tmp_path / "d.csv", ["text", "label"], binary_rows(5) + [["no label here", ""]])
-    with pytest.raises(DataError, match="line 12 has no value in label column 'label'"):
+def test_rows_without_label_dropped_and_counted(tmp_path):
+    f = write_csv(tmp_path / "d.csv", ["text", "label"], binary_rows(5) + [["no label here", ""], ["nor here", " "]])
+    ds = load_dataset(str(f))
+    assert ds.notes["dropped_unlabelled"] == 2 and "dropped_unlabelled=2" in ds.summary()
+    kept = ds.train + ds.dev + ds.test
+    assert len(kept) == 10 and not any(e.text in ("no label here", "nor here") for e in kept)
+
+
+def test_mostly_empty_label_column_refused(tmp_path):
+    rows = [[t, lab if i < 4 else ""] for i, (t, lab) in enumerate(binary_rows(5))]
+    f = write_csv(tmp_path / "d.csv", ["text", "label"], rows)
+    with pytest.raises(DataError, match=r"label column 'label' is empty in 6 of 10 rows \(first at line 6\); "
+                                        r"choose the column that holds the labels with --label-col"):
+        load_dataset(str(f))
+
+
+def test_labels_differing_only_in_case_refused(tmp_path):
+    rows = binary_rows(5) + [[f"great film {i}", "POS"] for i in range(5)]
+    f = write_csv(tmp_path / "d.csv", ["text", "label"], rows)
+    with pytest.raises(DataError, match="labels 'POS' and 'pos' in column 'label' differ only in case"):
+        load_dataset(str(f))
+
+
+def test_utf16_with_byte_order_mark_read_without_flag(tmp_path):
+    f = tmp_path / "excel.csv"
+    rows = binary_rows(5) + [["café crème number 99", "pos"]]
+    f.write_text("text,label\n" + "".join(f"{t},{lab}\n" for t, lab in rows), encoding="utf-16")
+    ds = load_dataset(str(f))
+    assert sorted(e.text for e in ds.train + ds.dev + ds.test) == sorted(t for t, _ in rows)
+    f.write_bytes(f.read_bytes()[2:])  # no mark: cannot be told from binary junk, so the hint names utf-16
+    with pytest.raises(DataError, match="pass --encoding utf-16"):
         load_dataset(str(f))
 
 
