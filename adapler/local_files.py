@@ -71,6 +71,9 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
         if not header:
             raise DataError(f"{path} is empty; expected a header row such as text,label")
         return header, rows
+    whole = _whole_json(text)
+    if whole is not None:
+        return whole
     records: list[tuple[int, Any]] = []
     for i, line in enumerate(text.split("\n"), 1):
         if line.strip():
@@ -84,6 +87,32 @@ def _read_records(path: Path, encoding: str) -> tuple[list[str], list[tuple[int,
         raise DataError(f"{path} has no records")
     columns = list(records[0][1])
     return columns, [(i, [r.get(c) for c in columns]) for i, r in records]
+
+
+def _whole_json(text: str) -> tuple[list[str], list[tuple[int, list[Any]]]] | None:
+    """A file that is one JSON document in a table shape: an array of records (``to_json(orient="records")``;
+    record N stands for line N in messages) or columns (``{"text": [...], "label": [...]}``, or pandas'
+    default ``{"text": {"0": ...}, ...}``). None for anything else, which is then read as JSON lines."""
+    if text.lstrip()[:1] not in ("[", "{"):
+        return None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(doc, list):
+        if not doc or not all(isinstance(r, dict) for r in doc):
+            return None
+        columns = list(dict.fromkeys(k for r in doc for k in r))
+        return columns, [(i, [r.get(c) for c in columns]) for i, r in enumerate(doc, 1)]
+    if not isinstance(doc, dict) or not doc:
+        return None
+    cols = list(doc.values())
+    if all(isinstance(c, list) for c in cols) and len({len(c) for c in cols}) == 1:
+        return list(doc), [(i + 1, [c[i] for c in cols]) for i in range(len(cols[0]))]
+    if all(isinstance(c, dict) for c in cols):
+        index = list(dict.fromkeys(k for c in cols for k in c))
+        return list(doc), [(i, [c.get(k) for c in cols]) for i, k in enumerate(index, 1)]
+    return None
 
 
 @dataclass

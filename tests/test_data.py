@@ -298,6 +298,21 @@ def test_missing_path_and_bad_suffix(tmp_path):
         load_dataset(str(tmp_path / "d.txt"))
 
 
+@pytest.mark.parametrize("shape", ["records", "records_indented", "columns_lists", "columns_pandas"])
+def test_json_file_in_table_shapes(tmp_path, shape):
+    """What pandas and json.dump write: an array of records (one line or indented) or a column mapping."""
+    rows = [{"text": f"{POS[i % 5]} {i}", "label": "pos"} if i % 2 else {"text": f"{NEG[i % 5]} {i}", "label": "neg"}
+            for i in range(20)]
+    doc = {"records": rows, "records_indented": rows,
+           "columns_lists": {c: [r[c] for r in rows] for c in ("text", "label")},
+           "columns_pandas": {c: {str(i): r[c] for i, r in enumerate(rows)} for c in ("text", "label")}}[shape]
+    f = tmp_path / "d.json"
+    f.write_text(json.dumps(doc, indent=2 if shape == "records_indented" else None))
+    ds = load_dataset(str(f))
+    got = {(e.id, e.text, ds.label_names[e.label]) for e in ds.train + ds.dev + ds.test}
+    assert got == {(f"d.json:{i}", r["text"], r["label"]) for i, r in enumerate(rows, 1)}
+
+
 def test_bad_jsonl_line(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text('{"text": "a", "label": 1}\n{"text": oops}\n')
