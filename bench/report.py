@@ -193,6 +193,31 @@ def deployed_rows(results: dict, kind: str = "batch_size") -> list[list[str]]:
 DEPLOYED_HEADER = ["median ms", "vs dense ORT-optimized fp32", "vs dense, same backend", "packed vs padded", "FLOPs"]
 
 
+def ceiling_rows(results: dict) -> list[list[str]]:
+    """Per pruned model@backend at batch 1: the speedup over the dense model in the same form that its FLOPs
+    speedup S allows when the dense model's per-call cost a (the ``fixed_cost`` intercept, measured with
+    ``--lengths``) stays, T / (a + (T - a) / S) with T the dense latency on the same texts (Amdahl's law with
+    a as the part no token saving removes), next to what was measured. Empty without lengths."""
+    fixed = (results.get("fixed_cost") or {}).get("deployed") or {}
+    one = [e for e in results.get("deployed", []) if e.get("batch_size") == 1 and "length" not in e]
+    if not fixed or not one:
+        return []
+    e = one[0]
+    dense_name = e["reference"].split("@")[0]
+    rows = []
+    for name, same in e.get("speedup_same_precision", {}).items():
+        ref = f"{dense_name}@{name.split('@')[1]}"
+        a, s = (fixed.get(ref) or {}).get("intercept_ms"), e["flops_speedup"].get(name)
+        if ref not in e["models"] or not a or a <= 0 or not s:
+            continue
+        t = e["models"][ref]["median_ms"]
+        ceiling = t / (a + (t - a) / s)
+        got = same["median_of_ratios"]
+        rows.append([name, _x(s), f"{a:.2f} of {t:.2f}", _x(ceiling), _x(got), f"{ceiling / s:.2f}", f"{got / s:.2f}",
+                     f"{got / ceiling:.2f}"])
+    return rows
+
+
 def packed_rows(results: dict) -> list[list[str]]:
     """One row per (deployed entry, packed form): its padded graph's padding fraction per layer and the parity."""
     rows = []
@@ -281,6 +306,12 @@ def markdown(results: dict) -> str:
         out += ["Fixed cost per call (intercept of a line through the median latencies of the shortest lengths): " +
                 "; ".join(f"{b}: " + ", ".join(f"{n} {v['intercept_ms']:.2f} ms" for n, v in fc.items() if v)
                           for b, fc in results["fixed_cost"].items()) + ".", ""]
+        if ceiling_rows(results):
+            out += ["What that cost leaves to gain at batch 1: a model at S x FLOPs can be at most T / (a + (T - a) / S) "
+                    "faster than the dense model in its form, a being the dense per-call cost and T its latency on the "
+                    "batch-1 texts (the rest assumed to shrink with the FLOPs, the selection free):", "",
+                    _table(["model@backend", "FLOPs", "dense per-call ms (of T)", "ceiling", "measured",
+                            "ceiling / FLOPs", "measured / FLOPs", "measured / ceiling"], ceiling_rows(results)), ""]
     skipped = [(b, s) for b, s in results["backends"].items() if s["status"] != "ran" or s["skipped_models"]]
     if skipped:
         out += ["## Skipped", ""]

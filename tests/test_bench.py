@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adapler.bench.compare import compare_results
-from adapler.bench.report import LATENCY, MODEL, TOP, check_schema
+from adapler.bench.report import LATENCY, MODEL, TOP, ceiling_rows, check_schema
 from adapler.bench.run import run_bench
 from adapler.bench.timing import ratio, summarize, time_paired
 from conftest import tiny_config
@@ -130,6 +130,25 @@ def test_deployed_table(full_run):
     exports = out / "exports"
     assert (exports / "bert" / "reference" / "model.hf.opt.int8.onnx").exists()
     assert (exports / "adapler" / "model.ort.int8.onnx").exists()
+
+
+def test_batch1_ceiling_from_the_dense_per_call_cost():
+    """T / (a + (T - a) / S) per pruned form against the dense model in the same form; forms whose dense
+    intercept is noise (<= 0) or missing are left out, and nothing is said without --lengths."""
+    entry = {"reference": "bert@ort-opt", "batch_size": 1,
+             "models": {"bert@ort-opt": {"median_ms": 10.0}, "bert@ort-int8": {"median_ms": 6.0},
+                        "adapler@ort-opt": {"median_ms": 8.0}, "adapler@ort-int8": {"median_ms": 5.0},
+                        "adapler@ort-custom": {"median_ms": 9.0}},
+             "speedup_same_precision": {"adapler@ort-opt": {"median_of_ratios": 1.25},
+                                        "adapler@ort-int8": {"median_of_ratios": 1.2},
+                                        "adapler@ort-custom": {"median_of_ratios": 1.1}},
+             "flops_speedup": {"adapler@ort-opt": 2.0, "adapler@ort-int8": 2.0, "adapler@ort-custom": 2.0}}
+    results = {"deployed": [entry, {**entry, "batch_size": 32}],
+               "fixed_cost": {"deployed": {"bert@ort-opt": {"intercept_ms": 4.0}, "bert@ort-int8": {"intercept_ms": -0.1}}}}
+    # 10 / (4 + 6 / 2) = 1.4286; measured 1.25 = 0.625 of the FLOPs, 0.875 of the ceiling
+    assert ceiling_rows(results) == [["adapler@ort-opt", "2.00×", "4.00 of 10.00", "1.43×", "1.25×", "0.71", "0.62",
+                                      "0.88"]]
+    assert ceiling_rows({"deployed": [entry], "fixed_cost": {}}) == []
 
 
 def test_deployed_table_has_the_packed_forms(full_run):
