@@ -106,12 +106,16 @@ def test_adapler_two_processes_equal_one_then_resume(setup, tmp_path, capsys, mo
     h1, h2 = (json.loads((d / "history.json").read_text()) for d in (ad1, ad2))
     for r1, r2 in zip(h1, h2, strict=True):  # losses, eta, phi and the controller's global batch speedup
         assert r1["eta"] == pytest.approx(r2["eta"], abs=1e-5) and r1["phi"] == pytest.approx(r2["phi"], rel=1e-6)
-        for key in ("ce", "kl", "length", "train_speedup", "dev_accuracy", "dev_flops_speedup"):
+        # a target run distils the fine-tuned model by default: the teacher logits were sharded and gathered too
+        for key in ("task", "kl", "length", "train_speedup", "dev_accuracy", "dev_flops_speedup"):
             assert r1[key] == pytest.approx(r2[key], rel=1e-5), key
     # the saliency targets were computed in two shards and gathered: the same cache file as one process
     (s1,), (s2,) = (list((d / "saliency").glob("saliency-*.safetensors")) for d in (ad1, ad2))
     assert s1.name == s2.name
     torch.testing.assert_close(load_file(s1)["values"], load_file(s2)["values"], atol=1e-6, rtol=1e-5)
+    (t1,), (t2,) = (list((d / "saliency").glob("teacher-*.safetensors")) for d in (ad1, ad2))
+    assert t1.name == t2.name
+    torch.testing.assert_close(load_file(t1), load_file(t2), atol=1e-5, rtol=1e-5)
 
     # an interrupted 2-process run resumes under torchrun; one process may not resume it
     state = json.loads((ad2 / "run_state.json").read_text())
