@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from .checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
 from .data import Dataset
 from .devices import resolve_device
 from .evaluate import evaluate
@@ -22,9 +22,7 @@ def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", ba
     two checkpoints evaluated on the same split can be compared pair by pair."""
     ckpt = checkpoint_dir(ckpt)
     model, cfg = load_checkpoint(ckpt, device=resolve_device(device))
-    if data.num_labels != model.num_labels:
-        from .checkpoint import CheckpointError
-        raise CheckpointError(f"{ckpt} predicts {model.num_labels} classes but {data.name} has {data.num_labels}")
+    check_classes(ckpt, cfg, data)
     tokenizer = load_checkpoint_tokenizer(ckpt)
     metrics = evaluate(model, data.split(split), tokenizer, cfg["max_length"], batch_size, mode=mode, desc=split,
                        keep_predictions=True)

@@ -161,3 +161,15 @@ def load_checkpoint_tokenizer(path: str | Path):
     if not tok_dir.exists():
         raise CheckpointError(f"{tok_dir} not found: the checkpoint has no tokenizer")
     return AutoTokenizer.from_pretrained(str(tok_dir))
+
+
+def check_classes(ckpt: str | Path, cfg: dict, data: Any) -> None:
+    """A checkpoint and a dataset must have as many classes; with other class names (a model of one file run on
+    another) class i of the data is read as class i of the model, which is said once, not silently assumed."""
+    if cfg["num_labels"] != data.num_labels:
+        raise CheckpointError(f"{ckpt} predicts {cfg['num_labels']} classes but {data.name} has {data.num_labels}")
+    names = [str(n) for n in cfg.get("label_names") or []]
+    if names and names != list(data.label_names):
+        from .progress import log
+        log(f"note: {ckpt} was trained on classes ({', '.join(names)}) and {data.name} has "
+            f"({', '.join(data.label_names)}); they are matched in that order")

@@ -292,12 +292,11 @@ def run_rationales(ckpt: str | Path, data, split: str = "test", limit: int | Non
                    batch_size: int = 32, seed: int = 0, progress: Callable[[str], None] = lambda s: None) -> dict:
     """``rationale_report`` for a checkpoint (or run directory) on ``data``'s ``split`` (first ``limit``)."""
     from .api import checkpoint_dir
-    from .checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer
+    from .checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
     from .lexicon import THRESHOLD, load_vader_lexicon, rationale_words
     ckpt = checkpoint_dir(ckpt)
     model, cfg = load_checkpoint(ckpt)
-    if data.num_labels != model.num_labels:
-        raise CheckpointError(f"{ckpt} predicts {model.num_labels} classes but {data.name} has {data.num_labels}")
+    check_classes(ckpt, cfg, data)
     examples = data.split(split)[:limit]
     if not examples:
         raise DataError(f"{data.name} has no {split} examples")

@@ -71,3 +71,21 @@ def test_bad_json(saved):
     (path / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
         load_checkpoint(path)
+
+
+def test_check_classes_refuses_another_count_and_names_other_classes(monkeypatch):
+    """A model of one file run on another: a different class count is an error, different names a note."""
+    from types import SimpleNamespace
+
+    from adapler import progress
+    from adapler.checkpoint import check_classes
+    said = []
+    monkeypatch.setattr(progress, "log", said.append)
+    cfg = {"num_labels": 2, "label_names": ["negative", "positive"]}
+    check_classes("ft", cfg, SimpleNamespace(name="d.csv", num_labels=2, label_names=["negative", "positive"]))
+    assert said == []
+    check_classes("ft", cfg, SimpleNamespace(name="d.csv", num_labels=2, label_names=["0", "1"]))
+    assert said == ["note: ft was trained on classes (negative, positive) and d.csv has (0, 1); "
+                    "they are matched in that order"]
+    with pytest.raises(CheckpointError, match="ft predicts 2 classes but d.csv has 3"):
+        check_classes("ft", cfg, SimpleNamespace(name="d.csv", num_labels=3, label_names=["a", "b", "c"]))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer
+from ..checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
@@ -29,9 +29,7 @@ def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed:
     dev lengths)`` raises if a speedup target cannot be met."""
     ckpt = init_path(init)
     init_cfg = load_init(init)
-    ft_num_labels = init_cfg["num_labels"]
-    if ft_num_labels != data.num_labels:  # before --out is created or a resumed run is touched
-        raise CheckpointError(f"{ckpt} predicts {ft_num_labels} classes but {data.name} has {data.num_labels}")
+    check_classes(ckpt, init_cfg, data)  # before --out is created or a resumed run is touched
     if reachable is not None:  # a speedup target the dev lengths cannot allow is refused before any output
         reachable(init_cfg, dev_lengths(data, load_checkpoint_tokenizer(ckpt), init_cfg["max_length"]))
     fingerprint = run_fingerprint(data, config, init)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint, load_checkpoint_tokenizer
+from ..checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..errors import check_choice, check_range
@@ -191,8 +191,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     init = Path(init)
     ckpt = init_path(init)
     ft_cfg = load_init(init)
-    if ft_cfg["num_labels"] != data.num_labels:
-        raise CheckpointError(f"{ckpt} predicts {ft_cfg['num_labels']} classes but {data.name} has {data.num_labels}")
+    check_classes(ckpt, ft_cfg, data)
     max_length = cfg.max_length or ft_cfg["max_length"]
     check_max_length(max_length, ft_cfg["backbone"].get("max_position_embeddings", 512), str(ckpt))
     tokenizer = load_checkpoint_tokenizer(ckpt)
