@@ -179,22 +179,23 @@ def _read_file(path: Path, settled: FileColumns, encoding: str,
     text_i, label_i = header.index(cols[0]), header.index(cols[2])
     pair_i = header.index(cols[1]) if cols[1] else None
     cell = lambda rec, i: rec[i] if i is not None and i < len(rec) else None  # noqa: E731 (short rows)
-    no_label = [line for line, rec in rows if cell(rec, label_i) is None or _label_key(cell(rec, label_i)) == ""]
+    labels = ["" if cell(rec, label_i) is None else _label_key(cell(rec, label_i)) for _, rec in rows]
+    no_label = [line for (line, _), label in zip(rows, labels) if not label]
     if rows and len(no_label) * 2 > len(rows):  # mostly empty: the wrong column, not a few unlabelled rows
         raise DataError(f"{path}: label column {cols[2]!r} is empty in {len(no_label)} of {len(rows)} rows "
                         f"(first at line {no_label[0]}); choose the column that holds the labels with --label-col")
+    notes["dropped_unlabelled"] = notes.get("dropped_unlabelled", 0) + len(no_label)
     out = []
-    for line, rec in rows:
-        text, pair, label = cell(rec, text_i), cell(rec, pair_i), cell(rec, label_i)
-        if label is None or _label_key(label) == "":
-            notes["dropped_unlabelled"] = notes.get("dropped_unlabelled", 0) + 1
+    for (line, rec), label in zip(rows, labels):
+        if not label:
             continue
+        text, pair = cell(rec, text_i), cell(rec, pair_i)
         text = "" if text is None else str(text).strip()
         pair = None if pair_i is None else ("" if pair is None else str(pair).strip())
         if not text or pair == "":
             notes["dropped_empty"] = notes.get("dropped_empty", 0) + 1
             continue
-        out.append((f"{path.name}:{line}", text, pair, _label_key(label)))
+        out.append((f"{path.name}:{line}", text, pair, label))
     return out
 
 

@@ -23,6 +23,8 @@ import torch
 from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import load_dataset
 from adapler.evaluate import evaluate
+from adapler.errors import OutputError
+from adapler.files import ensure_writable, write_json_atomic
 from adapler.training.common import TrainData, init_path, linear_warmup, param_groups, seed_everything
 from adapler.training.distill import distilled_task_loss
 
@@ -38,9 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--teacher", help="dense fine-tuned checkpoint (needed with --distill)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     args = ap.parse_args(argv)
     if args.distill > 0 and not args.teacher:
         ap.error("--distill needs --teacher (the dense fine-tuned checkpoint)")
+    try:  # before any work; the probe then rewrites its own file after each epoch
+        ensure_writable(args.json, args.overwrite)
+    except OutputError as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     data = load_dataset(args.data)
@@ -66,8 +73,8 @@ def main(argv: list[str] | None = None) -> None:
                      "dev_flops_speedup": dev["flops_speedup"], "test_accuracy": test["accuracy"],
                      "test_flops_speedup": test["flops_speedup"]})
         print(json.dumps(rows[-1]), flush=True)
-        args.json.write_text(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "lr": args.lr,
-                                         "distill": args.distill, "teacher": args.teacher, "rows": rows}, indent=1))
+        write_json_atomic(args.json, {"checkpoint": args.checkpoint, "data": args.data, "lr": args.lr,
+                                      "distill": args.distill, "teacher": args.teacher, "rows": rows})
 
     record("start")
     for epoch in range(args.epochs):

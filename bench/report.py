@@ -306,12 +306,13 @@ def markdown(results: dict) -> str:
         out += ["Fixed cost per call (intercept of a line through the median latencies of the shortest lengths): " +
                 "; ".join(f"{b}: " + ", ".join(f"{n} {v['intercept_ms']:.2f} ms" for n, v in fc.items() if v)
                           for b, fc in results["fixed_cost"].items()) + ".", ""]
-        if ceiling_rows(results):
+        ceiling = ceiling_rows(results)
+        if ceiling:
             out += ["What that cost leaves to gain at batch 1: a model at S x FLOPs can be at most T / (a + (T - a) / S) "
                     "faster than the dense model in its form, a being the dense per-call cost and T its latency on the "
                     "batch-1 texts (the rest assumed to shrink with the FLOPs, the selection free):", "",
                     _table(["model@backend", "FLOPs", "dense per-call ms (of T)", "ceiling", "measured",
-                            "ceiling / FLOPs", "measured / FLOPs", "measured / ceiling"], ceiling_rows(results)), ""]
+                            "ceiling / FLOPs", "measured / FLOPs", "measured / ceiling"], ceiling), ""]
     skipped = [(b, s) for b, s in results["backends"].items() if s["status"] != "ran" or s["skipped_models"]]
     if skipped:
         out += ["## Skipped", ""]
