@@ -22,12 +22,13 @@ def ensure_out_dir(path: str | Path) -> Path:
     return path
 
 
-def ensure_writable(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace existing results unless ``overwrite``; never deletes anything itself."""
+def ensure_writable(path: str | Path, overwrite: bool, option: str = "--out") -> Path:
+    """Refuse to replace existing results unless ``overwrite``; never deletes anything itself. ``option``: the
+    command-line option that chose ``path`` (the error names it)."""
     path = Path(path)
     occupied = any(path.iterdir()) if path.is_dir() else path.exists()
     if occupied and not overwrite:
-        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+        raise OutputError(f"{path} already exists; pass --overwrite to replace it or choose another {option}")
     return path
 
 

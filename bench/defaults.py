@@ -18,9 +18,7 @@ timing — around a quarter of an hour on 2 CPU cores; the test split is the one
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from adapler import methods
 from adapler.progress import log

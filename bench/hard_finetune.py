@@ -25,8 +25,9 @@ from adapler.data import load_dataset
 from adapler.evaluate import evaluate
 from adapler.errors import OutputError
 from adapler.files import ensure_writable, write_json_atomic
+from adapler.training.auto import steps_per_epoch
 from adapler.training.common import TrainData, init_path, linear_warmup, param_groups, seed_everything
-from adapler.training.distill import distilled_task_loss
+from adapler.training.distill import DEFAULT_TEMPERATURE, distilled_task_loss
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.distill > 0 and not args.teacher:
         ap.error("--distill needs --teacher (the dense fine-tuned checkpoint)")
     try:  # before any work; the probe then rewrites its own file after each epoch
-        ensure_writable(args.json, args.overwrite)
+        ensure_writable(args.json, args.overwrite, "--json")
     except OutputError as e:
         ap.error(str(e))
     torch.set_num_threads(args.threads)
@@ -61,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         p.requires_grad_(False)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     opt = torch.optim.AdamW(param_groups(params, 0.01), lr=args.lr, eps=1e-12)
-    steps = (len(td.train) + batch_size - 1) // batch_size
-    sched = linear_warmup(opt, steps * args.epochs, 0.06)
+    sched = linear_warmup(opt, steps_per_epoch(len(td.train), batch_size) * args.epochs, 0.06)
     rows: list[dict] = []
 
     def record(tag: str, seconds: float | None = None) -> None:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             if teacher is not None:
                 with torch.no_grad():
                     target = teacher(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense").logits
-            loss = distilled_task_loss(o.logits, b.labels, target, args.distill, 2.0)
+            loss = distilled_task_loss(o.logits, b.labels, target, args.distill, DEFAULT_TEMPERATURE)
             opt.zero_grad()
             loss.backward()
             opt.step()

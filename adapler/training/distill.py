@@ -21,6 +21,8 @@ from ..progress import progress_bar
 from .distributed import TrainEnv
 from .example_tables import cached_table
 
+DEFAULT_TEMPERATURE = 2.0  # T of every distilled run unless set (train's distill_temperature, the probes)
+
 
 def teacher_logits(checkpoint: str | Path, examples: list[Example], tokenizer, max_length: int,
                    cache_dir: str | Path, batch_size: int = 64, env: TrainEnv | None = None) -> dict[str, torch.Tensor]:

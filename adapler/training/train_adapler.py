@@ -27,7 +27,7 @@ from ..selectors.contribution import ETA_MAX, ETA_MIN, HARD_LAMBDA, Contribution
 from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
-from .distill import batch_teacher, distilled_task_loss, teacher_logits
+from .distill import DEFAULT_TEMPERATURE, batch_teacher, distilled_task_loss, teacher_logits
 from .distributed import TrainEnv
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
@@ -71,7 +71,7 @@ class AdapLeRConfig:
     # (1 - distill) * CE + distill * T^2 * KL(teacher_T || student_T), T = distill_temperature (distill.py).
     # None: from ``preset`` (auto: AUTO_TARGET_DISTILL with --target-speedup, else 0; paper: 0)
     distill: float | None = None
-    distill_temperature: float = 2.0
+    distill_temperature: float = DEFAULT_TEMPERATURE
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
