@@ -11,6 +11,8 @@ kept for every text, then replays the encoder with exactly those counts and anot
   class it predicts: what the CPs are trained to imitate, with the label replaced by the prediction (a selector
   cannot see the label). The ranking is fixed for all layers, as the CPs' target is;
 - ``own saliency``: the same from the checkpoint's own dense pass;
+- ``teacher saliency then cp`` (checkpoint's encoder): the teacher's saliency before layer 0, where a CP sees each
+  token's embedding alone, and the CPs before every later layer;
 - ``layer saliency``: before each layer, the gradient x input of the tokens still alive, through the remaining
   layers of the pruned pass, for the class the encoder's dense pass predicts: a greedy choice no CP can make
   cheaply (one backward pass per layer), an upper reference for a label-free selector.
@@ -90,6 +92,11 @@ def layer_saliency(model, target: Tensor) -> ScoreFn:
     return score
 
 
+def first_then(first: ScoreFn, rest: ScoreFn) -> ScoreFn:
+    """``first`` before layer 0, ``rest`` before every later layer."""
+    return lambda layer_idx, st: first(layer_idx, st) if layer_idx == 0 else rest(layer_idx, st)
+
+
 def cp_scores(model) -> ScoreFn:
     sel = model.selector
 
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     rules = ["cp", "random", "teacher saliency", "own saliency", "layer saliency"]
     preds: dict[str, list[Tensor]] = {"teacher dense": [], "checkpoint hard": []}
     # the CPs read the checkpoint's hidden states, so "cp" runs on the checkpoint's encoder only
-    runs = [("checkpoint", r) for r in rules] + [("teacher", r) for r in rules[1:]]
+    # "... then cp": the teacher's saliency before layer 0 only (where a CP sees no context), the CPs after it
+    runs = [("checkpoint", r) for r in rules + ["teacher saliency then cp"]] + [("teacher", r) for r in rules[1:]]
     preds.update({f"{e} / {r}": [] for e, r in runs})
     kept, lengths = [], []
     for b in batches(enc, args.batch_size):
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         noise = torch.rand(ids.shape, generator=gen)
         fixed: dict[str, ScoreFn] = {"cp": cp_scores(model), "random": at_positions(noise),
                                      "teacher saliency": at_positions(t_sal), "own saliency": at_positions(own_sal)}
+        fixed["teacher saliency then cp"] = first_then(fixed["teacher saliency"], fixed["cp"])
         for enc_name, r in runs:
             encoder, target = (model, own_pred) if enc_name == "checkpoint" else (teacher, t_logits.argmax(-1))
             score = fixed[r] if r in fixed else layer_saliency(encoder, target)

@@ -2,7 +2,7 @@
 import torch
 from conftest import adapler_model, ragged_batch
 
-from adapler.bench.oracle_selection import at_positions, cp_scores, layer_saliency, replay
+from adapler.bench.oracle_selection import at_positions, cp_scores, first_then, layer_saliency, replay
 
 
 def test_replaying_the_cps_choice_at_its_own_counts_gives_the_hard_pass():
@@ -90,9 +90,26 @@ def test_the_probe_writes_every_rule_for_both_encoders(tmp_path, tiny_bert_dir):
     result = json.loads(out.read_text())
     rows = {r["model"]: r for r in result["rows"]}
     rules = ["random", "teacher saliency", "own saliency", "layer saliency"]
-    assert set(rows) == {"teacher dense", "checkpoint hard", "checkpoint / cp"} | {
+    assert set(rows) == {"teacher dense", "checkpoint hard", "checkpoint / cp", "checkpoint / teacher saliency then cp"} | {
         f"{e} / {r}" for e in ("checkpoint", "teacher") for r in rules}
     assert rows["checkpoint / cp"]["accuracy"] == rows["checkpoint hard"]["accuracy"]
     assert rows["teacher dense"]["diff_points"] is None and rows["checkpoint / cp"]["vs_cp_points"] is None
     assert rows["teacher / random"]["vs_cp_points"] is not None
     assert result["n_examples"] == 8 and len(result["mean_kept_lengths"]) == 4 and result["flops_speedup"] > 0
+
+
+def test_first_then_uses_the_first_rule_before_layer_0_only():
+    # the first rule keeps the leading k tokens; with no drop after layer 0 the CPs must keep all of them, so the
+    # result is the dense model on the first k tokens, which the CPs' own choice at layer 0 does not give
+    model = adapler_model(eta=0.9)
+    ids, mask = ragged_batch(6, 20)
+    types = torch.zeros_like(ids)
+    k = 5
+    counts = torch.minimum(mask.sum(dim=1), torch.tensor(k))[:, None].expand(-1, model.num_layers)
+    first = -torch.arange(20, dtype=torch.float32).expand(6, 20)
+    with torch.no_grad():
+        mixed = replay(model, ids, mask, types, counts, first_then(at_positions(first), cp_scores(model)))
+        want = model(ids[:, :k], mask[:, :k], types[:, :k], mode="dense").logits
+        cp_only = replay(model, ids, mask, types, counts, cp_scores(model))
+    torch.testing.assert_close(mixed, want)
+    assert not torch.allclose(cp_only, want)
