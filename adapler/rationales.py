@@ -89,20 +89,21 @@ def attention_scores(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tens
 
 
 def gradient_scores(model, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, ig_steps: int = 0,
-                    special_ids: tuple[int, ...] = (), pad_id: int = 0) -> torch.Tensor:
+                    special_ids: tuple[int, ...] = (), pad_id: int = 0,
+                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     """[B, T] ||grad * input||_2 at the embeddings for the ``target`` logit (``ig_steps`` = 0), or integrated
     gradients from the baseline with every token but ``special_ids`` replaced by ``pad_id``, with
     ``ig_steps`` midpoint steps. Nothing dropped (the drop has no gradient)."""
     keep = torch.isin(ids, torch.tensor(list(special_ids), dtype=ids.dtype)) | (mask == 0)
     with torch.no_grad():
-        e = model.embed(ids, None)
-        e0 = model.embed(torch.where(keep, ids, torch.full_like(ids, pad_id)), None) if ig_steps else None
+        e = model.embed(ids, token_type_ids)
+        e0 = model.embed(torch.where(keep, ids, torch.full_like(ids, pad_id)), token_type_ids) if ig_steps else None
     alphas = [(k + 0.5) / ig_steps for k in range(ig_steps)] if ig_steps else [1.0]
     total = torch.zeros_like(e)
     with torch.enable_grad():
         for a in alphas:
             x = (e if e0 is None else e0 + a * (e - e0)).detach().requires_grad_(True)
-            logits = model(ids, mask, mode="dense", embeddings=x).logits
+            logits = model(ids, mask, token_type_ids, mode="dense", embeddings=x).logits
             (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)
             total += g
     delta = e if e0 is None else e - e0

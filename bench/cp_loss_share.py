@@ -30,10 +30,11 @@ from adapler.training.train_adapler import cp_kl_loss
 
 
 def grad_norms(model, enc, sal: dict, lam: float, teacher: dict | None = None, distill: float = 0.0,
-               temperature: float = DEFAULT_TEMPERATURE, batch_size: int = 32) -> dict[str, float]:
+               temperature: float = DEFAULT_TEMPERATURE, batch_size: int = 32, theta: bool = True,
+               kl_target_stopgrad: bool = False) -> dict[str, float]:
     """Median over batches of the L2 norms of the task and KL gradients on the CPs and on the rest of the model,
     and of their ratio on the CPs. The task loss is the run's: CE, mixed with the KL to the ``teacher`` logits
-    (id -> logits) at ``distill``. Dropout is off: one batch's norms then depend on its texts only (with dropout
+    (id -> logits) at ``distill``; ``theta`` and ``kl_target_stopgrad`` as the run had them. Dropout is off: one batch's norms then depend on its texts only (with dropout
     on, a few batches' outliers move a sum threefold between seeds)."""
     sel = model.selector
     sel.lam = lam
@@ -46,7 +47,7 @@ def grad_norms(model, enc, sal: dict, lam: float, teacher: dict | None = None, d
         task = distilled_task_loss(o.logits.float(), b.labels,
                                    None if teacher is None else batch_teacher(teacher, b.ids), distill, temperature)
         kl = cp_kl_loss([c.float() for c in o.aux["cp_outputs"]], batch_targets(sal, b.ids, b.input_ids.shape[1]),
-                        b.attention_mask, sel.eta, sel.theta, lam, False)
+                        b.attention_mask, sel.eta, sel.theta if theta else None, lam, kl_target_stopgrad)
         for name, loss in (("task", task), ("kl", kl)):
             grads = torch.autograd.grad(loss, cps + rest, retain_graph=name == "task", allow_unused=True)
             per_batch[f"cp_{name}"].append(_norm(grads[: len(cps)]))
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"{run} was trained with distill {distill} but {run / SALIENCY_DIR} holds no teacher logits")
     teacher = load_table(teachers[-1]) if distill > 0 else None
     temperature = run_cfg.get("distill_temperature", DEFAULT_TEMPERATURE)
-    rows = [grad_norms(model, enc, sal, float(v), teacher, distill, temperature) for v in args.lambdas.split(",")]
+    rows = [grad_norms(model, enc, sal, float(v), teacher, distill, temperature, theta=run_cfg.get("theta", True),
+                       kl_target_stopgrad=run_cfg.get("kl_target_stopgrad", False)) for v in args.lambdas.split(",")]
     gamma = run_cfg.get("gamma")
     for r in rows:
         print(f"lambda {r['lambda']:g}, median of {r['batches']} batches: CPs task {r['cp_task']:.3g}, KL "

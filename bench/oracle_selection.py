@@ -35,42 +35,42 @@ from torch import Tensor
 from adapler.api import checkpoint_dir
 from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import batches, encode, load_dataset
-from adapler.encoder import EncoderState, _bias_from_mask
+from adapler.encoder import EncoderState, TokenSelector
 from adapler.errors import OutputError
 from adapler.files import ensure_writable, write_json_atomic
 from adapler.flops import model_flops
 from adapler.ops import contribution_scores
+from adapler.rationales import gradient_scores
 from adapler.stats import paired_difference
 
 ScoreFn = Callable[[int, EncoderState], Tensor]  # (layer, state) -> [B, T_now] scores of the current slots
 
 
-def embedding_saliency(model, ids: Tensor, mask: Tensor, types: Tensor) -> tuple[Tensor, Tensor]:
-    """[B, T] gradient x input norm at the embedding output for the predicted class, and that class."""
-    emb = model.embed(ids, types).detach().requires_grad_(True)
-    logits = model(ids, mask, types, mode="dense", embeddings=emb).logits
-    pred = logits.argmax(-1)
-    (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), emb)
-    return (grad * emb).norm(dim=-1).detach(), pred
+class CountSelector(TokenSelector):
+    """Before each layer keep exactly ``counts[:, l]`` tokens ([CLS] included), the ones ``score`` ranks highest
+    among those alive: the encoder's own hard pass, with the choice replaced and the count held."""
 
+    def __init__(self, counts: Tensor, score: ScoreFn):
+        super().__init__()
+        self.counts, self.score = counts, score
 
-def replay(model, ids: Tensor, mask: Tensor, types: Tensor, counts: Tensor, score: ScoreFn) -> Tensor:
-    """Logits of ``model`` when layer l keeps exactly ``counts[:, l]`` tokens ([CLS] included), the ones
-    ``score`` ranks highest among those alive."""
-    m = mask.to(torch.int64)
-    ar = torch.arange(m.shape[1]).expand_as(m)
-    state = EncoderState(model.embed(ids, types), m, _bias_from_mask(m), "hard",
-                         positions=torch.where(m > 0, ar, torch.full_like(ar, -1)))
-    for layer_idx, layer in enumerate(model.layers):
-        s = score(layer_idx, state).float().masked_fill(state.mask == 0, float("-inf"))
+    def before_layer(self, layer: int, state: EncoderState) -> None:
+        s = self.score(layer, state).float().masked_fill(state.mask == 0, float("-inf"))
         s[:, 0] = float("inf")  # [CLS] always stays, and counts include it
-        k = counts[:, layer_idx].clamp(min=1, max=s.shape[1])
-        threshold = s.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None]).squeeze(1)
-        state.drop(s, threshold)
-        with torch.no_grad():
-            state.hidden, _ = model.attention(layer, state, False)
-            state.hidden = model.feed_forward(layer, state.hidden)
-    return model.classify(state.hidden[:, 0]).detach()
+        k = self.counts[:, layer].clamp(min=1, max=s.shape[1])
+        state.drop(s, s.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None]).squeeze(1))
+
+
+@torch.no_grad()
+def replay(model, ids: Tensor, mask: Tensor, types: Tensor, counts: Tensor, score: ScoreFn) -> Tensor:
+    """Logits of ``model`` when layer l keeps exactly ``counts[:, l]`` tokens, those ``score`` ranks highest
+    (``model``'s own encoder loop, with a :class:`CountSelector` in place of its selector for the call)."""
+    own = model.selector
+    model.selector = CountSelector(counts, score)
+    try:
+        return model(ids, mask, types, mode="hard", track_positions=True).logits
+    finally:
+        model.selector = own
 
 
 def at_positions(per_token: Tensor) -> ScoreFn:
@@ -145,25 +145,25 @@ def main(argv: list[str] | None = None) -> None:
     for b in batches(enc, args.batch_size):
         ids, mask, types = b.input_ids, b.attention_mask, b.token_type_ids
         with torch.no_grad():
-            t_logits = teacher(ids, mask, types, mode="dense").logits
+            t_pred = teacher(ids, mask, types, mode="dense").logits.argmax(-1)
+            own_pred = model(ids, mask, types, mode="dense").logits.argmax(-1)
             out = model(ids, mask, types, mode="hard")
         counts = out.kept_lengths.round().long()
         kept.append(out.kept_lengths)
         lengths.append(mask.sum(dim=1))
-        preds["teacher dense"].append(t_logits.argmax(-1))
+        preds["teacher dense"].append(t_pred)
         preds["checkpoint hard"].append(out.logits.argmax(-1))
-        t_sal, _ = embedding_saliency(teacher, ids, mask, types)
-        own_sal, own_pred = embedding_saliency(model, ids, mask, types)
+        # gradient x input at the embeddings for the predicted class: the CP targets' quantity without the label
+        t_sal = gradient_scores(teacher, ids, mask, t_pred, token_type_ids=types)
+        own_sal = gradient_scores(model, ids, mask, own_pred, token_type_ids=types)
         noise = torch.rand(ids.shape, generator=gen)
         fixed: dict[str, ScoreFn] = {"cp": cp_scores(model), "random": at_positions(noise),
                                      "teacher saliency": at_positions(t_sal), "own saliency": at_positions(own_sal)}
         fixed["teacher saliency then cp"] = first_then(fixed["teacher saliency"], fixed["cp"])
         for enc_name, r in runs:
-            encoder, target = (model, own_pred) if enc_name == "checkpoint" else (teacher, t_logits.argmax(-1))
+            encoder, target = (model, own_pred) if enc_name == "checkpoint" else (teacher, t_pred)
             score = fixed[r] if r in fixed else layer_saliency(encoder, target)
-            with torch.no_grad() if r in fixed else torch.enable_grad():
-                logits = replay(encoder, ids, mask, types, counts, score)
-            preds[f"{enc_name} / {r}"].append(logits.argmax(-1))
+            preds[f"{enc_name} / {r}"].append(replay(encoder, ids, mask, types, counts, score).argmax(-1))
     labels = enc.labels.numpy()
     flat = {k: torch.cat(v).numpy() for k, v in preds.items()}
     mismatch = int((flat["checkpoint / cp"] != flat["checkpoint hard"]).sum())
