@@ -106,6 +106,9 @@ def narrow_checkpoint(ckpt: str | Path, data: str, out: str | Path, hidden: int 
     model, cfg = load_checkpoint(ckpt)
     if not isinstance(model.selector, ContributionSelector):
         raise SystemExit(f"error: {ckpt} is a {cfg['method']} checkpoint; narrow_cp needs an AdapLeR one")
+    if model.selector.first_cp_window != 1:  # its CP inputs are recorded one token at a time
+        raise SystemExit(f"error: {ckpt}'s first CP reads a window of {model.selector.first_cp_window} tokens; "
+                         "narrow_cp handles CPs that read one token (first_cp_window 1)")
     tok = load_checkpoint_tokenizer(ckpt)
     ds = load_dataset(data)
     enc = encode(ds.train[:texts], tok, cfg["max_length"])

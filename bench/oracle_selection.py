@@ -101,7 +101,7 @@ def cp_scores(model) -> ScoreFn:
     sel = model.selector
 
     def score(layer_idx: int, st: EncoderState) -> Tensor:
-        z = sel.cps[layer_idx](st.hidden)
+        z = sel.cps[layer_idx](st.hidden, st.mask)
         return contribution_scores(z, st.mask, sel.eta[layer_idx:layer_idx + 1])[0]
     return score
 

@@ -18,7 +18,7 @@ import torch
 from ..checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
-from ..errors import check_choice, check_range
+from ..errors import UsageError, check_choice, check_range
 from ..evaluate import evaluate
 from ..flops import model_flops
 from ..models import load_bert
@@ -72,6 +72,9 @@ class AdapLeRConfig:
     # None: from ``preset`` (auto: AUTO_TARGET_DISTILL with --target-speedup, else 0; paper: 0)
     distill: float | None = None
     distill_temperature: float = DEFAULT_TEMPERATURE
+    # [ours] tokens the first CP reads around each token (odd; 1 = the paper's CP, which sees each embedding
+    # alone). Only the first CP: later ones read hidden states that already carry context (docs/design.md)
+    first_cp_window: int = 1
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -97,6 +100,10 @@ class AdapLeRConfig:
         if self.distill is not None:
             check_range("distill", self.distill, 0, 1)
         check_range("distill_temperature", self.distill_temperature, 0, strict_lo=True)
+        if isinstance(self.first_cp_window, bool) or not isinstance(self.first_cp_window, int) \
+                or self.first_cp_window < 1 or self.first_cp_window % 2 == 0:
+            raise UsageError(f"first_cp_window must be an odd whole number of tokens (1, 3, 5, ...), "
+                             f"got {self.first_cp_window!r}")
 
 
 PRESETS = ("auto", "paper")
@@ -169,7 +176,7 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
     ft_model, ft_cfg = load_checkpoint(init)
     bert_cfg = ft_model.config
     selector = ContributionSelector(bert_cfg.hidden_size, bert_cfg.num_hidden_layers, act=bert_cfg.hidden_act,
-                                    init_std=bert_cfg.initializer_range)
+                                    init_std=bert_cfg.initializer_range, first_cp_window=cfg.first_cp_window)
     model = PrunedBertClassifier(bert_cfg, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
     if cfg.init == "finetuned":
         model.load_state_dict(ft_model.state_dict(), strict=False)  # selector keys stay freshly initialised
@@ -198,7 +205,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     if cfg.target_speedup is not None:  # before --out is touched: an unreachable target is bad input
         L = ft_cfg["backbone"].get("num_hidden_layers", 12)
         check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
-                        list(range(L)))
+                        [0] * (cfg.first_cp_window - 1) + list(range(L)))  # ContributionSelector.predictor_layers
     td = TrainData.make(data, tokenizer, max_length)
     epoch_steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
     total_steps = epoch_steps * cfg.epochs
