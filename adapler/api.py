@@ -4,16 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
+from .checkpoint import check_classes, checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
 from .data import Dataset
 from .devices import resolve_device
 from .evaluate import evaluate
-
-
-def checkpoint_dir(path: str | Path) -> Path:
-    """A checkpoint directory, or the ``best/`` checkpoint of a run directory."""
-    path = Path(path)
-    return path / "best" if (path / "best" / "config.json").exists() else path
 
 
 def evaluate_checkpoint(ckpt: str | Path, data: Dataset, split: str = "test", batch_size: int = 32,

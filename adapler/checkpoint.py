@@ -14,6 +14,13 @@ from .encoder import PrunedBertClassifier
 from .errors import CheckpointError, OutputError  # noqa: F401  (re-exported: callers import them from here)
 from .files import aside, discard_aside, ensure_writable, recover_dir, replace_dir  # noqa: F401  (re-exported)
 
+def checkpoint_dir(path: str | Path) -> Path:
+    """A checkpoint directory, or the ``best/`` checkpoint of a run directory (the one rule every command that
+    takes either uses)."""
+    path = Path(path)
+    return path / "best" if (path / "best" / "config.json").exists() else path
+
+
 FORMAT = "adapler-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"

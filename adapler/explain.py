@@ -255,7 +255,7 @@ def explain(source: str | Path, texts: list[str] | None = None, *, data=None, sp
         texts = [e.text for e in examples]
     if is_export_dir(source):
         return explain_onnx(source, texts)
-    from .api import checkpoint_dir
+    from .checkpoint import checkpoint_dir
     from .checkpoint import load_checkpoint, load_checkpoint_tokenizer
     ckpt = checkpoint_dir(source)
     model, cfg = load_checkpoint(ckpt)

@@ -140,14 +140,11 @@ def packed_forward(model: PrunedBertClassifier, input_ids: Tensor, attention_mas
     """
     selector = _selection(model)
     mask = attention_mask.to(torch.int64)
-    emb = model.embed(input_ids, token_type_ids)
-    x = pack(emb, mask)
+    x = pack(model.embed(input_ids, token_type_ids), mask)
     kept, history = [], []
     for i, layer in enumerate(model.layers):  # the backbone adapter's pieces, as the padded loop uses them
         if selector is not None:
-            cp = selector.cps[i]
-            # a first CP with a window reads neighbours: scored on the padded embeddings, then packed alike
-            z = cp(x.hidden) if cp.window == 1 else cp(emb, mask)[mask == 1]
+            z = selector.cps[i](x.hidden)
             x = contribution_drop_packed(x.hidden, z, x.offsets, selector.eta[i], x.positions)
         h = packed_attention(layer, x.hidden, x.offsets, model.num_heads)
         x.hidden = model.feed_forward(layer, h)

@@ -292,7 +292,7 @@ def run_rationales(ckpt: str | Path, data, split: str = "test", limit: int | Non
                    lexicon_threshold: float | None = None, judge_mode: str = "dense", ig_steps: int = 16,
                    batch_size: int = 32, seed: int = 0, progress: Callable[[str], None] = lambda s: None) -> dict:
     """``rationale_report`` for a checkpoint (or run directory) on ``data``'s ``split`` (first ``limit``)."""
-    from .api import checkpoint_dir
+    from .checkpoint import checkpoint_dir
     from .checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
     from .lexicon import THRESHOLD, load_vader_lexicon, rationale_words
     ckpt = checkpoint_dir(ckpt)

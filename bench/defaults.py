@@ -65,7 +65,7 @@ def _cached(run: Path, lazy: "_Lazy") -> bool:
 
 
 def _named(paths: list[str | Path]) -> dict[str, Path]:
-    from adapler.api import checkpoint_dir
+    from adapler.checkpoint import checkpoint_dir
     from adapler.checkpoint import read_config
     out: dict[str, Path] = {}
     for p in paths:
@@ -99,7 +99,7 @@ def default_models(cache: str | Path = "runs/bench", baselines: tuple[str, ...] 
     ``data``: the dataset to train missing models on (default: the quick preset's vader-movies subset);
     ``runs/demo`` is only reused with the default data.
     """
-    from adapler.api import checkpoint_dir
+    from adapler.checkpoint import checkpoint_dir
     from adapler.checkpoint import read_config
     cache = Path(cache)
     lazy = _Lazy(data, preset)

@@ -42,7 +42,7 @@ def median_seconds(fn, repeats: int) -> tuple[float, list[float]]:
 def measure(ckpt: str, export: str | None, length: int, repeats: int, threads: int | None) -> dict:
     import torch
 
-    from adapler.api import checkpoint_dir
+    from adapler.checkpoint import checkpoint_dir
     from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
     from adapler.explain import explain_onnx, explain_texts
     if threads:

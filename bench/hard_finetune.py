@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from adapler.checkpoint import checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import load_dataset
 from adapler.evaluate import evaluate
 from adapler.errors import OutputError
 from adapler.files import ensure_writable, write_json_atomic
 from adapler.training.auto import steps_per_epoch
-from adapler.training.common import TrainData, init_path, linear_warmup, param_groups, seed_everything
+from adapler.training.common import TrainData, linear_warmup, param_groups, seed_everything
 from adapler.training.distill import DEFAULT_TEMPERATURE, distilled_task_loss
 
 
@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     data = load_dataset(args.data)
-    ckpt = init_path(args.checkpoint)  # a run directory means its best/
+    ckpt = checkpoint_dir(args.checkpoint)  # a run directory means its best/
     model, cfg = load_checkpoint(ckpt)
     tokenizer = load_checkpoint_tokenizer(ckpt)
     max_length, batch_size = cfg["max_length"], cfg["adapler"]["batch_size"]
     td = TrainData.make(data, tokenizer, max_length)
-    teacher = load_checkpoint(init_path(args.teacher))[0].eval() if args.distill > 0 else None
+    teacher = load_checkpoint(checkpoint_dir(args.teacher))[0].eval() if args.distill > 0 else None
     for p in model.selector.parameters():
         p.requires_grad_(False)
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

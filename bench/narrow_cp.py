@@ -106,9 +106,6 @@ def narrow_checkpoint(ckpt: str | Path, data: str, out: str | Path, hidden: int 
     model, cfg = load_checkpoint(ckpt)
     if not isinstance(model.selector, ContributionSelector):
         raise SystemExit(f"error: {ckpt} is a {cfg['method']} checkpoint; narrow_cp needs an AdapLeR one")
-    if model.selector.first_cp_window != 1:  # its CP inputs are recorded one token at a time
-        raise SystemExit(f"error: {ckpt}'s first CP reads a window of {model.selector.first_cp_window} tokens; "
-                         "narrow_cp handles CPs that read one token (first_cp_window 1)")
     tok = load_checkpoint_tokenizer(ckpt)
     ds = load_dataset(data)
     enc = encode(ds.train[:texts], tok, cfg["max_length"])
@@ -142,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=600, help="Adam steps per layer")
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    from adapler.api import checkpoint_dir
+    from adapler.checkpoint import checkpoint_dir
     agreement = narrow_checkpoint(checkpoint_dir(a.ckpt), a.data, a.out, a.hidden, a.texts, a.steps, a.overwrite)
     print(f"wrote {a.out}: CP hidden {a.hidden}; keep agreement with the teacher per layer (training texts): "
           + " ".join(f"{v:.4f}" for v in agreement))

@@ -32,8 +32,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from adapler.api import checkpoint_dir
-from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
+from adapler.checkpoint import checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import batches, encode, load_dataset
 from adapler.encoder import EncoderState, TokenSelector
 from adapler.errors import OutputError
@@ -101,7 +100,7 @@ def cp_scores(model) -> ScoreFn:
     sel = model.selector
 
     def score(layer_idx: int, st: EncoderState) -> Tensor:
-        z = sel.cps[layer_idx](st.hidden, st.mask)
+        z = sel.cps[layer_idx](st.hidden)
         return contribution_scores(z, st.mask, sel.eta[layer_idx:layer_idx + 1])[0]
     return score
 

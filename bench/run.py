@@ -103,7 +103,7 @@ def feeds_flops_speedup(spec: ModelSpec, feeds: Sequence[Feed]) -> float:
 # ------------------------------------------------------------------------------------------------ steps
 
 def load_models(models: Mapping[str, str | Path], dense_name: str) -> dict[str, ModelSpec]:
-    from adapler.api import checkpoint_dir
+    from adapler.checkpoint import checkpoint_dir
     from adapler.checkpoint import load_checkpoint
     if dense_name not in models:
         raise BenchError(f"the dense model {dense_name!r} is not among the models ({', '.join(models)}); "

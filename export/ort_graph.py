@@ -64,8 +64,8 @@ class _Graph:
 
 
 def _selection(model: PrunedBertClassifier):
-    """Per-layer CP weights ``(W1^T, b1, w2, eta, act, window)`` of a ContributionDrop selection, None for a model
-    that drops nothing. Whether a method has this graph is the method registry's (``Method.fused_ort_graph``)."""
+    """Per-layer CP weights ``(W1^T, b1, w2, eta, act)`` of a ContributionDrop selection, None for a model that
+    drops nothing. Whether a method has this graph is the method registry's (``Method.fused_ort_graph``)."""
     from adapler import methods
     from adapler.selectors.contribution import ContributionSelector
     method = methods.get(model.method)
@@ -77,25 +77,8 @@ def _selection(model: PrunedBertClassifier):
     if not isinstance(sel, ContributionSelector):  # the one selection this graph writes: CP + threshold
         raise UnsupportedForOrtGraph(f"method {model.method!r} claims a fused ORT graph but its selector "
                                      f"{type(sel).__name__} is not a ContributionSelector; use model.onnx")
-    return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name, cp.window)
+    return [(cp.fc1.weight.T, cp.fc1.bias, cp.fc2.weight[0], sel.eta[i:i + 1], sel.act_name)
             for i, cp in enumerate(sel.cps)]
-
-
-def _window_nodes(g: _Graph, hidden: str, window: int) -> str:
-    """Standard ops: padded ``hidden [B, T, D]`` -> ``[B, T, window * D]``, slot t reading x_{t-r} .. x_{t+r}
-    with padding and positions past either end as zeros (``selectors.contribution.neighbour_window``)."""
-    i64 = lambda name, v: g.const(name, np.array(v, np.int64))  # noqa: E731
-    r = window // 2
-    g.node("Cast", ["attention_mask"], ["cpw.maskf"], "cpw.maskf", to=TensorProto.FLOAT)
-    g.node("Unsqueeze", ["cpw.maskf", i64("cpw.axis2", [2])], ["cpw.mask3"], "cpw.mask3")
-    g.node("Mul", [hidden, "cpw.mask3"], ["cpw.x"], "cpw.x")
-    g.node("Pad", ["cpw.x", i64("cpw.pads", [0, r, 0, 0, r, 0])], ["cpw.xp"], "cpw.pad")
-    big, axis1 = np.iinfo(np.int64).max, i64("cpw.axis1", [1])
-    for k in range(window):  # slice k: positions t - r + k, i.e. xp[:, k : k - 2r] (to the end for k = 2r)
-        g.node("Slice", ["cpw.xp", i64(f"cpw.s{k}", [k]), i64(f"cpw.e{k}", [k - 2 * r if k < 2 * r else big]),
-                         axis1], [f"cpw.x{k}"], f"cpw.slice{k}")
-    g.node("Concat", [f"cpw.x{k}" for k in range(window)], ["cpw.window"], "cpw.window", axis=-1)
-    return "cpw.window"
 
 
 def _head_act_node(act: str | None, x: str, name: str) -> list[onnx.NodeProto]:
@@ -175,9 +158,8 @@ def build_ort_graph(model: PrunedBertClassifier, *, token_types: bool = False) -
     for i, layer in enumerate(model.layers):
         p = f"l{i}."
         if selection is not None:
-            w1, b1, w2, eta, act, window = selection[i]
-            cp_in = hidden if window == 1 else _window_nodes(g, hidden, window)  # window > 1: layer 0 only
-            g.node("MatMul", [cp_in, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
+            w1, b1, w2, eta, act = selection[i]
+            g.node("MatMul", [hidden, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
             g.nodes += _act_node(act, p + "cp.z1", g.const(p + "cp.b1", b1), p + "cp.a1", p + "cp.act")
             # the op's optional fourth output is the layer's kept lengths ([B, 1] int64): no ReduceSum per layer
             g.node("ContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), mask32,

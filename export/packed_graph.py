@@ -31,7 +31,7 @@ from onnx import TensorProto, helper
 
 from adapler.encoder import PrunedBertClassifier
 from adapler.export.ort_graph import (IR_VERSION, MS, _act_node, _after_attention, _embedding_nodes, _Graph, _head_nodes,
-                                      _selection, _window_nodes)
+                                      _selection)
 
 PACKED_FILE = "model.ort.packed.onnx"
 
@@ -83,15 +83,8 @@ def build_packed_graph(model: PrunedBertClassifier, *, token_types: bool = False
     for i, layer in enumerate(model.layers):
         p = f"l{i}."
         if selection is not None:
-            w1, b1, w2, eta, act, window = selection[i]
-            cp_in = hidden
-            if window > 1:  # the first CP reads neighbours: built on the padded embeddings, then packed alike
-                g.node("Reshape", [_window_nodes(g, "h0", window), g.const(p + "cp.rows", np.array([-1, window * d],
-                                                                                                 np.int64))],
-                       [p + "cp.window_rows"], p + "cp.window_rows")
-                g.node("Gather", [p + "cp.window_rows", "pack.src"], [p + "cp.window"], p + "cp.window", axis=0)
-                cp_in = p + "cp.window"
-            g.node("MatMul", [cp_in, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
+            w1, b1, w2, eta, act = selection[i]
+            g.node("MatMul", [hidden, g.const(p + "cp.w1", w1)], [p + "cp.z1"], p + "cp.matmul")
             g.nodes += _act_node(act, p + "cp.z1", g.const(p + "cp.b1", b1), p + "cp.a1", p + "cp.act")
             outs = [p + n for n in ("h_kept", "offsets", "len32", "pad_index", "unpad_index")]
             g.node("PackedContributionDrop", [hidden, p + "cp.a1", g.const(p + "cp.w2", w2), offsets,

@@ -28,13 +28,13 @@ def ragged_batch(batch: int = 5, max_len: int = 24, seed: int = 0):
     return ids, mask
 
 
-def adapler_model(seed=0, eta=0.8, sharpness=8.0, layers=4, first_cp_window=1):
+def adapler_model(seed=0, eta=0.8, sharpness=8.0, layers=4):
     """A random tiny AdapLeR model whose CPs are sharpened, so that tokens really fall under the threshold."""
     from adapler.encoder import PrunedBertClassifier
     from adapler.selectors import ContributionSelector
     torch.manual_seed(seed)
     cfg = tiny_config(layers=layers)
-    sel = ContributionSelector(cfg.hidden_size, layers, first_cp_window=first_cp_window)
+    sel = ContributionSelector(cfg.hidden_size, layers)
     model = PrunedBertClassifier(cfg, 3, sel).eval()
     with torch.no_grad():
         sel.eta.fill_(eta)

@@ -24,44 +24,19 @@ HARD_LAMBDA = 1e20  # lambda used for evaluation / checkpoint selection
 
 
 class ContributionPredictor(nn.Module):
-    """z_t = W2 act(W1 [x_{t-r} .. x_t .. x_{t+r}] + b1) + b2; W1: window * d -> hidden, W2: hidden -> 1.
+    """z_t = W2 act(W1 x_t + b1) + b2; W1: d -> hidden, W2: hidden -> 1."""
 
-    ``window`` = 1 (r = 0) is the paper's CP, which reads each token alone. A wider window lets the first CP,
-    whose input is the context-free embedding output, see its neighbours (``first_cp_window``); neighbours
-    outside the sequence or on padding read as zeros.
-    """
-
-    def __init__(self, d_model: int, hidden: int = 32, act: str = "gelu", init_std: float = 0.02, window: int = 1):
+    def __init__(self, d_model: int, hidden: int = 32, act: str = "gelu", init_std: float = 0.02):
         super().__init__()
-        if window < 1 or window % 2 == 0:
-            raise ValueError(f"a CP window must be an odd number of tokens >= 1, got {window}")
-        self.window = window
-        self.fc1 = nn.Linear(d_model * window, hidden)
+        self.fc1 = nn.Linear(d_model, hidden)
         self.act = ACT2FN[act]
         self.fc2 = nn.Linear(hidden, 1)
         for lin in (self.fc1, self.fc2):  # Keras truncated-normal kernels, zero biases
             nn.init.trunc_normal_(lin.weight, std=init_std, a=-2 * init_std, b=2 * init_std)
             nn.init.zeros_(lin.bias)
 
-    def hidden_layer(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """act(W1 [window] + b1) [B, T, hidden]; ``mask`` [B, T] (1 = real token) is needed for a window > 1."""
-        if self.window > 1:
-            if mask is None:
-                raise ValueError("a CP with a window > 1 needs the token mask")
-            x = neighbour_window(x * mask[..., None].to(x.dtype), self.window)
-        return self.act(self.fc1(x))
-
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        return self.fc2(self.hidden_layer(x, mask)).squeeze(-1).float()
-
-
-def neighbour_window(x: Tensor, window: int) -> Tensor:
-    """[B, T, D] -> [B, T, window * D]: slot t's row is x_{t-r} .. x_t .. x_{t+r} (r = window // 2), zeros past
-    either end."""
-    r = window // 2
-    T = x.shape[1]
-    padded = torch.nn.functional.pad(x, (0, 0, r, r))
-    return torch.cat([padded[:, k:k + T] for k in range(window)], dim=-1)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x))).squeeze(-1).float()
 
 
 def soft_removal(x: Tensor, delta: Tensor, lam: float) -> Tensor:
@@ -80,15 +55,9 @@ class ContributionSelector(TokenSelector):
     method = "adapler"
 
     def __init__(self, d_model: int, num_layers: int, cp_hidden: int = 32, act: str = "gelu",
-                 init_std: float = 0.02, eta_init: float = ETA_INIT, first_cp_window: int = 1):
+                 init_std: float = 0.02, eta_init: float = ETA_INIT):
         super().__init__()
-        # [ours] only the first CP may read a window: it is the one whose input has no context yet (after
-        # layer 0 every hidden state has attended to the whole text), and before layer 0 soft (training) and
-        # hard (inference) removal see the same neighbours, which after a hard removal they no longer would
-        self.cps = nn.ModuleList(ContributionPredictor(d_model, cp_hidden, act, init_std,
-                                                       window=first_cp_window if i == 0 else 1)
-                                 for i in range(num_layers))
-        self.first_cp_window = first_cp_window
+        self.cps = nn.ModuleList(ContributionPredictor(d_model, cp_hidden, act, init_std) for _ in range(num_layers))
         # eta and theta are trained by their own optimiser (gradient routing in adapler/training/train_adapler.py).
         self.eta = nn.Parameter(torch.full((num_layers,), float(eta_init)))
         self.theta = nn.Parameter(torch.ones(max(num_layers - 1, 1)))
@@ -103,16 +72,13 @@ class ContributionSelector(TokenSelector):
         if eta is not None and len(eta) != config.num_hidden_layers:
             raise ValueError(f"eta has {len(eta)} values but the backbone has {config.num_hidden_layers} layers")
         return cls(config.hidden_size, config.num_hidden_layers, cp_hidden=options.get("cp_hidden", 32),
-                   act=options.get("cp_act", config.hidden_act), init_std=config.initializer_range,
-                   first_cp_window=options.get("first_cp_window", 1))
+                   act=options.get("cp_act", config.hidden_act), init_std=config.initializer_range)
 
     def predictor_layers(self, num_layers: int) -> list[int]:
-        # a first CP reading a window of k tokens costs k CPs' first layer: counted as k predictors
-        # (its output layer is counted k times too, h FLOPs per token: a negligible overcount)
-        return [0] * (self.first_cp_window - 1) + list(range(num_layers))
+        return list(range(num_layers))
 
     def config_dict(self) -> dict:
-        return {"cp_hidden": self.cp_hidden, "cp_act": self.act_name, "first_cp_window": self.first_cp_window,
+        return {"cp_hidden": self.cp_hidden, "cp_act": self.act_name,
                 "eta": [float(v) for v in self.eta.detach().cpu()]}
 
     def start(self, state: EncoderState) -> None:
@@ -129,7 +95,7 @@ class ContributionSelector(TokenSelector):
         if state.mode == "hard":
             self._hard_drop(layer, state)
             return
-        z = self.cps[layer](state.hidden, state.mask)
+        z = self.cps[layer](state.hidden)
         a = state.aux["a"]
         m = a + _cls_one(a)
         scores = masked_distribution(z, m)
@@ -152,12 +118,12 @@ class ContributionSelector(TokenSelector):
         contribution_drop (one ONNX node per layer in model.cd.onnx). Both give the same kept tokens."""
         cp, eta = self.cps[layer], self.eta[layer:layer + 1]
         if in_contribution_drop_form():
-            cp_hidden = cp.hidden_layer(state.hidden, state.mask)
+            cp_hidden = cp.act(cp.fc1(state.hidden))
             # w2 and eta stay float32 in a half model: the op's contract (its plugin reads them as float32)
             w2 = cp.fc2.weight[0].float()
             state.take_compacted(*contribution_drop(state.hidden, cp_hidden, w2, state.mask, eta.float()))
             return
-        state.drop(*contribution_scores(cp(state.hidden, state.mask), state.mask, eta))
+        state.drop(*contribution_scores(cp(state.hidden), state.mask, eta))
 
     @torch.no_grad()
     def clip_eta(self, hi: float = ETA_MAX) -> None:

@@ -66,10 +66,9 @@ def auto_epochs(n_train: int, batch_size: int) -> int:
 def batch_size_for_init(init: str | Path) -> int | None:
     """``auto_batch_size`` of a fine-tuned run's max length (``train``'s default batch size); None when the run
     cannot be read (the trainer then reports what is wrong with it)."""
-    from ..checkpoint import CheckpointError, read_config
-    from .common import init_path
+    from ..checkpoint import CheckpointError, checkpoint_dir, read_config
     try:
-        cfg = read_config(init_path(init))
+        cfg = read_config(checkpoint_dir(init))
     except (CheckpointError, OSError, ValueError):
         return None
     length = cfg.get("max_length") if isinstance(cfg, dict) else None

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import WEIGHTS, CheckpointError, OutputError, ensure_writable, read_config, recover_checkpoint
+from ..checkpoint import (WEIGHTS, CheckpointError, OutputError, checkpoint_dir, ensure_writable, read_config,
+                          recover_checkpoint)
 from ..data import Dataset, Encoded, batches, encode
 from ..errors import UsageError
 from ..files import ensure_out_dir, write_json_atomic
@@ -92,7 +93,7 @@ def run_fingerprint(data: Dataset, config: dict[str, Any], init: str | Path | No
                           "config": _plain(config)}
     if init is not None:
         from ..files import file_sha256
-        fp["init"] = file_sha256(init_path(init) / WEIGHTS)[:16]
+        fp["init"] = file_sha256(checkpoint_dir(init) / WEIGHTS)[:16]
     return fp
 
 
@@ -174,11 +175,6 @@ def load_init(init: str | Path) -> dict:
     init = Path(init)
     best = init / "best"
     return read_config(best if best.exists() else init)
-
-
-def init_path(init: str | Path) -> Path:
-    init = Path(init)
-    return init / "best" if (init / "best").exists() else init
 
 
 def finetuned_dev_accuracy(init: str | Path, ft_cfg: dict) -> float | None:

@@ -15,7 +15,8 @@ from ..checkpoint import check_classes, load_checkpoint, load_checkpoint_tokeniz
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
 from ..evaluate import evaluate
-from .common import dev_lengths, finetuned_dev_accuracy, init_path, load_init, run_fingerprint, seed_everything
+from ..checkpoint import checkpoint_dir
+from .common import dev_lengths, finetuned_dev_accuracy, load_init, run_fingerprint, seed_everything
 from .distributed import TrainEnv
 from .runner import open_run
 from .target import SelectionRule
@@ -27,7 +28,7 @@ def setup_from_finetuned(data: Dataset, init: str | Path, out: str | Path, seed:
     """(out, saved state or None, checkpoint dir, fine-tuned model, its config, tokenizer, run fingerprint) for a
     new or resumed run. ``config``: the trainer's options, which a resume must repeat. ``reachable(init config,
     dev lengths)`` raises if a speedup target cannot be met."""
-    ckpt = init_path(init)
+    ckpt = checkpoint_dir(init)
     init_cfg = load_init(init)
     check_classes(ckpt, init_cfg, data)  # before --out is created or a resumed run is touched
     if reachable is not None:  # a speedup target the dev lengths cannot allow is refused before any output

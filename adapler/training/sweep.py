@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..api import checkpoint_dir
+from ..checkpoint import checkpoint_dir
 from ..checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..evaluate import evaluate

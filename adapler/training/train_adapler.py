@@ -15,16 +15,16 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import check_classes, load_checkpoint, load_checkpoint_tokenizer
+from ..checkpoint import check_classes, checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
 from ..data import Dataset
 from ..encoder import PrunedBertClassifier
-from ..errors import UsageError, check_choice, check_range
+from ..errors import check_choice, check_range
 from ..evaluate import evaluate
 from ..flops import model_flops
 from ..models import load_bert
 from ..progress import log
 from ..selectors.contribution import ETA_MAX, ETA_MIN, HARD_LAMBDA, ContributionSelector, soft_removal
-from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy, init_path,
+from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
 from .distill import DEFAULT_TEMPERATURE, batch_teacher, distilled_task_loss, teacher_logits
@@ -72,9 +72,6 @@ class AdapLeRConfig:
     # None: from ``preset`` (auto: AUTO_TARGET_DISTILL with --target-speedup, else 0; paper: 0)
     distill: float | None = None
     distill_temperature: float = DEFAULT_TEMPERATURE
-    # [ours] tokens the first CP reads around each token (odd; 1 = the paper's CP, which sees each embedding
-    # alone). Only the first CP: later ones read hidden states that already carry context (docs/design.md)
-    first_cp_window: int = 1
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -100,10 +97,6 @@ class AdapLeRConfig:
         if self.distill is not None:
             check_range("distill", self.distill, 0, 1)
         check_range("distill_temperature", self.distill_temperature, 0, strict_lo=True)
-        if isinstance(self.first_cp_window, bool) or not isinstance(self.first_cp_window, int) \
-                or self.first_cp_window < 1 or self.first_cp_window % 2 == 0:
-            raise UsageError(f"first_cp_window must be an odd whole number of tokens (1, 3, 5, ...), "
-                             f"got {self.first_cp_window!r}")
 
 
 PRESETS = ("auto", "paper")
@@ -176,7 +169,7 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
     ft_model, ft_cfg = load_checkpoint(init)
     bert_cfg = ft_model.config
     selector = ContributionSelector(bert_cfg.hidden_size, bert_cfg.num_hidden_layers, act=bert_cfg.hidden_act,
-                                    init_std=bert_cfg.initializer_range, first_cp_window=cfg.first_cp_window)
+                                    init_std=bert_cfg.initializer_range)
     model = PrunedBertClassifier(bert_cfg, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
     if cfg.init == "finetuned":
         model.load_state_dict(ft_model.state_dict(), strict=False)  # selector keys stay freshly initialised
@@ -196,7 +189,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     ``finetune``; the CP threshold, the soft removal and the FLOPs of the controller stay float32."""
     env = TrainEnv.create(device, precision)
     init = Path(init)
-    ckpt = init_path(init)
+    ckpt = checkpoint_dir(init)
     ft_cfg = load_init(init)
     check_classes(ckpt, ft_cfg, data)
     max_length = cfg.max_length or ft_cfg["max_length"]
@@ -205,7 +198,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     if cfg.target_speedup is not None:  # before --out is touched: an unreachable target is bad input
         L = ft_cfg["backbone"].get("num_hidden_layers", 12)
         check_reachable(cfg.target_speedup, dev_lengths(data, tokenizer, max_length), dims_of_config(ft_cfg),
-                        [0] * (cfg.first_cp_window - 1) + list(range(L)))  # ContributionSelector.predictor_layers
+                        list(range(L)))
     td = TrainData.make(data, tokenizer, max_length)
     epoch_steps = steps_per_epoch(len(data.train), cfg.batch_size * env.world_size)
     total_steps = epoch_steps * cfg.epochs
