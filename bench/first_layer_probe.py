@@ -34,6 +34,7 @@ from adapler.rationales import gradient_scores
 from adapler.training.common import SALIENCY_DIR
 from adapler.training.example_tables import load_table
 from adapler.training.saliency import batch_targets
+from adapler.training.train_adapler import cp_kl_loss
 
 
 def layer0_full_counts(model, lengths: Tensor, counts: Tensor) -> tuple[Tensor, float]:
@@ -76,17 +77,16 @@ class WindowScorer(nn.Module):
 
 def fit_scorer(scorer: WindowScorer, emb: Tensor, mask: Tensor, target: Tensor, steps: int, seed: int,
                batch: int = 64, lr: float = 1e-3) -> float:
-    """Fit to the first-layer term of the CP loss: KL(normalised saliency || masked softmax of the scores).
-    Returns the mean KL over the last 100 steps."""
+    """Fit to the first-layer term of the trainer's CP loss (``cp_kl_loss`` with one layer: KL(normalised
+    saliency || masked softmax of the scores)). Returns the mean KL over the last 100 steps."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(scorer.parameters(), lr=lr, weight_decay=0.01)
-    q = (target * mask) / (target * mask).sum(dim=1, keepdim=True).clamp(min=1e-15)
+    no_eta = torch.zeros(1)  # one layer: the loss's removal step after it is unused
     tail = []
     for _ in range(steps):
         i = torch.randint(0, emb.shape[0], (batch,), generator=g)
         p = masked_distribution(scorer(emb[i], mask[i]), mask[i])
-        qc, pc = q[i].clamp(1e-7, 1.0), p.clamp(1e-7, 1.0)
-        kl = (qc * torch.log(qc / pc) * mask[i]).sum(dim=-1).mean()
+        kl = cp_kl_loss([p], target[i], mask[i], no_eta, None, 1.0, stopgrad=True)
         opt.zero_grad()
         kl.backward()
         opt.step()
