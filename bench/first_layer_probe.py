@@ -17,17 +17,15 @@ context-free embeddings. This probe asks, on a trained run, what the two obvious
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adapler.bench.oracle_selection import at_positions, cp_scores, first_then, layer_saliency, replay
-from adapler.checkpoint import checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
+from adapler.bench.oracle_selection import (add_probe_arguments, at_positions, cp_scores, first_then, layer_saliency,
+                                            open_probe, replay)
 from adapler.data import batches, encode, load_dataset
-from adapler.errors import OutputError
-from adapler.files import ensure_writable, write_json_atomic
+from adapler.files import write_json_atomic
 from adapler.flops import model_flops
 from adapler.ops import masked_distribution
 from adapler.rationales import gradient_scores
@@ -96,22 +94,12 @@ def fit_scorer(scorer: WindowScorer, emb: Tensor, mask: Tensor, target: Tensor, 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="a trained AdapLeR run directory (its best/ and saliency/ are read)")
-    ap.add_argument("--teacher", required=True, help="the dense fine-tuned checkpoint it was trained from")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="test", choices=("dev", "test"))
-    ap.add_argument("--json", required=True, type=Path)
+    add_probe_arguments(ap, "run", "a trained AdapLeR run directory (its best/ and saliency/ are read)")
     ap.add_argument("--windows", default="1,3,5", help="scorer windows (odd token counts)")
     ap.add_argument("--steps", type=int, default=1500, help="fitting steps per scorer")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     args = ap.parse_args(argv)
     try:
-        ensure_writable(args.json, args.overwrite, "--json")
         windows = [int(w) for w in args.windows.split(",")]
-    except OutputError as e:
-        ap.error(str(e))
     except ValueError:
         ap.error(f"--windows takes odd whole numbers separated by commas, e.g. 1,3,5; got {args.windows!r}")
     if any(w < 1 or w % 2 == 0 for w in windows):
@@ -119,15 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     tables = sorted((args.run / SALIENCY_DIR).glob("saliency-*.safetensors"))
     if not (args.run / "best").is_dir() or len(tables) != 1:
         ap.error(f"{args.run} needs best/ and one saliency table in {SALIENCY_DIR}/; pass the run directory `train` wrote")
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model, cfg = load_checkpoint(args.run / "best")
-    if not hasattr(model.selector, "cps"):
-        ap.error(f"{args.run} is not an AdapLeR run (method {model.method})")
-    teacher = load_checkpoint(checkpoint_dir(args.teacher))[0]
-    model.eval()
-    teacher.eval()
-    tok = load_checkpoint_tokenizer(args.run / "best")
+    torch.manual_seed(0)  # before loading, as when §1h was measured: the scorers' initial weights follow from it
+    model, cfg, teacher, tok = open_probe(ap, args, args.run / "best")
     data = load_dataset(args.data)
     enc = encode(getattr(data, args.split), tok, cfg["max_length"])
 

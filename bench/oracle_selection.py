@@ -105,33 +105,44 @@ def cp_scores(model) -> ScoreFn:
     return score
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("checkpoint", help="a trained AdapLeR run (its best/) or checkpoint")
+def add_probe_arguments(ap: argparse.ArgumentParser, target: str, target_help: str) -> None:
+    """The options every probe of a trained AdapLeR run against its dense teacher takes."""
+    ap.add_argument(target, type=Path, help=target_help)
     ap.add_argument("--teacher", required=True, help="the dense fine-tuned checkpoint it was trained from")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test", choices=("dev", "test"))
     ap.add_argument("--json", required=True, type=Path)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0, help="seed of the random choice")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --json")
-    args = ap.parse_args(argv)
+
+
+def open_probe(ap: argparse.ArgumentParser, args: argparse.Namespace, ckpt: Path) -> tuple:
+    """(model, its config, teacher, tokenizer), both models in eval mode; a one-line error (ap.error) when --json
+    exists without --overwrite or ``ckpt`` is not an AdapLeR checkpoint."""
     try:
         ensure_writable(args.json, args.overwrite, "--json")
     except OutputError as e:
         ap.error(str(e))
     torch.set_num_threads(args.threads)
-    ckpt = checkpoint_dir(args.checkpoint)
     model, cfg = load_checkpoint(ckpt)
     if not hasattr(model.selector, "cps"):
-        ap.error(f"{args.checkpoint} is not an AdapLeR checkpoint (method {model.method}); pass a trained AdapLeR run")
+        ap.error(f"{ckpt} is not an AdapLeR checkpoint (method {model.method}); pass a trained AdapLeR run")
     teacher = load_checkpoint(checkpoint_dir(args.teacher))[0]
     model.eval()
     teacher.eval()
+    return model, cfg, teacher, load_checkpoint_tokenizer(ckpt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_probe_arguments(ap, "checkpoint", "a trained AdapLeR run (its best/) or checkpoint")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random choice")
+    args = ap.parse_args(argv)
+    model, cfg, teacher, tok = open_probe(ap, args, checkpoint_dir(args.checkpoint))
     data = load_dataset(args.data)
     examples = getattr(data, args.split)
-    enc = encode(examples, load_checkpoint_tokenizer(ckpt), cfg["max_length"])
+    enc = encode(examples, tok, cfg["max_length"])
     gen = torch.Generator().manual_seed(args.seed)
 
     rules = ["cp", "random", "teacher saliency", "own saliency", "layer saliency"]
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                      "ci95_points": None if d is None else d["ci95_points"],
                      "vs_cp_points": None if c is None else c["diff_points"],
                      "vs_cp_ci95_points": None if c is None else c["ci95_points"]})
-    result = {"checkpoint": args.checkpoint, "teacher": args.teacher, "data": args.data, "split": args.split,
+    result = {"checkpoint": str(args.checkpoint), "teacher": args.teacher, "data": args.data, "split": args.split,
               "n_examples": len(labels), "flops_speedup": float(dense_flops.sum() / pruned_flops.sum()),
               "mean_kept_lengths": [float(v) for v in torch.cat(kept).float().mean(dim=0)], "rows": rows}
     write_json_atomic(args.json, result)
