@@ -65,9 +65,6 @@ class ContributionSelector(TokenSelector):
         self.predictor_hidden = cp_hidden  # the CPs' cost in flops.Dims
         self.act_name = act
         self.lam = HARD_LAMBDA  # set by the trainer's schedule during training
-        # [ours] training only: the first ``kl_only_cps`` CPs' scores enter the soft removal detached, so the task
-        # loss does not reach them and the CP (KL) loss alone trains them (AdapLeRConfig.kl_only_cps)
-        self.kl_only_cps = 0
 
     @classmethod
     def from_options(cls, config: BertConfig, options: dict) -> "ContributionSelector":
@@ -109,7 +106,7 @@ class ContributionSelector(TokenSelector):
             scores = scores / (scores.sum(dim=-1, keepdim=True) + 1e-15)
         state.aux["cp_outputs"].append(scores)
         delta = self.eta[layer] / (a.sum(dim=1, keepdim=True) + 1.0)
-        e = soft_removal(scores.detach() if layer < self.kl_only_cps else scores, delta, self.lam) * a
+        e = soft_removal(scores, delta, self.lam) * a
         a = torch.where(a > 1e-6, a * torch.exp(e), a)
         state.aux["a"] = a
         state.alive = a + _cls_one(a)

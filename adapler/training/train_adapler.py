@@ -51,9 +51,6 @@ class AdapLeRConfig:
     theta: bool = True  # faithful theta/theta_PR quirk
     length_loss: str = "absolute"  # absolute | normalized
     kl_target_stopgrad: bool = False  # faithful: gradients leak through the rolled target mask
-    # [ours] the first N CPs learn from the CP (KL) loss alone (no task gradient through their removal);
-    # 0: all CPs also follow the task loss, as in the paper
-    kl_only_cps: int = 0
     saliency_epochs: int = 3
     max_length: int | None = None  # default: the fine-tuned checkpoint's
     seed: int = 42
@@ -87,7 +84,6 @@ class AdapLeRConfig:
         for name in ("lr", "eta_lr", "cp_lr"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0, strict_lo=True)
-        check_range("kl_only_cps", self.kl_only_cps, 0)
         for name in ("gamma", "phi", "weight_decay"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0)
@@ -174,7 +170,6 @@ def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClass
     bert_cfg = ft_model.config
     selector = ContributionSelector(bert_cfg.hidden_size, bert_cfg.num_hidden_layers, act=bert_cfg.hidden_act,
                                     init_std=bert_cfg.initializer_range)
-    selector.kl_only_cps = cfg.kl_only_cps
     model = PrunedBertClassifier(bert_cfg, ft_model.num_labels, selector, pooler=ft_model.bert.pooler is not None)
     if cfg.init == "finetuned":
         model.load_state_dict(ft_model.state_dict(), strict=False)  # selector keys stay freshly initialised
