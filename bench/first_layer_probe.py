@@ -11,6 +11,9 @@ context-free embeddings. This probe asks, on a trained run, what the two obvious
   (K = 1 is the CP's own input) are fitted offline to the run's cached saliency targets with the CP loss's
   first-layer KL, then replayed at the checkpoint's counts before layer 0, the checkpoint's CPs after.
   K = 1 against the checkpoint's CP says what imitation alone gives; K > 1 what context adds to it.
+- ``attention first``: the first removal moved after layer 0's attention (which then reads every token) and before
+  its feed-forward. A scorer of the CP's shape is fitted the same way to that attention's output, in context, and
+  replayed at the checkpoint's counts; the FLOPs rise by layer 0's attention on the removed tokens (reported).
 
     PYTHONPATH=. python bench/first_layer_probe.py RUN --teacher FT --data DATA --json OUT.json [--split test]
 """
@@ -24,6 +27,8 @@ from torch import Tensor, nn
 
 from adapler.bench.oracle_selection import (add_probe_arguments, at_positions, cp_scores, first_then, layer_saliency,
                                             open_probe, replay)
+from adapler.encoder import NEG, EncoderState
+from adapler.flops import Dims, f_attn
 from adapler.data import batches, encode, load_dataset
 from adapler.files import write_json_atomic
 from adapler.flops import model_flops
@@ -55,6 +60,15 @@ def layer0_full_counts(model, lengths: Tensor, counts: Tensor) -> tuple[Tensor, 
         d, p = model_flops(model, lengths, scaled(f).float())
         lo, hi = (f, hi) if float(d.sum() / p.sum()) >= goal else (lo, f)
     return scaled(lo), lo
+
+
+def layer0_attention(model, hidden: Tensor, mask: Tensor) -> Tensor:
+    """Layer 0's attention sub-layer (residual and LayerNorm included) over every real token of ``hidden``."""
+    out = []
+    for i in range(0, hidden.shape[0], 256):  # in slices: the attention scores of a whole split are gigabytes
+        h, m = hidden[i:i + 256], mask[i:i + 256].long()
+        out.append(model.attention(model.layers[0], EncoderState(h, m, (1.0 - m.float()) * NEG, "hard"), False)[0])
+    return torch.cat(out)
 
 
 class WindowScorer(nn.Module):
@@ -134,7 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         fit_kl[w] = fit_scorer(scorers[w], emb, mask, target, args.steps, seed=w)
         scorers[w].eval()
 
-    def fitted(w: int):
+    # the same, on layer 0's attention output over every token (the attention-first removal's input)
+    with torch.no_grad():
+        attended = layer0_attention(model, emb, train.attention_mask)
+    scorers["attention first"] = WindowScorer(emb.shape[-1], 1)
+    fit_kl["attention first"] = fit_scorer(scorers["attention first"], attended, mask, target, args.steps, seed=1)
+    scorers["attention first"].eval()
+    del emb, attended
+
+    def fitted(w):
         return lambda _l, st: masked_distribution(scorers[w](st.hidden, st.mask.float()), st.mask.float())
 
     preds: dict[str, list[Tensor]] = {}
@@ -157,13 +179,16 @@ def main(argv: list[str] | None = None) -> None:
         for w in windows:
             runs[f"own counts / checkpoint / window-{w} scorer then cp"] = (model, own, first_then(fitted(w),
                                                                                                  cp_scores(model)))
+        for name, score in (("teacher saliency", at_positions(t_sal)), ("attention-first scorer", fitted("attention first"))):
+            runs[f"own counts, layer 0 removal after its attention / checkpoint / {name} then cp"] = \
+                (model, own, first_then(score, cp_scores(model)), True)
         for name, run in runs.items():
             if run is None:
                 p = t_pred
             else:
-                encoder, c, score = run
+                encoder, c, score, *after = run
                 with torch.no_grad():
-                    p = replay(encoder, ids, m, types, c[rows], score).argmax(-1)
+                    p = replay(encoder, ids, m, types, c[rows], score, after_attention=bool(after)).argmax(-1)
             preds.setdefault(name, []).append(p)
     labels = enc.labels
     acc = {k: float((torch.cat(v) == labels).float().mean()) for k, v in preds.items()}
@@ -172,9 +197,13 @@ def main(argv: list[str] | None = None) -> None:
         d, p = model_flops(model, n, c.float())
         speed[name] = {"flops_speedup": float(d.sum() / p.sum()),
                        "mean_kept_lengths": [float(v) for v in c.float().mean(dim=0)]}
+        if name == "own counts":  # layer 0's attention on every token instead of on the kept ones
+            p = p + f_attn(n.double(), Dims.of(model)) - f_attn(c[:, 0].double(), Dims.of(model))
+            speed["own counts, layer 0 removal after its attention"] = {
+                "flops_speedup": float(d.sum() / p.sum()), "mean_kept_lengths": speed[name]["mean_kept_lengths"]}
     result = {"run": str(args.run), "teacher": args.teacher, "data": args.data, "split": args.split,
               "n_examples": len(labels), "counts": speed, "layer0_full_factor": factor,
-              "scorer_fit_kl": {str(w): v for w, v in fit_kl.items()}, "steps": args.steps, "accuracy": acc}
+              "scorer_fit_kl": {str(k): v for k, v in fit_kl.items()}, "steps": args.steps, "accuracy": acc}
     write_json_atomic(args.json, result)
     for name, s in speed.items():
         print(f"{name}: {s['flops_speedup']:.2f}x, kept " + " ".join(f"{v:.1f}" for v in s["mean_kept_lengths"]))

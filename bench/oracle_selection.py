@@ -60,12 +60,27 @@ class CountSelector(TokenSelector):
         state.drop(s, s.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None]).squeeze(1))
 
 
+class AttentionFirstCountSelector(CountSelector):
+    """:class:`CountSelector`, except that the first removal comes after layer 0's attention (which then reads every
+    token) and before its feed-forward, so the score there sees the tokens in context."""
+
+    def before_layer(self, layer: int, state: EncoderState) -> None:
+        if layer > 0:
+            super().before_layer(layer, state)
+
+    def after_attention(self, layer: int, state: EncoderState, probs: Tensor | None) -> None:
+        if layer == 0:
+            super().before_layer(0, state)
+
+
 @torch.no_grad()
-def replay(model, ids: Tensor, mask: Tensor, types: Tensor, counts: Tensor, score: ScoreFn) -> Tensor:
+def replay(model, ids: Tensor, mask: Tensor, types: Tensor, counts: Tensor, score: ScoreFn,
+           after_attention: bool = False) -> Tensor:
     """Logits of ``model`` when layer l keeps exactly ``counts[:, l]`` tokens, those ``score`` ranks highest
-    (``model``'s own encoder loop, with a :class:`CountSelector` in place of its selector for the call)."""
+    (``model``'s own encoder loop, with a :class:`CountSelector` in place of its selector for the call);
+    ``after_attention``: layer 0's removal after its attention (:class:`AttentionFirstCountSelector`)."""
     own = model.selector
-    model.selector = CountSelector(counts, score)
+    model.selector = (AttentionFirstCountSelector if after_attention else CountSelector)(counts, score)
     try:
         return model(ids, mask, types, mode="hard", track_positions=True).logits
     finally:

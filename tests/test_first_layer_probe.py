@@ -3,7 +3,8 @@ import pytest
 import torch
 from conftest import adapler_model, ragged_batch
 
-from adapler.bench.first_layer_probe import WindowScorer, fit_scorer, layer0_full_counts, main
+from adapler.bench.first_layer_probe import WindowScorer, fit_scorer, layer0_attention, layer0_full_counts, main
+from adapler.bench.oracle_selection import replay
 from adapler.flops import model_flops
 
 
@@ -27,6 +28,30 @@ def test_layer0_full_counts_hold_the_flops_with_the_largest_factor():
     assert _speedup(model, n, full) >= _speedup(model, n, own)
     more = torch.minimum(torch.clamp(torch.ceil((f + 2e-6) * own[:, 1:].float()), min=1), n[:, None].float())
     assert _speedup(model, n, torch.cat([n[:, None].float(), more], dim=1)) < _speedup(model, n, own)
+
+
+def test_attention_first_replay_scores_layer0s_attention_output_and_keeps_the_counts():
+    model = adapler_model(eta=0.9)
+    model.eval()
+    ids, mask = ragged_batch(4, 20)
+    n = mask.sum(dim=1)
+    with torch.no_grad():
+        counts = model(ids, mask, mode="hard").kept_lengths.round().long()
+        attended = layer0_attention(model, model.embed(ids, None), mask)
+    seen = {}
+
+    def score(layer, st):
+        seen.setdefault(layer, st.hidden.clone())
+        return torch.gather(-st.positions.float(), 1, st.positions.clamp(min=0))  # keep the first tokens
+
+    with torch.no_grad():
+        out = replay(model, ids, mask, None, counts, score, after_attention=True)
+        before = replay(model, ids, mask, None, counts, score)
+        dense = model(ids, mask, mode="dense").logits
+        everything = replay(model, ids, mask, None, n[:, None].expand_as(counts), score, after_attention=True)
+    torch.testing.assert_close(seen[0], attended)  # the first removal read layer 0's attention over every token
+    assert not torch.allclose(out, before)  # and it is not the removal before layer 0
+    torch.testing.assert_close(everything, dense, atol=1e-5, rtol=1e-5)  # nothing removed: the dense model
 
 
 def test_window_scorer_reads_its_neighbours_and_not_the_padding():
