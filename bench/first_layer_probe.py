@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         for w in windows:
             runs[f"own counts / checkpoint / window-{w} scorer then cp"] = (model, own, first_then(fitted(w),
                                                                                                  cp_scores(model)))
-        for name, score in (("teacher saliency", at_positions(t_sal)), ("attention-first scorer", fitted("attention first"))):
+        for name, score in (("teacher saliency", t_sal), ("attention-first scorer", fitted("attention first"))):
             runs[f"own counts, layer 0 removal after its attention / checkpoint / {name} then cp"] = \
                 (model, own, first_then(score, cp_scores(model)), True)
         for name, run in runs.items():
