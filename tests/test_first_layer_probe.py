@@ -86,3 +86,37 @@ def test_a_run_without_saliency_targets_is_one_line(tmp_path, capsys):
         main([str(tmp_path / "run"), "--teacher", "ft", "--data", "x", "--json", str(tmp_path / "o.json"),
               "--windows", "2"])
     assert "odd whole numbers" in capsys.readouterr().err
+
+
+def test_the_probe_writes_every_row(tmp_path, tiny_bert_dir):
+    import json
+
+    from conftest import tiny_config, write_sentiment_csv
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.data import load_dataset
+    from adapler.encoder import PrunedBertClassifier
+    from adapler.training.common import SALIENCY_DIR
+    from adapler.training.saliency import compute_saliencies
+    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
+    labels = ["negative", "positive"]
+    pruned = adapler_model(eta=0.9)
+    pruned.classifier = torch.nn.Linear(64, 2)
+    pruned.num_labels = 2
+    torch.manual_seed(3)
+    dense = PrunedBertClassifier(tiny_config(), 2).eval()
+    save_checkpoint(pruned, tmp_path / "run" / "best", tokenizer=tok, label_names=labels, max_length=32)
+    save_checkpoint(dense, tmp_path / "ft", tokenizer=tok, label_names=labels, max_length=32)
+    csv = write_sentiment_csv(tmp_path / "d.csv", n=80)
+    compute_saliencies([tmp_path / "ft"], load_dataset(csv).train, tok, 32, tmp_path / "run" / SALIENCY_DIR)
+    out = tmp_path / "probe.json"
+    main([str(tmp_path / "run"), "--teacher", str(tmp_path / "ft"), "--data", csv, "--json", str(out),
+          "--windows", "1", "--steps", "3"])
+    result = json.loads(out.read_text())
+    after = "own counts, layer 0 removal after its attention"
+    assert set(result["counts"]) == {"own counts", "layer 0 full", after}
+    assert result["counts"][after]["flops_speedup"] <= result["counts"]["own counts"]["flops_speedup"]
+    assert {f"{after} / checkpoint / teacher saliency then cp", f"{after} / checkpoint / attention-first scorer then cp",
+            "own counts / checkpoint / window-1 scorer then cp", "teacher dense"} <= set(result["accuracy"])
+    assert set(result["scorer_fit_kl"]) == {"1", "attention first"}
