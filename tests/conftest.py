@@ -109,6 +109,25 @@ def finetuned_run(tiny_bert_dir, sentiment_csv, tmp_path_factory):
     return out
 
 
+def probe_pair(root, bert_dir, pruned_dir) -> str:
+    """A pruned AdapLeR checkpoint at ``pruned_dir`` and its dense "teacher" at ``root/ft`` (random tiny weights,
+    MiniLM vocabulary, 2 classes), for the bench probes; returns the path of an 80-row sentiment CSV."""
+    from transformers import AutoTokenizer
+
+    from adapler.checkpoint import save_checkpoint
+    from adapler.encoder import PrunedBertClassifier
+    tok = AutoTokenizer.from_pretrained(str(bert_dir))
+    labels = ["negative", "positive"]
+    pruned = adapler_model(eta=0.9)
+    pruned.classifier = torch.nn.Linear(64, 2)
+    pruned.num_labels = 2
+    torch.manual_seed(3)
+    dense = PrunedBertClassifier(tiny_config(), 2).eval()
+    save_checkpoint(pruned, pruned_dir, tokenizer=tok, label_names=labels, max_length=32)
+    save_checkpoint(dense, root / "ft", tokenizer=tok, label_names=labels, max_length=32)
+    return write_sentiment_csv(root / "d.csv", n=80)
+
+
 def tiny_finetuned(root, n: int = 40):
     """(dataset, fine-tuned run dir): a saved random 4-layer BERT + MiniLM vocab, 1 epoch on a tiny CSV."""
     from transformers import BertModel, BertTokenizerFast

@@ -91,24 +91,14 @@ def test_a_run_without_saliency_targets_is_one_line(tmp_path, capsys):
 def test_the_probe_writes_every_row(tmp_path, tiny_bert_dir):
     import json
 
-    from conftest import tiny_config, write_sentiment_csv
+    from conftest import probe_pair
     from transformers import AutoTokenizer
 
-    from adapler.checkpoint import save_checkpoint
     from adapler.data import load_dataset
-    from adapler.encoder import PrunedBertClassifier
     from adapler.training.common import SALIENCY_DIR
     from adapler.training.saliency import compute_saliencies
+    csv = probe_pair(tmp_path, tiny_bert_dir, tmp_path / "run" / "best")
     tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
-    labels = ["negative", "positive"]
-    pruned = adapler_model(eta=0.9)
-    pruned.classifier = torch.nn.Linear(64, 2)
-    pruned.num_labels = 2
-    torch.manual_seed(3)
-    dense = PrunedBertClassifier(tiny_config(), 2).eval()
-    save_checkpoint(pruned, tmp_path / "run" / "best", tokenizer=tok, label_names=labels, max_length=32)
-    save_checkpoint(dense, tmp_path / "ft", tokenizer=tok, label_names=labels, max_length=32)
-    csv = write_sentiment_csv(tmp_path / "d.csv", n=80)
     compute_saliencies([tmp_path / "ft"], load_dataset(csv).train, tok, 32, tmp_path / "run" / SALIENCY_DIR)
     out = tmp_path / "probe.json"
     main([str(tmp_path / "run"), "--teacher", str(tmp_path / "ft"), "--data", csv, "--json", str(out),

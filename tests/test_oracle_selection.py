@@ -69,22 +69,10 @@ def test_an_existing_json_is_not_replaced_without_overwrite(tmp_path, capsys):
 def test_the_probe_writes_every_rule_for_both_encoders(tmp_path, tiny_bert_dir):
     import json
 
-    from conftest import tiny_config, write_sentiment_csv
-    from transformers import AutoTokenizer
+    from conftest import probe_pair
 
     from adapler.bench.oracle_selection import main
-    from adapler.checkpoint import save_checkpoint
-    from adapler.encoder import PrunedBertClassifier
-    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
-    labels = ["negative", "positive"]
-    pruned = adapler_model(eta=0.9)
-    pruned.classifier = torch.nn.Linear(64, 2)
-    pruned.num_labels = 2
-    torch.manual_seed(3)
-    dense = PrunedBertClassifier(tiny_config(), 2).eval()
-    save_checkpoint(pruned, tmp_path / "run", tokenizer=tok, label_names=labels, max_length=32)
-    save_checkpoint(dense, tmp_path / "ft", tokenizer=tok, label_names=labels, max_length=32)
-    csv = write_sentiment_csv(tmp_path / "d.csv", n=80)
+    csv = probe_pair(tmp_path, tiny_bert_dir, tmp_path / "run")
     out = tmp_path / "oracle.json"
     main([str(tmp_path / "run"), "--teacher", str(tmp_path / "ft"), "--data", csv, "--json", str(out)])
     result = json.loads(out.read_text())
