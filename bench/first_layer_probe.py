@@ -28,10 +28,9 @@ from torch import Tensor, nn
 from adapler.bench.oracle_selection import (add_probe_arguments, at_positions, cp_scores, first_then, layer_saliency,
                                             open_probe, replay)
 from adapler.encoder import NEG, EncoderState
-from adapler.flops import Dims, f_attn
 from adapler.data import batches, encode, load_dataset
 from adapler.files import write_json_atomic
-from adapler.flops import model_flops
+from adapler.flops import Dims, f_attn, model_flops
 from adapler.ops import masked_distribution
 from adapler.rationales import gradient_scores
 from adapler.training.common import SALIENCY_DIR
@@ -198,7 +197,8 @@ def main(argv: list[str] | None = None) -> None:
         speed[name] = {"flops_speedup": float(d.sum() / p.sum()),
                        "mean_kept_lengths": [float(v) for v in c.float().mean(dim=0)]}
         if name == "own counts":  # layer 0's attention on every token instead of on the kept ones
-            p = p + f_attn(n.double(), Dims.of(model)) - f_attn(c[:, 0].double(), Dims.of(model))
+            dims = Dims.of(model)
+            p = p + f_attn(n.double(), dims) - f_attn(c[:, 0].double(), dims)
             speed["own counts, layer 0 removal after its attention"] = {
                 "flops_speedup": float(d.sum() / p.sum()), "mean_kept_lengths": speed[name]["mean_kept_lengths"]}
     result = {"run": str(args.run), "teacher": args.teacher, "data": args.data, "split": args.split,
