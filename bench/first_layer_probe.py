@@ -20,13 +20,14 @@ context-free embeddings. This probe asks, on a trained run, what the two obvious
 from __future__ import annotations
 
 import argparse
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adapler.bench.oracle_selection import (add_probe_arguments, at_positions, cp_scores, first_then, layer_saliency,
-                                            open_probe, replay)
+                                            open_probe, replay, ScoreFn)
 from adapler.encoder import NEG, EncoderState
 from adapler.data import batches, encode, load_dataset
 from adapler.files import write_json_atomic
@@ -68,6 +69,15 @@ def layer0_attention(model, hidden: Tensor, mask: Tensor) -> Tensor:
         h, m = hidden[i:i + 256], mask[i:i + 256].long()
         out.append(model.attention(model.layers[0], EncoderState(h, m, (1.0 - m.float()) * NEG, "hard"), False)[0])
     return torch.cat(out)
+
+
+class ReplayRun(NamedTuple):
+    """One replayed row: whose encoder, which kept counts, which token scores, and whether layer 0's removal
+    comes after its attention."""
+    encoder: nn.Module
+    counts: Tensor
+    score: ScoreFn
+    after_attention: bool = False
 
 
 class WindowScorer(nn.Module):
@@ -168,26 +178,27 @@ def main(argv: list[str] | None = None) -> None:
             t_pred = teacher(ids, m, types, mode="dense").logits.argmax(-1)
             own_pred = model(ids, m, types, mode="dense").logits.argmax(-1)
         t_sal = at_positions(gradient_scores(teacher, ids, m, t_pred, token_type_ids=types))
-        runs = {"teacher dense": None,
-                "own counts / checkpoint / cp": (model, own, cp_scores(model)),
-                "layer 0 full / checkpoint / cp": (model, full, cp_scores(model)),
-                "layer 0 full / checkpoint / teacher saliency": (model, full, t_sal),
-                "layer 0 full / checkpoint / layer saliency": (model, full, layer_saliency(model, own_pred)),
-                "layer 0 full / teacher / teacher saliency": (teacher, full, t_sal),
-                "layer 0 full / teacher / layer saliency": (teacher, full, layer_saliency(teacher, t_pred))}
+        runs: dict[str, ReplayRun | None] = {
+            "teacher dense": None,
+            "own counts / checkpoint / cp": ReplayRun(model, own, cp_scores(model)),
+            "layer 0 full / checkpoint / cp": ReplayRun(model, full, cp_scores(model)),
+            "layer 0 full / checkpoint / teacher saliency": ReplayRun(model, full, t_sal),
+            "layer 0 full / checkpoint / layer saliency": ReplayRun(model, full, layer_saliency(model, own_pred)),
+            "layer 0 full / teacher / teacher saliency": ReplayRun(teacher, full, t_sal),
+            "layer 0 full / teacher / layer saliency": ReplayRun(teacher, full, layer_saliency(teacher, t_pred))}
         for w in windows:
-            runs[f"own counts / checkpoint / window-{w} scorer then cp"] = (model, own, first_then(fitted(w),
-                                                                                                 cp_scores(model)))
+            runs[f"own counts / checkpoint / window-{w} scorer then cp"] = ReplayRun(
+                model, own, first_then(fitted(w), cp_scores(model)))
         for name, score in (("teacher saliency", t_sal), ("attention-first scorer", fitted("attention first"))):
-            runs[f"own counts, layer 0 removal after its attention / checkpoint / {name} then cp"] = \
-                (model, own, first_then(score, cp_scores(model)), True)
+            runs[f"own counts, layer 0 removal after its attention / checkpoint / {name} then cp"] = ReplayRun(
+                model, own, first_then(score, cp_scores(model)), after_attention=True)
         for name, run in runs.items():
             if run is None:
                 p = t_pred
             else:
-                encoder, c, score, *after = run
                 with torch.no_grad():
-                    p = replay(encoder, ids, m, types, c[rows], score, after_attention=bool(after)).argmax(-1)
+                    p = replay(run.encoder, ids, m, types, run.counts[rows], run.score,
+                               after_attention=run.after_attention).argmax(-1)
             preds.setdefault(name, []).append(p)
     labels = enc.labels
     acc = {k: float((torch.cat(v) == labels).float().mean()) for k, v in preds.items()}
