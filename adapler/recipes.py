@@ -40,6 +40,7 @@ class QuickPreset:
     # the preset was measured without logit distillation (since then the auto default for target runs); kept
     # off so that the demo stays the configuration docs/results.md measured
     distill: float = 0.0
+    gamma: float = 0.005  # likewise: the CP loss weight it was measured with (auto's is 0.2 since then)
     baseline_epochs: int = 1  # every other method's ``epochs`` (Method.config)
     # per method, config fields on top (each method file's ``quick_options``)
     baseline_options: dict[str, dict[str, Any]] = field(default_factory=_baseline_options)
@@ -50,7 +51,7 @@ class QuickPreset:
         if method == methods.MAIN:
             return m.config(epochs=self.adapler_epochs, phi=self.phi, eta_lr=self.eta_lr, cp_lr=self.cp_lr,
                             saliency_epochs=min(3, self.finetune_epochs), target_speedup=self.target_speedup,
-                            distill=self.distill)
+                            distill=self.distill, gamma=self.gamma)
         return m.config(epochs=self.baseline_epochs, **self.baseline_options.get(method, {}))
 
 

@@ -320,7 +320,10 @@ def test_auto_defaults_follow_length_and_steps():
     mine = resolve_defaults(AdapLeRConfig(phi=0.2, eta_lr=1e-4), 27.0, 795, 6)
     assert (mine.phi, mine.eta_lr) == (0.2, 1e-4)
     paper = resolve_defaults(AdapLeRConfig(preset="paper", lr=3e-5), 27.0, 795, 6)
-    assert (paper.phi, paper.eta_lr, paper.cp_lr, paper.distill) == (5e-4, 5e-4, 3e-5, 0.0)
+    assert (paper.phi, paper.eta_lr, paper.cp_lr, paper.distill, paper.gamma) == (5e-4, 5e-4, 3e-5, 0.0, 0.005)
+    # the CP loss weight: auto's heavier one for every length, an explicit one wins
+    assert (vader.gamma, pang.gamma) == (0.2, 0.2)
+    assert resolve_defaults(AdapLeRConfig(gamma=0.005), 27.0, 795, 6).gamma == 0.005
     # distillation from the fine-tuned model: on by default only when steering to a target, never in paper
     assert (vader.distill, pang.distill) == (0.0, 0.0)
     assert resolve_defaults(AdapLeRConfig(target_speedup=2.0), 27.0, 795, 6).distill == 0.5
