@@ -117,9 +117,10 @@ AUTO_GAMMA = 0.2
 
 
 def resolve_defaults(cfg: AdapLeRConfig, mean_length: float, total_steps: int, num_layers: int) -> AdapLeRConfig:
-    """``cfg`` with phi, eta_lr and cp_lr filled where None. ``paper``: the released SST-2 settings (phi 5e-4,
-    eta_lr 5e-4, CPs at BERT's lr). ``auto``: phi inversely proportional to the mean training length (the
-    absolute length loss counts tokens), eta_lr from the run's step count (Adam moves eta ~eta_lr per step)."""
+    """``cfg`` with phi, eta_lr, cp_lr, gamma and distill filled where None. ``paper``: the released SST-2 settings
+    (phi 5e-4, eta_lr 5e-4, CPs at BERT's lr, gamma 0.005, no distillation). ``auto``: phi inversely proportional to
+    the mean training length (the absolute length loss counts tokens), eta_lr from the run's step count (Adam moves
+    eta ~eta_lr per step), AUTO_CP_LR, AUTO_GAMMA, and distillation only with a target."""
     if cfg.preset == "paper":
         fill = {"phi": 5e-4, "eta_lr": 5e-4, "cp_lr": cfg.lr, "distill": 0.0, "gamma": PAPER_GAMMA}
     else:
