@@ -109,7 +109,8 @@ AUTO_CP_LR = 1e-3
 # -2.8 without; pang-lee X = 4: -2.0 on test, +0.8 on dev; docs/results.md §1d, §1e). Without a target it also
 # prunes less at a given phi, which is not measured against the accuracy rule, so it stays off there.
 AUTO_TARGET_DISTILL = 0.5
-PAPER_GAMMA = 0.005  # the released SST-2 setting
+# paper: the released SST-2 settings (the CPs also train at the encoder's lr there)
+PAPER_DEFAULTS = {"phi": 5e-4, "eta_lr": 5e-4, "gamma": 0.005, "distill": 0.0}
 # auto: the CP loss 40x heavier than the paper's. On vader (26 tokens) the CPs otherwise learn too little in a
 # few thousand steps: X = 1.8 +2.18 and +1.23 test points (two seeds), X = 3 +1.33; on long texts equal (spam
 # CSV 4.71x against 4.82x, both at 100 %; pang-lee: docs/results.md §9b)
@@ -122,7 +123,7 @@ def resolve_defaults(cfg: AdapLeRConfig, mean_length: float, total_steps: int, n
     the mean training length (the absolute length loss counts tokens), eta_lr from the run's step count (Adam moves
     eta ~eta_lr per step), AUTO_CP_LR, AUTO_GAMMA, and distillation only with a target."""
     if cfg.preset == "paper":
-        fill = {"phi": 5e-4, "eta_lr": 5e-4, "cp_lr": cfg.lr, "distill": 0.0, "gamma": PAPER_GAMMA}
+        fill = {**PAPER_DEFAULTS, "cp_lr": cfg.lr}
     else:
         from .power_bert import drift_budget  # the same schedule sum bounds how far eta can move
         phi = PHI_TOKENS * num_layers if cfg.length_loss == "normalized" else PHI_TOKENS / max(1.0, mean_length)
