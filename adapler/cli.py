@@ -132,8 +132,8 @@ def train(method: Method = typer.Option(Method(methods.MAIN), help=method_choice
                                                    "length, 8 to 32"),
           lr: Optional[float] = typer.Option(None, min=0.0), seed: int = 42,
           knob: Optional[float] = typer.Option(None, min=0.0, help=f"trade-off knob: {knob_help()}"),
-          gamma: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR CP loss weight [default: 0.2 with "
-                                                "--preset auto, 0.005 with paper]"),
+          gamma: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR CP loss weight (default: 0.2 with "
+                                                "--preset auto, 0.005 with paper)"),
           eta_lr: Optional[float] = typer.Option(None, min=0.0, help="AdapLeR learning rate of eta/theta "
                                                  "(default: from --preset)"),
           cp_lr: Optional[float] = typer.Option(None, min=0.0,

@@ -333,6 +333,17 @@ def test_auto_defaults_follow_length_and_steps():
         AdapLeRConfig(preset="fast")
 
 
+def test_train_help_names_the_preset_gamma():
+    """``train --help`` spells the presets' gamma out (the CLI does not import torch to read the constants), and
+    in parentheses: rich took the bracketed form for markup and printed nothing of it."""
+    from typer.testing import CliRunner
+    from adapler.cli import app
+    from adapler.training.train_adapler import AUTO_GAMMA, PAPER_DEFAULTS
+    out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "240"}).output
+    text = " ".join(out.replace("\u2502", " ").split())  # rich's box edges and wrapping out of the way
+    assert f"(default: {AUTO_GAMMA:g} with --preset auto, {PAPER_DEFAULTS['gamma']:g} with paper)" in text
+
+
 def test_resumed_adapler_run_continues_phi_and_calibration(finetuned_run, sentiment_csv, tmp_path, monkeypatch):
     """An interrupted target run restarts its controller from the last history row, not from the start phi."""
     from adapler.data import load_dataset

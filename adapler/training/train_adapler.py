@@ -44,7 +44,7 @@ class AdapLeRConfig:
     cp_lr: float | None = None  # None: from ``preset``; paper = lr, auto = 1e-3 (fresh CPs in short runs)
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
-    gamma: float | None = None  # CP (KL) loss weight; None: from ``preset`` (auto: AUTO_GAMMA, paper: 0.005)
+    gamma: float | None = None  # CP (KL) loss weight; None: from ``preset`` (AUTO_GAMMA, PAPER_DEFAULTS)
     phi: float | None = None  # length loss weight, the trade-off knob; None: from ``preset``
     preset: str = "auto"  # auto: phi and eta_lr scaled to the data's length and steps | paper: README SST-2
     init: str = "finetuned"  # finetuned | pretrained  [ours: finetuned by default, see docs]
