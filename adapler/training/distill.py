@@ -7,15 +7,9 @@ example id like the saliency targets, and stored the same way (``example_tables`
     (1 - alpha) * CE(student, gold) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 (Hinton et al. 2015; T^2 keeps the gradient scale independent of T). alpha = 0 is plain cross-entropy.
-
-[ours, experimental] ``distill_hidden`` > 0 adds the teacher's [CLS] state after every layer as a target for the
-student's (``cls_state_loss``; FitNets-style hints): 384 numbers per layer instead of the logits' two. The states
-are cached the same way (``teacher-cls-<key>.safetensors``).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -53,52 +47,8 @@ def _compute(checkpoint: str | Path, enc: Encoded, batch_size: int, device: torc
     return out
 
 
-def teacher_cls_states(checkpoint: str | Path, examples: list[Example], tokenizer, max_length: int,
-                       cache_dir: str | Path, batch_size: int = 64, env: TrainEnv | None = None) -> dict[str, torch.Tensor]:
-    """id -> the checkpoint's dense [CLS] state after each layer, flattened ([L * D] float32, on the CPU); cached
-    like ``teacher_logits``."""
-    env = env or TrainEnv()
-    return cached_table("teacher-cls", "teacher [CLS] states", [Path(checkpoint)], examples, tokenizer, max_length,
-                        cache_dir, lambda share: _compute_cls(checkpoint, encode(share, tokenizer, max_length),
-                                                              batch_size, env.device), env)
-
-
-@torch.no_grad()
-def _compute_cls(checkpoint: str | Path, enc: Encoded, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
-    model, _ = load_checkpoint(checkpoint, device=device)
-    model.eval()
-    out: dict[str, torch.Tensor] = {}
-    for b in progress_bar(list(batches(enc, batch_size)), "teacher [CLS] states"):
-        ids, mask, types = (t.to(device) for t in (b.input_ids, b.attention_mask, b.token_type_ids))
-        with recorded_cls_states(model) as states:
-            model(ids, mask, types, mode="dense")
-        out.update(zip(b.ids, torch.stack(states, dim=1).float().flatten(1).cpu()))
-    return out
-
-
-@contextmanager
-def recorded_cls_states(model) -> Iterator[list[torch.Tensor]]:
-    """While open, each forward pass of ``model`` appends the [CLS] state [B, D] after every layer to the yielded
-    list (a hook on each layer's last LayerNorm; [CLS] is never removed, so slot 0 is it in every mode)."""
-    states: list[torch.Tensor] = []
-    hooks = [layer.ln2.register_forward_hook(lambda _m, _i, out: states.append(out[:, 0])) for layer in model.layers]
-    try:
-        yield states
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def cls_state_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """Mean over layers of the squared error between [CLS] states [B, L, D], each layer's divided by the teacher's
-    variance there (over the batch's rows and dimensions), so that the weight means the same for every layer and
-    encoder. Zero when the student is the teacher."""
-    var = teacher.var(dim=-1).mean(dim=0).clamp(min=1e-6)  # [L]
-    return (((student - teacher) ** 2).mean(dim=-1).mean(dim=0) / var).mean()
-
-
 def batch_teacher(table: dict[str, torch.Tensor], ids: list[str]) -> torch.Tensor:
-    """[B, C] teacher logits (or any table's rows) of a batch, in the batch's order."""
+    """[B, C] teacher logits of a batch, in the batch's order."""
     return torch.stack([table[i] for i in ids])
 
 
