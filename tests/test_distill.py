@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import encode, load_dataset
 from adapler.errors import UsageError
-from adapler.training.distill import (batch_teacher, distilled_task_loss, recorded_layer_states, teacher_logits,
-                                      token_state_loss)
+from adapler.training.distill import batch_teacher, distilled_task_loss, teacher_logits
 from adapler.training.train_adapler import AdapLeRConfig, train_adapler
 
 
@@ -131,63 +130,3 @@ def test_distillation_reaches_the_training_loss(finetuned_run, sentiment_csv, tm
     b, _ = load_checkpoint(kd / "last")
     w = "classifier.weight"
     assert not torch.allclose(a.state_dict()[w], b.state_dict()[w])  # same seed and data: only the loss differs
-
-
-def test_token_state_loss_is_zero_at_the_teacher_weighted_and_scale_free():
-    torch.manual_seed(0)
-    teacher = [torch.randn(2, 5, 8) for _ in range(3)]
-    weights = [torch.ones(2, 5) for _ in range(3)]
-    assert token_state_loss([t.clone() for t in teacher], teacher, weights).item() == 0.0
-    student = [t + 0.1 * torch.randn_like(t) for t in teacher]
-    torch.testing.assert_close(token_state_loss([10 * s for s in student], [10 * t for t in teacher], weights),
-                               token_state_loss(student, teacher, weights))
-    # a token of weight 0 (removed or padding) does not count, whatever its error
-    moved = [s.clone() for s in student]
-    moved[1][0, 4] += 100.0
-    cut = [w.clone() for w in weights]
-    cut[1][0, 4] = 0.0
-    dropped = token_state_loss(moved, teacher, cut)
-    assert token_state_loss(moved, teacher, weights) > 10 * dropped
-    err = ((student[1] - teacher[1]) ** 2).mean(-1) / teacher[1].var(-1)
-    want_layer1 = (err * cut[1]).sum() / cut[1].sum()
-    others = sum(((((s - t) ** 2).mean(-1) / t.var(-1)).mean()) for i, (s, t) in enumerate(zip(student, teacher))
-                 if i != 1)
-    torch.testing.assert_close(dropped, (want_layer1 + others) / 3)
-
-
-def test_recorded_layer_states_are_each_layers_output(finetuned_run):
-    model, _ = load_checkpoint(finetuned_run / "best")
-    model.eval()
-    enc = load_checkpoint_tokenizer(finetuned_run / "best")(["a good film", "bad"], padding=True, return_tensors="pt")
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    with recorded_layer_states(model) as states:
-        model(ids, mask, None, mode="dense")
-    assert len(states) == model.num_layers
-    hf = model.bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-    real = mask.bool()
-    for layer, s in enumerate(states):  # padded slots differ (HF masks keys, not queries): compare real tokens
-        torch.testing.assert_close(s[real], hf[layer + 1][real], atol=1e-5, rtol=1e-4)
-    with torch.no_grad():
-        model(ids, mask, None, mode="dense")
-    assert len(states) == model.num_layers  # the hooks are gone once the block closes
-
-
-def test_token_distillation_reaches_the_training_loss(finetuned_run, sentiment_csv, tmp_path):
-    data = load_dataset(sentiment_csv)
-    base = dict(epochs=1, batch_size=16, lr=5e-4, phi=0.05, saliency_epochs=2)
-    plain = train_adapler(data, finetuned_run, tmp_path / "plain", AdapLeRConfig(**base), cache_dir=tmp_path / "sal")
-    hint = train_adapler(data, finetuned_run, tmp_path / "hint", AdapLeRConfig(**base, distill_tokens=1.0),
-                         cache_dir=tmp_path / "sal")
-    row = json.loads((hint / "history.json").read_text())[0]
-    assert row["tokens"] > 0 and "tokens" not in json.loads((plain / "history.json").read_text())[0]
-    _, cfg = load_checkpoint(hint / "best")
-    assert cfg["adapler"]["distill_tokens"] == 1.0
-    a, _ = load_checkpoint(plain / "last")
-    b, _ = load_checkpoint(hint / "last")
-    w = "bert.encoder.layer.0.attention.self.query.weight"
-    assert not torch.allclose(a.state_dict()[w], b.state_dict()[w])  # same seed and data: only the loss differs
-
-
-def test_negative_token_distillation_is_refused():
-    with pytest.raises(UsageError, match="distill_tokens must be >= 0"):
-        AdapLeRConfig(distill_tokens=-1.0)

@@ -88,7 +88,6 @@ class ContributionSelector(TokenSelector):
             state.aux["a"] = a
             state.alive = a + _cls_one(a)
             state.aux["cp_outputs"] = []
-            state.aux["alive"] = []  # per layer, the soft alive weight of each slot that layer processes
             # theta_PR: constant 1, but its gradient trains theta (faithful quirk, docs/method.md §1.10).
             state.aux["theta_pr"] = torch.ones_like(self.theta).requires_grad_(torch.is_grad_enabled())
 
@@ -111,7 +110,6 @@ class ContributionSelector(TokenSelector):
         a = torch.where(a > 1e-6, a * torch.exp(e), a)
         state.aux["a"] = a
         state.alive = a + _cls_one(a)
-        state.aux["alive"].append(state.alive)
         state.bias = (state.bias + e).clamp(min=NEG)
 
     def _hard_drop(self, layer: int, state: EncoderState) -> None:

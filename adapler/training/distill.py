@@ -7,15 +7,9 @@ example id like the saliency targets, and stored the same way (``example_tables`
     (1 - alpha) * CE(student, gold) + alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))
 
 (Hinton et al. 2015; T^2 keeps the gradient scale independent of T). alpha = 0 is plain cross-entropy.
-
-[ours, experimental] ``distill_tokens`` > 0 adds each layer's output states as targets (TinyBERT / CoFi-style
-layer distillation, ``token_state_loss``): the frozen teacher runs dense beside the student on every batch, and
-each token's state is compared at its own position, weighted by how alive the token still is in the student.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -51,32 +45,6 @@ def _compute(checkpoint: str | Path, enc: Encoded, batch_size: int, device: torc
         logits = model(ids, mask, types, mode="dense").logits.float().cpu()
         out.update(zip(b.ids, logits))
     return out
-
-
-@contextmanager
-def recorded_layer_states(model) -> Iterator[list[torch.Tensor]]:
-    """While open, each forward pass of ``model`` appends every layer's output [B, T, D] to the yielded list (a hook
-    on each layer's last LayerNorm). In dense and soft mode slot t is input position t in every layer."""
-    states: list[torch.Tensor] = []
-    hooks = [layer.ln2.register_forward_hook(lambda _m, _i, out: states.append(out)) for layer in model.layers]
-    try:
-        yield states
-    finally:
-        for h in hooks:
-            h.remove()
-
-
-def token_state_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over layers of the weighted mean over tokens of the squared error between the student's and the
-    teacher's states [B, T, D], each token's divided by the teacher's variance over its dimensions (scale-free).
-    ``weights`` [B, T] per layer: the student's soft alive weights (0 for padding and removed tokens), detached,
-    so that the loss trains the encoder to keep what it keeps right, not the selector to drop what is hard."""
-    total = student[0].new_zeros((), dtype=torch.float32)
-    for s, t, w in zip(student, teacher, weights):
-        s, t, w = s.float(), t.float(), w.detach().float()
-        err = ((s - t) ** 2).mean(dim=-1) / t.var(dim=-1).clamp(min=1e-6)
-        total = total + (w * err).sum() / w.sum().clamp(min=1e-6)
-    return total / len(student)
 
 
 def batch_teacher(table: dict[str, torch.Tensor], ids: list[str]) -> torch.Tensor:

@@ -10,7 +10,6 @@ multiplicative controller on the training batches' FLOPs speedup.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from ..selectors.contribution import ETA_MAX, ETA_MIN, HARD_LAMBDA, Contribution
 from .common import (MIN_MAX_LENGTH, SALIENCY_DIR, TrainData, check_max_length, dev_lengths, finetuned_dev_accuracy,
                      linear_warmup, load_init, param_groups, run_fingerprint, seed_everything)
 from .auto import steps_per_epoch
-from .distill import (DEFAULT_TEMPERATURE, batch_teacher, distilled_task_loss, recorded_layer_states, teacher_logits,
-                      token_state_loss)
+from .distill import DEFAULT_TEMPERATURE, batch_teacher, distilled_task_loss, teacher_logits
 from .distributed import TrainEnv
 from .finetune import top_epochs
 from .saliency import batch_targets, compute_saliencies
@@ -74,9 +72,6 @@ class AdapLeRConfig:
     # None: from ``preset`` (auto: AUTO_TARGET_DISTILL with --target-speedup, else 0; paper: 0)
     distill: float | None = None
     distill_temperature: float = DEFAULT_TEMPERATURE
-    # [ours, experimental] weight of the teacher's per-layer token states as targets for the student's (the
-    # model's loss only; distill.token_state_loss); the teacher runs dense beside the student; 0 = off
-    distill_tokens: float = 0.0
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -102,7 +97,6 @@ class AdapLeRConfig:
         if self.distill is not None:
             check_range("distill", self.distill, 0, 1)
         check_range("distill_temperature", self.distill_temperature, 0, strict_lo=True)
-        check_range("distill_tokens", self.distill_tokens, 0)
 
 
 PRESETS = ("auto", "paper")
@@ -235,9 +229,6 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
     tables = out / SALIENCY_DIR if cache_dir is None else cache_dir
     sal = compute_saliencies(epochs_for_sal, data.train, tokenizer, max_length, tables, env=env)
     teacher = teacher_logits(ckpt, data.train, tokenizer, max_length, tables, env=env) if cfg.distill > 0 else None
-    teacher_model = None
-    if cfg.distill_tokens > 0:  # frozen, dense, beside the student: its states are too large to cache
-        teacher_model = load_checkpoint(ckpt, device=env.device)[0].eval().requires_grad_(False)
 
     rule = SelectionRule(best_ft, cfg.max_accuracy_drop, cfg.target_speedup)
     extra = {"stage": "adapler", "data": data.name, "pair": data.is_pair, "source_model": ft_cfg.get("source_model"),
@@ -270,8 +261,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         def step(b) -> dict[str, float]:
             nonlocal step_no
             sel.lam = lambda_at(step_no, step_no // epoch_steps, cfg.epochs)
-            record = nullcontext([]) if teacher_model is None else recorded_layer_states(model)
-            with env.autocast(), record as states:
+            with env.autocast():
                 o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
             # the losses in float32: CP scores, thresholds and soft removal already are (soft_removal)
             task = distilled_task_loss(o.logits.float(), b.labels,
@@ -290,12 +280,7 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                                                 allow_unused=True)
             opt.zero_grad()
             eta_opt.zero_grad()
-            tokens = torch.zeros(())
-            if teacher_model is not None:  # the model's loss only: eta and theta keep task + phi * length
-                with torch.no_grad(), env.autocast(), recorded_layer_states(teacher_model) as dense_states:
-                    teacher_model(b.input_ids, b.attention_mask, b.token_type_ids, mode="dense")
-                tokens = token_state_loss(states, dense_states, o.aux["alive"])
-            env.backward(task + cfg.gamma * kl + cfg.distill_tokens * tokens)
+            env.backward(task + cfg.gamma * kl)
             # eta/theta follow only the combined loss (overwrite what the model loss deposited).
             sel.eta.grad = g_eta if g_eta is not None else torch.zeros_like(sel.eta)
             sel.theta.grad = (g_thpr / (sel.theta.detach() + 1e-7)) if (cfg.theta and g_thpr is not None) \
@@ -307,8 +292,6 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                 s.step()
             step_no += 1
             logs = {("task" if teacher is not None else "ce"): task.item(), "kl": kl.item(), "length": len_loss.item()}
-            if teacher_model is not None:
-                logs["tokens"] = tokens.item()
             if ctrl is not None:  # soft kept counts: the global batch's speedup as training sees it
                 dense, pruned = model_flops(model, b.attention_mask.sum(dim=1), o.kept_lengths.detach().float())
                 keep = float(env.share > 0)  # a stand-in row (see TrainEnv.shard) counts nothing
