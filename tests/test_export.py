@@ -1,5 +1,6 @@
 """ONNX export: custom-op graph and standard-op graph against torch (logits and kept lengths)."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -126,30 +127,23 @@ def test_fp16_export_runs_and_is_reported(tmp_path, tiny_bert_dir, ort_library, 
     assert next(model.parameters()).dtype == torch.float32  # the export did not convert the caller's model
 
 
-def test_export_dir_and_verify(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+def test_export_dir_and_verify(pruned_export_dir, sentiment_csv):
+    """The default export folder (conftest's pruned_export_dir: write_export_dir with no options) and verify."""
     from adapler.data import load_dataset
     from adapler.export.verify import verify_export
-    model, ckpt = pruned_checkpoint(tmp_path, tiny_bert_dir)
-    meta = write_export_dir(ckpt, tmp_path / "export")
-    assert meta["files"] == {"custom": "model.onnx", "std": "model.std.onnx", "ort": "model.ort.onnx"}
-    saved = json.loads((tmp_path / "export" / "export.json").read_text())
+    saved = json.loads((pruned_export_dir / "export.json").read_text())
+    assert saved["files"] == {"custom": "model.onnx", "std": "model.std.onnx", "ort": "model.ort.onnx"}
     assert saved["opset"] == 23 and saved["token_drop_domain"] == "adapler" and saved["max_length"] == 32
-    assert (tmp_path / "export" / "tokenizer" / "tokenizer.json").exists()
-    report = verify_export(tmp_path / "export", load_dataset(sentiment_csv).test)
+    assert (pruned_export_dir / "tokenizer" / "tokenizer.json").exists()
+    report = verify_export(pruned_export_dir, load_dataset(sentiment_csv).test)
     assert report["max_abs_diff_logits"] <= 1e-4 and report["kept_lengths_identical"]
     assert report["batch_sizes"] == [1, 1, 1, 8] and set(report["runners"]) == {"ort-custom-op", "ort-std-ops", "ort-fused"}
 
 
-def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+def test_profile_roles_of_an_export(tmp_path, pruned_export_dir, sentiment_csv):
     """bench/profile_ort.py: every profiled node gets a role, shares sum to 1, selection is visible."""
-    from transformers import AutoTokenizer
-
     from adapler.bench.profile_ort import main
-    model = adapler_model(2, eta=0.9)
-    ckpt = save_checkpoint(model, tmp_path / "ckpt", tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)),
-                           label_names=["a", "b"], max_length=32)
-    write_export_dir(ckpt, tmp_path / "export")
-    main([str(tmp_path / "export"), "--data", sentiment_csv, "--single", "2", "--batches", "1", "--repeats", "1",
+    main([str(pruned_export_dir), "--data", sentiment_csv, "--single", "2", "--batches", "1", "--repeats", "1",
           "--threads", "1", "--json", str(tmp_path / "profile.json")])
     out = json.loads((tmp_path / "profile.json").read_text())
     assert set(out) == {"model.onnx", "model.std.onnx", "model.ort.onnx"}
@@ -165,33 +159,38 @@ def test_profile_roles_of_an_export(tmp_path, tiny_bert_dir, ort_library, sentim
     assert {n.split(" (")[1] for n in nodes} == {"MatMul)", "BiasGelu)", "ContributionDrop)"} and len(nodes) == 3 * 4
     assert abs(sum(nodes.values()) - fused["node_time_us_per_run"]["selection"]) < 1e-6
     with pytest.raises(SystemExit, match="already exists"):
-        main([str(tmp_path / "export"), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
+        main([str(pruned_export_dir), "--data", sentiment_csv, "--json", str(tmp_path / "profile.json")])
 
 
-def test_profile_layers_against_dense(tmp_path, tiny_bert_dir, ort_library, sentiment_csv):
+def test_profile_layers_against_dense(tmp_path, pruned_export_dir, tiny_bert_dir, sentiment_csv):
     """--dense: per layer, the pruned graph's kept lengths give the FLOPs ratio that scales the dense layer."""
     from transformers import AutoTokenizer
 
     from adapler.bench.profile_ort import layers_against_dense, test_feeds
-    tok = AutoTokenizer.from_pretrained(str(tiny_bert_dir))
-    dirs = {}
-    pruned = adapler_model(2, eta=0.9)
-    for name, model in (("pruned", pruned), ("dense", type(pruned)(pruned.config, 3))):
-        ckpt = save_checkpoint(model, tmp_path / name, tokenizer=tok, label_names=["a", "b", "c"], max_length=32)
-        dirs[name] = tmp_path / (name + "-export")
-        write_export_dir(ckpt, dirs[name], allow_dense=name == "dense")
-    feeds = test_feeds(dirs["pruned"], sentiment_csv, 3, 0)
-    out = layers_against_dense(dirs["pruned"], dirs["dense"], feeds, repeats=1, threads=1)
+    from adapler.encoder import PrunedBertClassifier
+    from conftest import tiny_config
+    pruned = pruned_export_dir
+    ckpt = save_checkpoint(PrunedBertClassifier(tiny_config(), 2), tmp_path / "dense",
+                           tokenizer=AutoTokenizer.from_pretrained(str(tiny_bert_dir)), label_names=["a", "b"],
+                           max_length=32)
+    dense = tmp_path / "dense-export"  # only the fused graph is compared (built directly, no torch export)
+    write_export_dir(ckpt, dense, allow_dense=True, custom=False, std=False)
+    feeds = test_feeds(pruned, sentiment_csv, 3, 0)
+    out = layers_against_dense(pruned, dense, feeds, repeats=1, threads=1)
     assert out["inputs"] == 3 and list(out["layers"]) == ["l0", "l1", "l2", "l3"]
     for row in out["layers"].values():
         assert 0 < row["flops_ratio"] < 1  # eta 0.9 drops tokens before each layer
         assert row["excess_us"] == pytest.approx(row["measured_us"] - row["flops_proportional_us"])
     with pytest.raises(ValueError, match="batch-1"):
-        layers_against_dense(dirs["pruned"], dirs["dense"], test_feeds(dirs["pruned"], sentiment_csv, 0, 1, 4))
-    write_export_dir(tmp_path / "pruned", tmp_path / "no-fused", ort=False)
+        layers_against_dense(pruned, dense, test_feeds(pruned, sentiment_csv, 0, 1, 4))
+    no_fused = tmp_path / "no-fused"  # an export of a method without a fused graph: export.json lists none
+    shutil.copytree(pruned, no_fused)
+    meta = json.loads((no_fused / "export.json").read_text())
+    del meta["files"]["ort"]
+    (no_fused / "export.json").write_text(json.dumps(meta))
     from adapler.bench.profile_ort import main
     with pytest.raises(SystemExit, match="no-fused has no fused ORT graph"):  # refused before any profiling
-        main([str(dirs["pruned"]), "--data", sentiment_csv, "--dense", str(tmp_path / "no-fused")])
+        main([str(pruned), "--data", sentiment_csv, "--dense", str(no_fused)])
 
 
 def test_int8_export_of_a_method_without_fused_graph(tmp_path, tiny_bert_dir, ort_library):

@@ -92,8 +92,9 @@ def _types(model: onnx.ModelProto) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_cli_trt_bundle_of_a_sentence_pair_export(tmp_path):
-    """Real input names (token_type_ids), real file paths, and the fp16 ONNX in the bundle."""
-    ckpt = save_checkpoint(adapler_model(2, eta=0.9), tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=32,
+    """Real input names (token_type_ids), real file paths, and the fp16 ONNX in the bundle (2 layers: the CLI
+    exports four graphs here, each export's time grows with the depth)."""
+    ckpt = save_checkpoint(adapler_model(2, eta=0.9, layers=2), tmp_path / "ckpt", label_names=["a", "b", "c"], max_length=32,
                            extra={"pair": True})
     out = tmp_path / "export"
     proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), "export", str(ckpt), "--target", "trt", "--out",
@@ -127,7 +128,7 @@ def test_cli_trt_bundle_of_a_sentence_pair_export(tmp_path):
     assert json.loads((out / "trt" / "lint.cd.json").read_text()) == []
     cd = onnx.load(str(out / "trt" / "model.cd.trt.onnx"))
     assert [i.name for i in cd.graph.input] == list(names)
-    assert sum(n.op_type == "ContributionDrop" for n in cd.graph.node) == 4
+    assert sum(n.op_type == "ContributionDrop" for n in cd.graph.node) == 2
     assert bundle["commands"]["cd_trtexec_build"].count("--staticPlugins=") == 2
 
 
