@@ -1,4 +1,5 @@
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -144,6 +145,31 @@ def tiny_finetuned(root, n: int = 40):
     ds = load_dataset(write_sentiment_csv(root / "tiny.csv", n=n))
     ft = finetune(ds, root / "ft", FinetuneConfig(model=str(root / "bert"), max_length=24, epochs=1, batch_size=8))
     return ds, ft
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_subprocess(*args, timeout: int = 300):
+    """``cli.py args`` through a real interpreter (the entry point itself), quiet and offline, from the repository root."""
+    import subprocess
+    return subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout,
+                          env={"ADAPLER_QUIET": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
+                               "HOME": os.path.expanduser("~")})
+
+
+def cli_in_process(capsys, *args):
+    """``cli.py args`` in-process (``cli.run_cli``: no interpreter start, about 8 s of imports each); returns
+    returncode, stdout and stderr like subprocess.run. An unexpected exception fails the caller with its traceback."""
+    from types import SimpleNamespace
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    import cli
+    capsys.readouterr()
+    rc = cli.run_cli([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
 
 
 @pytest.fixture

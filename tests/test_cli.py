@@ -4,29 +4,17 @@ The cases run in-process (``cli.run_cli``, as in test_cli_catalogue.py): an inte
 here, mostly imports. One case goes through a real interpreter, so that the entry point itself (exit code, no
 traceback on stderr) stays covered."""
 import json
-import subprocess
-import sys
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import cli as cli_module  # noqa: E402
+from conftest import cli_in_process, cli_subprocess
 
 
 @pytest.fixture
 def cli(capsys, monkeypatch):
-    """``cli(*args)``: run ``cli.py args`` in-process; returns returncode, stdout and stderr like subprocess.run."""
+    """``cli(*args)``: ``cli.py args`` in-process, quiet."""
     monkeypatch.setenv("ADAPLER_QUIET", "1")
-
-    def run(*args):
-        capsys.readouterr()
-        rc = cli_module.run_cli([str(a) for a in args])  # an unexpected exception fails the test with its traceback
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=rc, stdout=out, stderr=err)
-    return run
+    return lambda *args: cli_in_process(capsys, *args)
 
 
 def one_line_error(r, *fragments):
@@ -39,10 +27,7 @@ def one_line_error(r, *fragments):
 
 
 def test_missing_data_path_through_the_interpreter(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "finetune", "--data", str(tmp_path / "missing.csv"),
-                        "--out", str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                       env={"ADAPLER_QUIET": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                            "HOME": str(Path.home())})
+    r = cli_subprocess("finetune", "--data", tmp_path / "missing.csv", "--out", tmp_path / "o")
     one_line_error(r, "does not exist")
     assert r.returncode == 3  # a data error (README, "Exit codes")
     assert not (tmp_path / "o").exists()

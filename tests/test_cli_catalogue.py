@@ -7,14 +7,12 @@ Exit codes: 2 usage, 3 data, 4 model/checkpoint, 5 output conflict (README, "Exi
 import json
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import cli  # noqa: E402
+from conftest import cli_in_process
+
 
 
 def tree(*roots: Path, skip: Path | None = None) -> dict[str, tuple[int, int]]:
@@ -40,9 +38,8 @@ def env(tmp_path, monkeypatch, tiny_bert_dir, sentiment_csv, finetuned_run):
 def check(env, capsys, args, code: int, *fragments: str, out: Path | None = None) -> str:
     """Run ``cli.py args``; assert exit code, one error line with the fragments, nothing changed outside ``out``."""
     before = tree(*env["watch"], skip=out)
-    capsys.readouterr()
-    rc = cli.run_cli([str(a) for a in args])  # an unexpected exception (traceback) fails the test here
-    err = capsys.readouterr().err
+    r = cli_in_process(capsys, *args)  # an unexpected exception (traceback) fails the test here
+    rc, err = r.returncode, r.stderr
     assert rc == code, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
