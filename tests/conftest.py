@@ -8,7 +8,8 @@ from transformers import BertConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-torch.set_num_threads(2)
+# Two cores: one process uses both; under pytest-xdist (`make test` runs two workers) each worker uses one.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 def tiny_config(layers: int = 4, hidden: int = 64) -> BertConfig:
