@@ -45,10 +45,11 @@ def pool_sentences(texts: list[str], min_words: int = 6, max_words: int = 45) ->
 
 def without_held_out(sentences: list[str], held_out: list[str], seen: list[str]) -> list[str]:
     """``sentences`` minus those equal to a ``seen`` text or containing a ``held_out`` one (normalised)."""
-    big = "\x00".join(_norm(s) for s in sentences)
+    norms = [_norm(s) for s in sentences]
+    big = "\x00".join(norms)
     inside = [h for h in {_norm(t) for t in held_out} if len(h) > 20 and h in big]
     equal = {_norm(t) for t in seen}
-    return [s for s in sentences if _norm(s) not in equal and not any(h in _norm(s) for h in inside)]
+    return [s for s, n in zip(sentences, norms) if n not in equal and not any(h in n for h in inside)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import pytest
 from conftest import cli_in_process
 
 
-
 def tree(*roots: Path, skip: Path | None = None) -> dict[str, tuple[int, int]]:
     out = {}
     for root in roots:

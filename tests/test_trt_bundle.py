@@ -19,8 +19,6 @@ from adapler.checkpoint import save_checkpoint
 from adapler.export.trt import TENSORRT_AVAILABLE, TENSORRT_UNAVAILABLE_REASON, write_trt_bundle, write_trt_bundle_for_export
 from conftest import adapler_model, cli_subprocess, const, good_model, make_model, rules, tokendrop_function
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def test_write_trt_bundle(tmp_path):
     src = good_model(functions=[tokendrop_function()])
