@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from . import backbones
 from .backbones import LayerPieces
 from .ops import drop_tokens, gather_tokens
+
+if TYPE_CHECKING:  # annotations only: the encoder itself never builds a config
+    from transformers import BertConfig
 
 NEG = -10000.0  # additive bias of a removed/padded key, as in BERT and the AdapLeR code
 

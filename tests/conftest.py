@@ -1,5 +1,6 @@
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,13 +149,14 @@ def tiny_finetuned(root, n: int = 40):
     return ds, ft
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root, for the test files that run cli.py or read the tree (one definition for all).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli_subprocess(*args, timeout: int = 300):
     """``cli.py args`` through a real interpreter (the entry point itself), quiet and offline, from the repository root."""
     import subprocess
-    return subprocess.run([sys.executable, os.path.join(ROOT, "cli.py"), *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout,
                           env={"ADAPLER_QUIET": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
                                "HOME": os.path.expanduser("~")})
@@ -164,8 +166,8 @@ def cli_in_process(capsys, *args):
     """``cli.py args`` in-process (``cli.run_cli``: no interpreter start, about 8 s of imports each); returns
     returncode, stdout and stderr like subprocess.run. An unexpected exception fails the caller with its traceback."""
     from types import SimpleNamespace
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     import cli
     capsys.readouterr()
     rc = cli.run_cli([str(a) for a in args])

@@ -2,7 +2,6 @@
 TensorRT-bound graph), from the torch op to the TensorRT bundle."""
 import json
 import shlex
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,9 +14,8 @@ from adapler.export.onnx import ExportError, export_graph, write_export_dir
 from adapler.ops import contribution_drop, contribution_drop_form
 from adapler.plugins.contribution_drop.make_golden import load_golden, random_cases
 from adapler.plugins.contribution_drop.reference import contribution_drop_reference
-from conftest import adapler_model, ragged_batch, tiny_config
+from conftest import ROOT, adapler_model, ragged_batch, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ("hidden", "cp_hidden", "w2", "mask", "eta")
 OUTPUTS = ("hidden_c", "mask_c", "index")
 ETA = (0.9, 0.8, 0.95, 0.7)  # one value per layer, so that every node must read its own layer's eta

@@ -15,9 +15,8 @@ from safetensors.torch import load_file
 
 from adapler.checkpoint import load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import batches, encode, load_dataset
-from conftest import tiny_config, write_sentiment_csv
+from conftest import ROOT, tiny_config, write_sentiment_csv
 
-ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 37
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")

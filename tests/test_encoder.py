@@ -2,9 +2,7 @@
 import pytest
 import torch
 
-from adapler.encoder import PrunedBertClassifier
-from adapler.selectors import ContributionSelector
-from conftest import adapler_model, ragged_batch, tiny_config
+from conftest import adapler_model, ragged_batch
 
 
 def kept_sets(positions, row):

@@ -15,8 +15,7 @@ import torch
 
 from adapler.bench import gpu_check
 from adapler.plugins.token_drop.gpu import token_drop_torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def test_shell_script_parses():

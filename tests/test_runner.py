@@ -13,8 +13,7 @@ from adapler.data import load_dataset
 from adapler.errors import UsageError
 from adapler.training.distributed import TrainEnv, check_device_options, resolve_device
 from adapler.training.runner import MostAccurate, Phase, Run, is_finished
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 def run_dir(tmp_path: Path, state: dict | None, best: bool = True, name: str = "run") -> Path:

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import tiny_config, tiny_finetuned
+from conftest import tiny_finetuned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,6 @@ solve, the reachability bound, and short tiny training runs that record the fiel
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,8 @@ from adapler.training.power_bert import retention_for_speedup, retention_speedup
 from adapler.training.train_adapler import AdapLeRConfig, resolve_defaults
 from adapler.training.target import (TARGET_MARGIN, KnobController, SelectionRule, check_knob_free, check_reachable,
                                      check_target_fields, max_speedup)
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MINILM = Dims(d=384, f=1536, L=6, C=2)
 
 

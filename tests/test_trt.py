@@ -18,7 +18,6 @@ import onnx
 import pytest
 from onnx import TensorProto as TP
 from onnx import helper as oh
-from onnx import numpy_helper
 
 from adapler.export.trt import (
     SUPPORTED_ONNX_OPS,

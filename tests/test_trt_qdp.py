@@ -28,10 +28,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import (TOKEN_DROP_CASES, TOKEN_DROP_GOLDEN, TOKEN_DROP_OUTPUTS, assert_token_drop_outputs,
+from conftest import (ROOT, TOKEN_DROP_CASES, TOKEN_DROP_GOLDEN, TOKEN_DROP_OUTPUTS, assert_token_drop_outputs,
                       token_drop_inputs)
 
-ROOT = Path(__file__).resolve().parents[1]
 WHEEL = "tensorrt-cu13-bindings==11.1.0.106"  # the version of the vendored 11.1 headers
 CACHE = Path(os.environ.get("ADAPLER_TRT_BINDINGS_DIR", ROOT / "build" / "trt_bindings"))
 
