@@ -1,7 +1,9 @@
 """A labelled dataset's training split plus unlabelled in-domain sentences labelled by a fine-tuned model.
 
 Distillation on extra teacher-labelled text is the usual lever when a small task set limits a compressed
-student (TinyBERT's data augmentation). This writes a folder that ``cli.py train --data`` reads as given:
+student (TinyBERT's data augmentation). Measured on vader-movies at 3x (docs/results.md §1h), it did not help:
++0.19 points with 8,454 sentences (p 0.91), -2.08 with 16,908 (p 0.018). This writes a folder that
+``cli.py train --data`` reads as given:
 
 - ``train.csv``: the dataset's own training texts and labels, then ``--n`` sentences cut from ``--pool``'s
   texts (its labels ignored; 6-45 words each, deduplicated) with the ``--teacher`` checkpoint's predicted class;
