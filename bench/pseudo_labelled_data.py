@@ -23,11 +23,12 @@ import csv
 import random
 import re
 import sys
-from pathlib import Path
 
 from adapler.checkpoint import checkpoint_dir, load_checkpoint, load_checkpoint_tokenizer
 from adapler.data import Example, load_dataset
+from adapler.errors import OutputError
 from adapler.evaluate import predict
+from adapler.files import ensure_writable
 
 
 def _norm(text: str) -> str:
@@ -60,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", required=True, help="where the unlabelled sentences come from (its labels are ignored)")
     ap.add_argument("--teacher", required=True, help="the fine-tuned checkpoint (or run folder) that labels them")
     ap.add_argument("--n", type=int, required=True, help="how many pool sentences to add (a seeded sample)")
-    ap.add_argument("--out", required=True, help="a new folder for train.csv, dev.csv, test.csv")
+    ap.add_argument("--out", required=True, help="a new (or empty) folder for train.csv, dev.csv, test.csv")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overwrite", action="store_true", help="replace the CSV files of an existing --out")
     args = ap.parse_args(argv)
-    out = Path(args.out)
-    if out.exists():
-        print(f"error: {out} exists; choose a new --out", file=sys.stderr)
+    try:  # before any work: an existing folder of CSVs is replaced only with --overwrite
+        out = ensure_writable(args.out, args.overwrite, "--out")
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 5
     data, pool = load_dataset(args.data), load_dataset(args.pool)
     sentences = pool_sentences([e.text for e in pool.train + pool.dev + pool.test])
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(sentences)} pool sentences, {len(kept)} added; "
           f"{len(sentences) - len(kept)} left over or held out; labelled "
           + ", ".join(f"{name} {preds.count(i)}" for i, name in enumerate(data.label_names)))
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     splits = {"train": [(e.text, e.label) for e in data.train] + list(zip(kept, preds)),
               "dev": [(e.text, e.label) for e in data.dev], "test": [(e.text, e.label) for e in data.test]}
     for name, items in splits.items():
