@@ -74,11 +74,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     topics = set(a.topics.split(","))
     if a.manifest:
-        with open(a.manifest, newline="") as f:
-            keys = [(r["name"], r["version"]) for r in csv.DictReader(f)]
+        try:
+            with open(a.manifest, newline="") as f:
+                keys = [(r["name"], r["version"]) for r in csv.DictReader(f)]
+        except (OSError, KeyError) as e:
+            sys.exit(f"error: cannot read --manifest {a.manifest} ({e}); give the manifest.csv an earlier run wrote "
+                     "(columns name,version,label)")
     else:
-        with urllib.request.urlopen(urllib.request.Request(INDEX), timeout=60) as r:
-            names = re.findall(r'<a href="([^"/]+)/">', r.read().decode())
+        try:
+            with urllib.request.urlopen(INDEX, timeout=60) as r:
+                names = re.findall(r'<a href="([^"/]+)/">', r.read().decode())
+        except OSError as e:
+            sys.exit(f"error: cannot read PyPI's index {INDEX} ({e}); check the network or pass --manifest")
         random.Random(a.seed).shuffle(names)
         keys = [(n, None) for n in names[:a.sample]]
     rows, seen = [], set()

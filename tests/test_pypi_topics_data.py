@@ -35,3 +35,12 @@ def test_manifest_run_keeps_long_single_topic_unique_descriptions(tmp_path, monk
         {"name": "a", "version": "1.0", "label": "Internet"}, {"name": "g", "version": "5", "label": "System"}]
     with pytest.raises(SystemExit, match="already exists; pass --overwrite"):
         ptd.main(["--manifest", str(manifest), "--out", str(out)])
+
+
+def test_unreadable_manifest_is_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"cannot read --manifest .*missing.csv.*columns name,version,label"):
+        ptd.main(["--manifest", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "out")])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("package,release\na,1\n")
+    with pytest.raises(SystemExit, match=r"cannot read --manifest .*'name'"):
+        ptd.main(["--manifest", str(bad), "--out", str(tmp_path / "out")])
