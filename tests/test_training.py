@@ -106,3 +106,28 @@ def test_epoch_selection_rule():
         rows.append({"epoch": epoch, "dev_accuracy": acc, "dev_flops_speedup": speedup})
         chosen.append(rows[rule.pick(rows)]["epoch"])
     assert chosen == [1, 1, 3, 4, 4, 4]
+
+
+def test_weight_average_is_evaluated_and_saved_while_training_goes_on_raw(finetuned_run, sentiment_csv, tmp_path):
+    """--set ema: checkpoints hold the encoder's running average; the training itself is unchanged (same eta
+    path), the selector is not averaged, and a decay near 0 saves the raw weights."""
+    from safetensors.torch import load_file
+
+    from adapler.errors import UsageError
+    data = load_dataset(sentiment_csv)
+
+    def run(ema: float):
+        cfg = AdapLeRConfig(epochs=2, batch_size=16, lr=5e-4, phi=0.05, saliency_epochs=2, ema=ema)
+        out = train_adapler(data, finetuned_run, tmp_path / f"ema{ema}", cfg)
+        weights = load_file(str(next((out / "last").glob("*.safetensors"))))
+        return [h["eta"] for h in json.loads((out / "history.json").read_text())], weights
+
+    eta0, raw = run(0.0)
+    eta5, avg = run(0.5)
+    _, near_raw = run(1e-4)
+    assert eta5 == eta0  # the raw weights were swapped back after each evaluation
+    assert all(torch.equal(raw[k], avg[k]) for k in raw if k.startswith("selector."))
+    assert not torch.allclose(raw["classifier.weight"], avg["classifier.weight"])
+    assert all(torch.allclose(raw[k], near_raw[k], atol=1e-5) for k in raw)
+    with pytest.raises(UsageError, match="ema must be <= 0.9999, got 1"):
+        AdapLeRConfig(ema=1.0)

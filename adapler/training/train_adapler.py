@@ -72,6 +72,12 @@ class AdapLeRConfig:
     # None: from ``preset`` (auto: AUTO_TARGET_DISTILL with --target-speedup, else 0; paper: 0)
     distill: float | None = None
     distill_temperature: float = DEFAULT_TEMPERATURE
+    # [ours] exponential moving average of the encoder's and the head's weights, decay ``ema`` per step (0: off).
+    # Each epoch's dev evaluation and checkpoints use the average; training goes on with the raw weights. The
+    # selector is not averaged: its CPs and eta decide the speedup the controller steers, and an average of
+    # CPs from before the first epoch's end keeps almost every token (docs/results.md §1h, "weight average").
+    # A --resume continues from the saved (averaged) weights and restarts the average there.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         # choices and ranges checked here so that the CLI options, --set and the Python API all refuse
@@ -84,6 +90,7 @@ class AdapLeRConfig:
         for name in ("lr", "eta_lr", "cp_lr"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0, strict_lo=True)
+        check_range("ema", self.ema, 0, 0.9999)
         for name in ("gamma", "phi", "weight_decay"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0)
@@ -244,6 +251,9 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0),
         scale=cfg.phi if cfg.target_two_sided else None)
 
+    averaged: dict[str, torch.Tensor] = {}  # --set ema: the running average, and the raw weights while it is in
+    swap: dict[str, torch.Tensor] = {}
+
     def setup(start_epoch: int):
         model = run.model
         sel: ContributionSelector = model.selector
@@ -257,9 +267,19 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         start = start_epoch * epoch_steps
         scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
         step_no = start
+        if cfg.ema > 0:
+            swap.clear()
+            averaged.clear()
+            averaged.update({n: p.detach().clone() for n, p in model_params if not n.startswith("selector.")})
 
         def step(b) -> dict[str, float]:
             nonlocal step_no
+            if swap:  # the last evaluation swapped the average in: train on the raw weights
+                with torch.no_grad():
+                    for n, p in model_params:
+                        if n in swap:
+                            p.copy_(swap[n])
+                swap.clear()
             sel.lam = lambda_at(step_no, step_no // epoch_steps, cfg.epochs)
             with env.autocast():
                 o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
@@ -302,6 +322,11 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                     with torch.no_grad():
                         sel.eta.mul_(ctrl.pullback(cfg.target_eta_gain))
             sel.clip_eta(cfg.eta_max)  # after the optimizer step and any pull-back
+            if averaged:
+                with torch.no_grad():
+                    for n, p in model_params:
+                        if n in averaged:
+                            averaged[n].lerp_(p.detach(), 1.0 - cfg.ema)
             return logs
         return step
 
@@ -313,6 +338,12 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
 
     def hard_lambda() -> None:
         run.model.selector.lam = HARD_LAMBDA
+        if averaged:  # evaluate (and save) the average; the next step swaps the raw weights back
+            with torch.no_grad():
+                for n, p in run.model.named_parameters():
+                    if n in averaged:
+                        swap[n] = p.detach().clone()
+                        p.copy_(averaged[n])
 
     out = run.run([Phase(None, cfg.epochs, setup, after_epoch, before_eval=hard_lambda)], td, cfg.batch_size, cfg.seed)
     note = eta_bound_note(run.history, rule, cfg.eta_max)
