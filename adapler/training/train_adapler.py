@@ -180,6 +180,31 @@ def cp_kl_loss(cp_outputs: list[torch.Tensor], sal: torch.Tensor, mask: torch.Te
     return total
 
 
+class WeightAverage:
+    """An exponential moving average of ``params`` (decay per ``update``) that can stand in for them:
+    ``swap_in`` puts the average into the parameters (keeping the raw values), ``swap_out`` restores them."""
+
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params, self.weight = params, 1.0 - decay
+        self.average = [p.detach().clone() for p in params]
+        self.raw: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], self.weight)
+
+    @torch.no_grad()
+    def swap_in(self) -> None:
+        self.raw = [p.detach().clone() for p in self.params]
+        torch._foreach_copy_([p.data for p in self.params], self.average)
+
+    @torch.no_grad()
+    def swap_out(self) -> None:
+        if self.raw is not None:
+            torch._foreach_copy_([p.data for p in self.params], self.raw)
+            self.raw = None
+
+
 def build_adapler_model(init: Path, cfg: AdapLeRConfig) -> tuple[PrunedBertClassifier, dict]:
     ft_model, ft_cfg = load_checkpoint(init)
     bert_cfg = ft_model.config
@@ -251,10 +276,10 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         cfg.target_speedup, last.get("phi", cfg.phi), cfg.target_gain, calibration=last.get("speedup_calibration", 1.0),
         scale=cfg.phi if cfg.target_two_sided else None)
 
-    averaged: dict[str, torch.Tensor] = {}  # --set ema: the running average, and the raw weights while it is in
-    swap: dict[str, torch.Tensor] = {}
+    average: WeightAverage | None = None  # --set ema
 
     def setup(start_epoch: int):
+        nonlocal average
         model = run.model
         sel: ContributionSelector = model.selector
         model_params = [(n, p) for n, p in model.named_parameters() if n not in ("selector.eta", "selector.theta")]
@@ -268,18 +293,12 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
         scheds = [linear_warmup(o, total_steps, cfg.warmup_ratio, start) for o in (opt, eta_opt)]
         step_no = start
         if cfg.ema > 0:
-            swap.clear()
-            averaged.clear()
-            averaged.update({n: p.detach().clone() for n, p in model_params if not n.startswith("selector.")})
+            average = WeightAverage([p for n, p in model_params if not n.startswith("selector.")], cfg.ema)
 
         def step(b) -> dict[str, float]:
             nonlocal step_no
-            if swap:  # the last evaluation swapped the average in: train on the raw weights
-                with torch.no_grad():
-                    for n, p in model_params:
-                        if n in swap:
-                            p.copy_(swap[n])
-                swap.clear()
+            if average is not None:  # the last evaluation swapped the average in: train on the raw weights
+                average.swap_out()
             sel.lam = lambda_at(step_no, step_no // epoch_steps, cfg.epochs)
             with env.autocast():
                 o = model(b.input_ids, b.attention_mask, b.token_type_ids, mode="soft")
@@ -322,11 +341,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
                     with torch.no_grad():
                         sel.eta.mul_(ctrl.pullback(cfg.target_eta_gain))
             sel.clip_eta(cfg.eta_max)  # after the optimizer step and any pull-back
-            if averaged:
-                with torch.no_grad():
-                    for n, p in model_params:
-                        if n in averaged:
-                            averaged[n].lerp_(p.detach(), 1.0 - cfg.ema)
+            if average is not None:
+                average.update()
             return logs
         return step
 
@@ -338,12 +354,8 @@ def train_adapler(data: Dataset, init: str | Path, out: str | Path, cfg: AdapLeR
 
     def hard_lambda() -> None:
         run.model.selector.lam = HARD_LAMBDA
-        if averaged:  # evaluate (and save) the average; the next step swaps the raw weights back
-            with torch.no_grad():
-                for n, p in run.model.named_parameters():
-                    if n in averaged:
-                        swap[n] = p.detach().clone()
-                        p.copy_(averaged[n])
+        if average is not None:  # evaluate (and save) the average; the next step swaps the raw weights back
+            average.swap_in()
 
     out = run.run([Phase(None, cfg.epochs, setup, after_epoch, before_eval=hard_lambda)], td, cfg.batch_size, cfg.seed)
     note = eta_bound_note(run.history, rule, cfg.eta_max)
